@@ -1,0 +1,17 @@
+"""The `proofwell` command line (typer + rich): one app, commands from their own modules."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="proofwell",
+    help="Formal verification of ONNX subnetworks and symbolic modules.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from service import cli_verify  # noqa: E402
+
+cli_verify.register(app)

@@ -1,0 +1,1 @@
+"""The one entry point: verify(component, property, options) -> Result."""
