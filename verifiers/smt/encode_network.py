@@ -1,0 +1,103 @@
+"""Exact z3 encoding of a piecewise-linear network.
+
+Each affine layer is encoded with the exact rationals of its float64 coefficients; where the
+layer's composition rounded (non-zero error terms, see model/network.py) a bounded slack
+variable per neuron absorbs the difference, so an `unsat` answer is a proof about the exact
+network. ReLUs proved stable by bounds are encoded as linear; the others as a case split
+tightened with their triangle relaxation, which helps z3's simplex prune.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import z3
+
+from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
+from verifiers.smt.solver import rational
+
+Bounds = Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+def encode_network(
+    network: PiecewiseLinearNetwork,
+    inputs: Sequence[z3.ArithRef],
+    solver: z3.Solver,
+    prefix: str = "n",
+    bounds: Bounds | None = None,
+) -> list[z3.ArithRef]:
+    """Add the network's constraints to `solver`; return its output terms.
+
+    `bounds`, if given, holds sound (lower, upper) bounds of each affine layer's output (the
+    pre-activations and the final output) over the input domain; they fix stable ReLUs.
+    """
+    values: list[z3.ArithRef] = list(inputs)
+    affine_index = 0
+    for depth, layer in enumerate(network.layers):
+        name = f"{prefix}_{depth}"
+        if isinstance(layer, AffineLayer):
+            values = _encode_affine(layer, values, solver, name)
+            affine_index += 1
+        else:
+            layer_bounds = bounds[affine_index - 1] if bounds is not None else None
+            values = _encode_relu(layer, values, solver, name, layer_bounds)
+    return values
+
+
+def _linear_term(row: np.ndarray, values: Sequence[z3.ArithRef], bias: float) -> z3.ArithRef:
+    terms = [rational(w) * v for w, v in zip(row, values, strict=True) if w != 0.0]
+    if bias != 0.0 or not terms:
+        terms.append(rational(bias))
+    return z3.Sum(terms) if len(terms) > 1 else terms[0]
+
+
+def _encode_affine(
+    layer: AffineLayer, values: Sequence[z3.ArithRef], solver: z3.Solver, name: str
+) -> list[z3.ArithRef]:
+    outputs = []
+    magnitudes = None
+    if not layer.exact:
+        magnitudes = [z3.Real(f"{name}_abs{i}") for i in range(layer.n_in)]
+        for m, v in zip(magnitudes, values, strict=True):
+            solver.add(m >= v, m >= -v)
+    for j in range(layer.n_out):
+        out = z3.Real(f"{name}_{j}")
+        term = _linear_term(layer.weight[j], values, float(layer.bias[j]))
+        if magnitudes is None:
+            solver.add(out == term)
+        else:
+            # |exact - computed| <= weight_err . |x| + bias_err, per the layer contract.
+            slack = _linear_term(layer.weight_err[j], magnitudes, float(layer.bias_err[j]))
+            solver.add(out <= term + slack, out >= term - slack)
+        outputs.append(out)
+    return outputs
+
+
+def _encode_relu(
+    layer: ReluLayer,
+    values: Sequence[z3.ArithRef],
+    solver: z3.Solver,
+    name: str,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+) -> list[z3.ArithRef]:
+    alpha = rational(layer.alpha)
+    outputs = []
+    for i, x in enumerate(values):
+        lo, hi = (float(bounds[0][i]), float(bounds[1][i])) if bounds is not None else (None, None)
+        if lo is not None and lo >= 0.0:
+            outputs.append(x)
+            continue
+        if hi is not None and hi <= 0.0:
+            outputs.append(alpha * x if layer.alpha else z3.RealVal(0))
+            continue
+        y = z3.Real(f"{name}_{i}")
+        solver.add(z3.Or(z3.And(x >= 0, y == x), z3.And(x <= 0, y == alpha * x)))
+        solver.add(y >= x, y >= alpha * x)
+        if lo is not None and hi is not None:
+            # Triangle upper face through (lo, alpha*lo) and (hi, hi): implied, helps simplex.
+            lo_q, hi_q = rational(lo), rational(hi)
+            solver.add((hi_q - lo_q) * y <= (hi_q - alpha * lo_q) * (x - lo_q) + alpha * lo_q * (
+                hi_q - lo_q))
+        outputs.append(y)
+    return outputs
