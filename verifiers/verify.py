@@ -1,1 +1,148 @@
 """The one entry point: verify(component, property, options) -> Result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from verifiers import __version__
+from verifiers.components import OnnxComponent
+from verifiers.errors import SpecError, VerifierError
+from verifiers.options import Options
+from verifiers.result import Progress, Result, Stats, Verdict
+from verifiers.search.bab import CaseOutcome, CaseSearch, SearchContext
+from verifiers.spec.property import Property
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def verify(
+    component: OnnxComponent,
+    prop: Property,
+    options: Options = Options(),
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+) -> Result:
+    """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise."""
+    started = time.monotonic()
+    try:
+        model = _load(component, prop)
+        network = model.network
+    except VerifierError as exc:
+        return Result(Verdict.ERROR, Stats(seconds=time.monotonic() - started), reason=str(exc))
+    deadline = started + options.timeout_s
+    outcomes: list[CaseOutcome] = []
+    for index, case in enumerate(prop.cases):
+        if case.is_empty():
+            continue
+        ctx = SearchContext(
+            network=network,
+            case=case,
+            run=model.run_onnxruntime,
+            deadline=deadline,
+            margin=options.margin,
+            seed=options.seed + index,
+            record_tree=options.record_tree,
+            on_step=_progress_reporter(on_progress, outcomes, started),
+            cancelled=(cancel.is_set if cancel is not None else lambda: False),
+        )
+        outcome = CaseSearch(ctx).run()
+        outcomes.append(outcome)
+        if outcome.counterexample is not None:
+            break
+    return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel)
+
+
+def _load(component: OnnxComponent, prop: Property):
+    from verifiers.model import load_model
+
+    model = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
+    if (prop.n_inputs, prop.n_outputs) != (model.n_inputs, model.n_outputs):
+        raise SpecError(
+            f"the property declares {prop.n_inputs} inputs and {prop.n_outputs} outputs, the "
+            f"model has {model.n_inputs} inputs and {model.n_outputs} outputs"
+        )
+    return model
+
+
+def _progress_reporter(
+    on_progress: ProgressCallback | None, done: list[CaseOutcome], started: float
+) -> Callable[[CaseOutcome], None] | None:
+    if on_progress is None:
+        return None
+
+    def report(current: CaseOutcome) -> None:
+        outcomes = [*done, current]
+        on_progress(
+            Progress(
+                subproblems_done=sum(o.subproblems for o in outcomes),
+                subproblems_open=current.open_regions,
+                proved_fraction=_proved_fraction(outcomes),
+                seconds=time.monotonic() - started,
+            )
+        )
+
+    return report
+
+
+def _proved_fraction(outcomes: list[CaseOutcome]) -> float:
+    total = sum(o.total_volume for o in outcomes)
+    return sum(o.proved_volume for o in outcomes) / total if total > 0 else 1.0
+
+
+def _result(
+    outcomes: list[CaseOutcome],
+    seconds: float,
+    model_sha256: str,
+    options: Options,
+    cancel: CancelFlag | None,
+) -> Result:
+    smt_calls = sum(o.smt_calls for o in outcomes)
+    method = "bab+linear" + ("+smt" if smt_calls else "")
+    stats = Stats(
+        seconds=seconds,
+        method=method,
+        subproblems=sum(o.subproblems for o in outcomes),
+        proved_fraction=_proved_fraction(outcomes),
+    )
+    for outcome in outcomes:
+        if outcome.counterexample is not None:
+            falsified = Stats(seconds, "falsification", stats.subproblems, stats.proved_fraction)
+            return Result(Verdict.VIOLATED, falsified, counterexample=outcome.counterexample)
+    if all(o.decided for o in outcomes):
+        return Result(
+            Verdict.HOLDS,
+            Stats(seconds, method, stats.subproblems, 1.0),
+            certificate=_certificate(outcomes, model_sha256, options),
+        )
+    return Result(Verdict.UNKNOWN, stats, reason=_unknown_reason(outcomes, stats, cancel))
+
+
+def _unknown_reason(outcomes: list[CaseOutcome], stats: Stats, cancel: CancelFlag | None) -> str:
+    reasons = sorted({r for o in outcomes for r in o.unknown_reasons})
+    if cancel is not None and cancel.is_set():
+        reasons.insert(0, "cancelled")
+    elif any(o.open_regions for o in outcomes) or not reasons:
+        reasons.insert(0, "timeout")
+    return f"{'; '.join(reasons)}; {stats.proved_fraction:.1%} of the input volume proved"
+
+
+def _certificate(outcomes: list[CaseOutcome], model_sha256: str, options: Options) -> dict:
+    return {
+        "format": "proofwell-bab-1",
+        "engine_version": __version__,
+        "model_sha256": model_sha256,
+        "margin": options.margin,
+        "cases": [
+            {"leaves": [leaf.to_json() for leaf in o.leaves] if options.record_tree else None}
+            for o in outcomes
+        ],
+    }

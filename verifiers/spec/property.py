@@ -12,8 +12,11 @@ at most one ulp; the engines add that to their soundness margin).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +55,9 @@ class HalfSpace:
 
     def holds_exactly(self, outputs: list[float] | np.ndarray) -> bool:
         """Exact rational check of the constraint at a concrete output (no tolerance)."""
-        lhs = sum((c * Fraction(float(y)) for c, y in zip(self.coeffs, outputs, strict=True)),
-                  Fraction(0))
+        lhs = sum(
+            (c * Fraction(float(y)) for c, y in zip(self.coeffs, outputs, strict=True)), Fraction(0)
+        )
         return lhs < self.rhs if self.strict else lhs <= self.rhs
 
 
@@ -117,3 +121,34 @@ class Property:
             case.contains_exactly(inputs) and any(c.holds_exactly(outputs) for c in case.unsafe)
             for case in self.cases
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The structure as JSON-ready data with exact numbers as strings (``"3/5"``,
+        ``"-1/3"``); ``source`` is left out."""
+        return {
+            "n_inputs": self.n_inputs,
+            "n_outputs": self.n_outputs,
+            "cases": [
+                {
+                    "lower": [str(v) for v in case.lower_exact],
+                    "upper": [str(v) for v in case.upper_exact],
+                    "unsafe": [
+                        [
+                            {
+                                "coeffs": [str(c) for c in h.coeffs],
+                                "rhs": str(h.rhs),
+                                "strict": h.strict,
+                            }
+                            for h in conjunction.halfspaces
+                        ]
+                        for conjunction in case.unsafe
+                    ],
+                }
+                for case in self.cases
+            ],
+        }
+
+    def sha256(self) -> str:
+        """A hash of the structure (not of the source text): equal properties hash equal."""
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

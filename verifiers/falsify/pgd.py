@@ -1,0 +1,77 @@
+"""Counterexample search: random sampling and projected gradient ascent on the unsafe margin.
+
+The margin of a point is max over unsafe conjunctions of min over their half-spaces of
+(b - a.y): it is >= 0 exactly when the output is unsafe. Gradients of the piecewise-linear
+network are exact (ReLU masks of the current point), computed for a whole batch in numpy.
+Candidates found here are only candidates: replay decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
+
+Polytope = tuple[np.ndarray, np.ndarray]  # (A, b): unsafe when A y <= b
+
+
+def unsafe_margin(outputs: np.ndarray, unsafe: Sequence[Polytope]) -> tuple[np.ndarray, np.ndarray]:
+    """Margins (batch,) and, per point, the half-space row (as an output-space vector) that
+    limits it: the direction to push."""
+    best = np.full(outputs.shape[0], -np.inf)
+    direction = np.zeros_like(outputs)
+    for a, b in unsafe:
+        slack = b[None, :] - outputs @ a.T  # (batch, rows)
+        row = np.argmin(slack, axis=1)
+        value = slack[np.arange(len(row)), row]
+        better = value > best
+        best = np.where(better, value, best)
+        direction[better] = -a[row[better]]
+    return best, direction
+
+
+def _gradient(network: PiecewiseLinearNetwork, x: np.ndarray, out_dir: np.ndarray) -> np.ndarray:
+    """d(out_dir . f(x)) / dx for each row of x."""
+    masks = []
+    value = x
+    for layer in network.layers:
+        if isinstance(layer, AffineLayer):
+            value = layer.apply(value)
+        else:
+            masks.append(np.where(value >= 0, 1.0, layer.alpha))
+            value = layer.apply(value)
+    grad = out_dir
+    for layer in reversed(network.layers):
+        grad = grad @ layer.weight if isinstance(layer, AffineLayer) else grad * masks.pop()
+    return grad
+
+
+def search(
+    network: PiecewiseLinearNetwork,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    unsafe: Sequence[Polytope],
+    rng: np.random.Generator,
+    *,
+    samples: int = 256,
+    steps: int = 30,
+    starts: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the box ordered by decreasing margin (best candidates first), and margins."""
+    width = upper - lower
+    x = lower + width * rng.random((samples, lower.size))
+    if starts is not None:
+        x = np.concatenate([np.clip(starts, lower, upper), x])
+    best_x, best_m = x.copy(), np.full(len(x), -np.inf)
+    step = width / 4.0
+    for _ in range(steps):
+        margin, direction = unsafe_margin(network.evaluate(x), unsafe)
+        better = margin > best_m
+        best_x[better], best_m[better] = x[better], margin[better]
+        grad = _gradient(network, x, direction)
+        x = np.clip(x + step * np.sign(grad), lower, upper)
+        step = step * 0.8
+    order = np.argsort(-best_m)
+    return best_x[order], best_m[order]

@@ -1,0 +1,51 @@
+"""Regions of the input domain and the record of how each was decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+class Evidence(StrEnum):
+    LINEAR = "linear-bound"  # a CROWN lower bound of some unsafe half-space is above its rhs
+    SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    lower: np.ndarray
+    upper: np.ndarray
+    depth: int = 0
+
+    def split(self, dim: int) -> tuple[Region, Region]:
+        middle = 0.5 * (self.lower[dim] + self.upper[dim])
+        left_upper, right_lower = self.upper.copy(), self.lower.copy()
+        left_upper[dim] = middle
+        right_lower[dim] = middle
+        return (
+            Region(self.lower, left_upper, self.depth + 1),
+            Region(right_lower, self.upper, self.depth + 1),
+        )
+
+
+def volume(lower: np.ndarray, upper: np.ndarray, free: np.ndarray) -> float:
+    """Volume over the dimensions that are free in the root box (fixed ones have width 0)."""
+    return float(np.prod((upper - lower)[free])) if free.any() else 1.0
+
+
+@dataclass
+class Leaf:
+    lower: list[float]
+    upper: list[float]
+    evidence: Evidence
+    detail: int  # the half-space row index proved (linear) or -1
+
+    def to_json(self) -> dict:
+        return {
+            "lower": self.lower,
+            "upper": self.upper,
+            "evidence": self.evidence.value,
+            "detail": self.detail,
+        }

@@ -1,0 +1,139 @@
+"""An s-expression reader for VNN-LIB (SMT-LIB) text.
+
+A tokenizer and a recursive-descent reader; every token and every node keeps the line and
+column (both 1-based) where it starts, so later stages can point at the offending text.
+``;`` starts a comment that runs to the end of the line. Numeric literals (decimal or
+scientific notation, optionally signed: ``-0.5``, ``1e-3``, ``-2.5E+2``) are read exactly as
+``Fraction``; an atom that starts like a number but is not one is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from verifiers.errors import SpecError
+
+# Deeper nesting than this is rejected rather than risking Python's recursion limit in the
+# reader and in the recursive stages after it.
+MAX_DEPTH = 200
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_LOOKS_NUMERIC = re.compile(r"[+-]?\.?\d")
+_DELIMITERS = frozenset("();")
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Atom:
+    """A symbol or a numeric literal (``number`` is set for literals)."""
+
+    text: str
+    line: int
+    column: int
+    number: Fraction | None = None
+
+
+@dataclass(frozen=True)
+class SList:
+    """A parenthesised list; ``line``/``column`` locate its opening parenthesis."""
+
+    items: tuple[SExpr, ...]
+    line: int
+    column: int
+
+
+SExpr = Atom | SList
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split text into ``(``, ``)`` and atom tokens, dropping whitespace and comments."""
+    tokens: list[Token] = []
+    line, column, i, n = 1, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line, column, i = line + 1, 1, i + 1
+        elif ch.isspace():
+            column, i = column + 1, i + 1
+        elif ch == ";":
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            column, i = column + (end - i), end
+        elif ch in "()":
+            tokens.append(Token(ch, line, column))
+            column, i = column + 1, i + 1
+        else:
+            end = i
+            while end < n and not text[end].isspace() and text[end] not in _DELIMITERS:
+                end += 1
+            tokens.append(Token(text[i:end], line, column))
+            column, i = column + (end - i), end
+    return tokens
+
+
+def read_sexprs(text: str, *, source: str = "<vnnlib>") -> list[SExpr]:
+    """Read every top-level s-expression of ``text``."""
+    return _Reader(tokenize(text), source, _end_of(text)).read_all()
+
+
+def _end_of(text: str) -> tuple[int, int]:
+    """Line and column just past the last character."""
+    last_newline = text.rfind("\n")
+    return text.count("\n") + 1, len(text) - last_newline
+
+
+def _atom(token: Token, source: str) -> Atom:
+    if _LOOKS_NUMERIC.match(token.text):
+        if not _NUMBER.fullmatch(token.text):
+            raise SpecError(
+                f"bad number {token.text!r}", source=source, line=token.line, column=token.column
+            )
+        return Atom(token.text, token.line, token.column, Fraction(token.text))
+    return Atom(token.text, token.line, token.column)
+
+
+class _Reader:
+    def __init__(self, tokens: list[Token], source: str, end: tuple[int, int]) -> None:
+        self._tokens = tokens
+        self._source = source
+        self._end = end
+        self._pos = 0
+
+    def read_all(self) -> list[SExpr]:
+        forms: list[SExpr] = []
+        while self._pos < len(self._tokens):
+            forms.append(self._read(0))
+        return forms
+
+    def _read(self, depth: int) -> SExpr:
+        token = self._tokens[self._pos]
+        self._pos += 1
+        if token.text == ")":
+            raise self._error("unexpected ')' without a matching '('", token)
+        if token.text != "(":
+            return _atom(token, self._source)
+        if depth >= MAX_DEPTH:
+            raise self._error(f"nesting deeper than {MAX_DEPTH} levels", token)
+        items: list[SExpr] = []
+        while self._pos < len(self._tokens):
+            if self._tokens[self._pos].text == ")":
+                self._pos += 1
+                return SList(tuple(items), token.line, token.column)
+            items.append(self._read(depth + 1))
+        end_line, end_column = self._end
+        raise self._error(
+            f"unbalanced parentheses: this '(' is never closed "
+            f"(input ends at {end_line}:{end_column})",
+            token,
+        )
+
+    def _error(self, message: str, token: Token) -> SpecError:
+        return SpecError(message, source=self._source, line=token.line, column=token.column)
