@@ -1,0 +1,154 @@
+"""`proofwell verify`: decide one component against one property, no server needed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from verifiers.components import OnnxComponent
+from verifiers.errors import VerifierError
+from verifiers.options import Options, default_workers
+from verifiers.result import Progress, Result, Stats, Verdict
+
+log = logging.getLogger(__name__)
+stderr = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_command)
+
+
+def verify_command(
+    model: Annotated[Path, typer.Argument(help="MODEL.onnx, MODULE.py or SYSTEM.json")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="SPEC.vnnlib, a JSON preset, or a module SPEC.json")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before the verdict is unknown")] = 60.0,
+    workers: Annotated[int, typer.Option(help="Search processes (default: all cores)")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only the JSON result")] = False,
+    vnncomp_result: Annotated[
+        Path | None, typer.Option(help="Write a VNN-COMP result file here")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="Prove with this much room to spare")] = 0.0,
+    input_names: Annotated[
+        list[str] | None, typer.Option("--input", help="Subnetwork input tensor name")
+    ] = None,
+    output_names: Annotated[
+        list[str] | None, typer.Option("--output", help="Subnetwork output tensor name")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
+) -> None:
+    """Verify a component against a property. Exit 0 holds, 1 violated, 2 unknown, 3 error."""
+    options = Options(
+        timeout_s=timeout, workers=workers or default_workers(), seed=seed, margin=margin
+    )
+    live = sys.stderr.isatty() and not json_output
+    try:
+        result = _run(model, spec, options, input_names, output_names, live)
+    except VerifierError as exc:
+        result = Result(Verdict.ERROR, Stats(), reason=str(exc))
+    except OSError as exc:
+        result = Result(Verdict.ERROR, Stats(), reason=f"{exc.filename}: {exc.strerror}")
+    if vnncomp_result is not None:
+        vnncomp_result.write_text(vnncomp_text(result))
+    if json_output:
+        print(json.dumps(result.to_json()))
+    else:
+        _print_human(result)
+    raise typer.Exit(result.verdict.exit_code)
+
+
+def _run(
+    model: Path,
+    spec: Path | None,
+    options: Options,
+    input_names: list[str] | None,
+    output_names: list[str] | None,
+    live: bool,
+) -> Result:
+    from verifiers.spec import load_property
+    from verifiers.verify import verify
+
+    suffix = model.suffix.lower()
+    if suffix == ".py" or (suffix == ".json" and spec is None):
+        return _run_symbolic(model, spec, options)
+    if spec is None:
+        raise VerifierError("a property file is needed: proofwell verify MODEL.onnx SPEC.vnnlib")
+    component = OnnxComponent(
+        model.read_bytes(),
+        tuple(input_names) if input_names else None,
+        tuple(output_names) if output_names else None,
+    )
+    n_inputs = n_outputs = None
+    if spec.suffix.lower() == ".json":
+        from verifiers.model import load_model
+
+        loaded = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
+        n_inputs, n_outputs = loaded.n_inputs, loaded.n_outputs
+    prop = load_property(spec, n_inputs=n_inputs, n_outputs=n_outputs)
+    if not live:
+        return verify(component, prop, options)
+    with stderr.status("verifying...") as status:
+        return verify(component, prop, options, on_progress=_status_updater(status))
+
+
+def _run_symbolic(model: Path, spec: Path | None, options: Options) -> Result:
+    from verifiers import symbolic
+
+    if spec is None:
+        return symbolic.verify_system(json.loads(model.read_text()), options, base_dir=model.parent)
+    return symbolic.verify_module(
+        model.read_text(), json.loads(spec.read_text()), options, filename=str(model)
+    )
+
+
+def _status_updater(status):
+    def update(progress: Progress) -> None:
+        status.update(
+            f"verifying: {progress.subproblems_done} regions bounded, "
+            f"{progress.proved_fraction:.1%} of the input volume proved, "
+            f"{progress.seconds:.1f} s"
+        )
+
+    return update
+
+
+def vnncomp_text(result: Result) -> str:
+    """The VNN-COMP result file: unsat | sat + assignment | timeout | unknown | error."""
+    if result.verdict is Verdict.VIOLATED and result.counterexample is not None:
+        cex = result.counterexample
+        outputs = cex.onnxruntime_outputs or cex.outputs
+        pairs = [f"(X_{i} {v!r})" for i, v in enumerate(cex.inputs)]
+        pairs += [f"(Y_{i} {v!r})" for i, v in enumerate(outputs)]
+        return "sat\n(" + "\n ".join(pairs) + ")\n"
+    if result.verdict is Verdict.UNKNOWN and (result.reason or "").startswith("timeout"):
+        return "timeout\n"
+    return result.verdict.vnncomp + "\n"
+
+
+def _print_human(result: Result) -> None:
+    out = Console()
+    colour = {"holds": "green", "violated": "red", "unknown": "yellow", "error": "red"}
+    if result.verdict is Verdict.ERROR:
+        stderr.print(f"error: {result.reason}", markup=False, highlight=False)
+        return
+    out.print(f"[bold {colour[result.verdict.value]}]{result.verdict.value}[/]", end="")
+    stats = result.stats
+    out.print(
+        f"  ({stats.seconds:.2f} s, {stats.method}, {stats.subproblems} regions, "
+        f"{stats.proved_fraction:.1%} proved)",
+        markup=False,
+    )
+    if result.reason:
+        out.print(f"reason: {result.reason}", markup=False)
+    if result.counterexample is not None:
+        cex = result.counterexample
+        out.print(f"counterexample inputs: {cex.inputs}", markup=False)
+        out.print(f"onnxruntime outputs:   {cex.onnxruntime_outputs}", markup=False)
+        out.print(f"margin: {cex.margin:.6g}", markup=False)
