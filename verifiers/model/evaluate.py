@@ -25,18 +25,14 @@ class Window:
 def _windows(x: np.ndarray, window: Window, pad_value: float) -> np.ndarray:
     """(n, C, H, W) -> (n, C, Ho, Wo, kh, kw): every window, dilation and stride applied."""
     top, left, bottom, right = window.pads
-    padded = np.pad(
-        x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value
-    )
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
     (kh, kw), (dh, dw), (sh, sw) = window.kernel, window.dilations, window.strides
     extent = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     views = sliding_window_view(padded, extent, axis=(2, 3))
     return views[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def _on_images(
-    x: np.ndarray, kernel: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
+def _on_images(x: np.ndarray, kernel: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Apply an (n, C, H, W) kernel to (batch, *lead, C, H, W) by folding leading axes."""
     lead = x.shape[:-3]
     y = kernel(x.reshape(-1, *x.shape[-3:]))

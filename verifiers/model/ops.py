@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from verifiers.model.ir import OpKind, Shape
 from verifiers.model.evaluate import Window, average_pool, conv2d, max_pool
+from verifiers.model.ir import OpKind, Shape
 
 
 def lift(x: np.ndarray, rank: int) -> np.ndarray:
