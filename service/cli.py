@@ -12,6 +12,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def main() -> None:
+    """Formal verification of ONNX subnetworks and symbolic modules."""
+
+
 from service import cli_verify  # noqa: E402
 
 cli_verify.register(app)
