@@ -1,0 +1,120 @@
+"""Request and response bodies (pydantic), kept apart from the table models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.store.artefacts import ArtefactInfo
+from service.store.jobs import Job
+
+
+class ArtefactOut(BaseModel):
+    id: str
+    kind: str
+    size: int
+    filename: str | None = None
+    meta: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, info: ArtefactInfo) -> ArtefactOut:
+        return cls(
+            id=info.id, kind=info.kind, size=info.size, filename=info.filename, meta=info.meta
+        )
+
+
+class PropertyIn(BaseModel):
+    """Exactly one of: VNN-LIB text, a JSON preset, or a module SPEC object."""
+
+    model_config = ConfigDict(extra="forbid")
+    vnnlib: str | None = None
+    preset: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PropertyIn:
+        given = [k for k in ("vnnlib", "preset", "spec") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'vnnlib', 'preset' or 'spec'")
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class SubnetworkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[str] | None = None
+    outputs: list[str] | None = None
+
+
+class OptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    memory_mb: int | None = Field(default=None, ge=16, le=1024 * 1024)
+    seed: int = 0
+    margin: float = Field(default=0.0, ge=0)
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    artefact: str = Field(min_length=1, max_length=64)
+    property: PropertyIn
+    subnetwork: SubnetworkIn | None = None
+    options: OptionsIn = OptionsIn()
+    priority: int = 0
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str
+    verdict: str | None
+    counterexample: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    progress: dict[str, Any] | None
+    cached: bool
+    reason: str | None
+    artefact: str
+    attempts: int
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=str(job.id),
+            status=job.status.value,
+            verdict=job.verdict,
+            counterexample=job.counterexample,
+            stats=job.stats,
+            progress=job.progress,
+            cached=job.cached,
+            reason=job.reason,
+            artefact=job.artefact,
+            attempts=job.attempts,
+            options=job.options,
+            created_at=_utc(job.created_at),
+            started_at=_utc(job.started_at),
+            finished_at=_utc(job.finished_at),
+        )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    workers_seen: int

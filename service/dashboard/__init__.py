@@ -1,0 +1,1 @@
+"""The dashboard (HTML pages). For now a placeholder overview page."""

@@ -1,0 +1,1 @@
+"""The job queue: states, leases and claims (the SQL lives in service/store/jobs.py)."""

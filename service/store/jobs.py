@@ -1,0 +1,339 @@
+"""All SQL about jobs: submit, read, cancel, claim, heartbeat, finish, reclaim, events.
+
+Every status change writes a ``job_events`` row in the same transaction. Finishing checks
+that the job is still running under the finishing worker, so a job is never done twice.
+On PostgreSQL claims lock with ``FOR UPDATE SKIP LOCKED``; on SQLite the write lock taken
+by ``BEGIN IMMEDIATE`` (see db.py) serialises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session
+
+from service.queue.states import TERMINAL, EventKind, Status
+from service.store.db import Database
+from service.store.models import JobEvent, JobRow, ResultRow, utcnow
+
+# Only decisive verdicts answer identical work; an `unknown` may be decided by a rerun.
+CACHEABLE = ("holds", "violated")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job asks for, as validated by the API."""
+
+    artefact: str
+    prop: dict[str, Any]
+    property_hash: str
+    subnetwork: dict[str, Any] | None
+    options: dict[str, Any]
+    cache_key: str
+    priority: int = 0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    artefact: str
+    status: Status
+    prop: dict[str, Any]
+    subnetwork: dict[str, Any] | None
+    options: dict[str, Any]
+    cache_key: str
+    attempts: int
+    cached: bool
+    progress: dict[str, Any] | None
+    reason: str | None
+    verdict: str | None
+    counterexample: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    job_id: int
+    kind: EventKind
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _job(row: JobRow, res: ResultRow | None) -> Job:
+    return Job(
+        id=row.id,
+        artefact=row.artefact_id,
+        status=Status(row.status),
+        prop=row.prop,
+        subnetwork=row.subnetwork,
+        options=row.options,
+        cache_key=row.cache_key,
+        attempts=row.attempts,
+        cached=row.cached,
+        progress=row.progress,
+        reason=row.reason or (res.reason if res else None),
+        verdict=res.verdict if res else None,
+        counterexample=res.counterexample if res else None,
+        stats=res.stats if res else None,
+        seconds=row.seconds,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _joined() -> Select[tuple[JobRow, ResultRow]]:
+    return select(JobRow, ResultRow).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+
+
+def _event(s: Session, job_id: int, kind: EventKind, data: dict[str, Any]) -> None:
+    s.add(JobEvent(job_id=job_id, kind=kind.value, data=data, created_at=utcnow()))
+
+
+def _move(s: Session, row: JobRow, status: Status, reason: str | None = None) -> None:
+    row.status = status.value
+    row.reason = reason
+    data: dict[str, Any] = {"status": status.value}
+    if reason:
+        data["reason"] = reason
+    if status.terminal:
+        row.finished_at = utcnow()
+        row.lease_expires_at = None
+    _event(s, row.id, EventKind.STATUS, data)
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- the API side ------------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> Job:
+        """A queued job, or one already done from the stored result of identical work."""
+        with self.db.session() as s:
+            row = JobRow(
+                artefact_id=spec.artefact,
+                prop=spec.prop,
+                property_hash=spec.property_hash,
+                subnetwork=spec.subnetwork,
+                options=spec.options,
+                cache_key=spec.cache_key,
+                priority=spec.priority,
+                max_attempts=spec.max_attempts,
+                status=Status.QUEUED.value,
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            hit = s.scalars(
+                select(ResultRow)
+                .where(ResultRow.cache_key == spec.cache_key, ResultRow.verdict.in_(CACHEABLE))
+                .order_by(ResultRow.id.desc())
+                .limit(1)
+            ).first()
+            if hit is None:
+                _event(s, row.id, EventKind.STATUS, {"status": Status.QUEUED.value})
+            else:
+                row.cached, row.result_id, row.seconds = True, hit.id, 0.0
+                row.started_at = utcnow()
+                _move(s, row, Status.DONE)
+            return _job(row, hit)
+
+    def get(self, job_id: int) -> Job | None:
+        with self.db.session() as s:
+            found = s.execute(_joined().where(JobRow.id == job_id)).first()
+            return _job(*found) if found else None
+
+    def certificate(self, job_id: int) -> dict[str, Any] | None:
+        with self.db.session() as s:
+            stmt = select(ResultRow.certificate).join(JobRow, JobRow.result_id == ResultRow.id)
+            return s.scalars(stmt.where(JobRow.id == job_id)).first()
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        verdict: str | None = None,
+        artefact: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        stmt = _joined()
+        if status:
+            stmt = stmt.where(JobRow.status == status)
+        if verdict:
+            stmt = stmt.where(ResultRow.verdict == verdict)
+        if artefact:
+            stmt = stmt.where(JobRow.artefact_id == artefact)
+        with self.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = s.execute(stmt.order_by(JobRow.id.desc()).limit(limit).offset(offset))
+            return [_job(*r) for r in rows], total
+
+    def cancel(self, job_id: int) -> Job | None:
+        """Cancel a queued or running job (its worker notices at its next poll)."""
+        with self.db.session() as s:
+            row = s.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                return None
+            if Status(row.status) not in TERMINAL:
+                _move(s, row, Status.CANCELLED, "cancelled by request")
+            res = s.get(ResultRow, row.result_id) if row.result_id else None
+            return _job(row, res)
+
+    def events_after(self, job_id: int, after: int = 0, limit: int = 200) -> list[Event]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.id > after)
+                .order_by(JobEvent.id)
+                .limit(limit)
+            )
+            return [Event(e.id, e.job_id, EventKind(e.kind), e.data, e.created_at) for e in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {status: n for status, n in rows}
+
+    def finished_seconds(self) -> list[float]:
+        with self.db.session() as s:
+            stmt = select(JobRow.seconds).where(JobRow.seconds.is_not(None), ~JobRow.cached)
+            return [float(x) for x in s.scalars(stmt)]
+
+    # -- the worker side ---------------------------------------------------------------
+    def claim(self, worker_id: str, lease_s: float) -> Job | None:
+        """Take the next queued job (highest priority, then oldest) under a lease."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(JobRow)
+                .where(JobRow.status == Status.QUEUED.value)
+                .order_by(JobRow.priority.desc(), JobRow.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            now = utcnow()
+            row.worker_id, row.attempts = worker_id, row.attempts + 1
+            row.lease_expires_at = now + timedelta(seconds=lease_s)
+            row.started_at = now
+            _move(s, row, Status.RUNNING)
+            return _job(row, None)
+
+    def heartbeat(self, worker_id: str, job_ids: list[int], lease_s: float) -> set[int]:
+        """Renew the leases; return the ids still held (the others were cancelled or lost)."""
+        if not job_ids:
+            return set()
+        held = (
+            JobRow.id.in_(job_ids),
+            JobRow.worker_id == worker_id,
+            JobRow.status == Status.RUNNING.value,
+        )
+        with self.db.session() as s:
+            expires = utcnow() + timedelta(seconds=lease_s)
+            s.execute(update(JobRow).where(*held).values(lease_expires_at=expires))
+            return set(s.scalars(select(JobRow.id).where(*held)))
+
+    def held(self, worker_id: str, job_ids: list[int]) -> set[int]:
+        """The ids among ``job_ids`` still running under this worker (read only)."""
+        with self.db.session() as s:
+            return set(
+                s.scalars(
+                    select(JobRow.id).where(
+                        JobRow.id.in_(job_ids),
+                        JobRow.worker_id == worker_id,
+                        JobRow.status == Status.RUNNING.value,
+                    )
+                )
+            )
+
+    def _held(self, s: Session, job_id: int, worker_id: str) -> JobRow | None:
+        return s.scalars(
+            select(JobRow)
+            .where(
+                JobRow.id == job_id,
+                JobRow.worker_id == worker_id,
+                JobRow.status == Status.RUNNING.value,
+            )
+            .with_for_update()
+        ).first()
+
+    def finish(self, job_id: int, worker_id: str, result: dict[str, Any], seconds: float) -> bool:
+        """Store the result and mark the job done, if this worker still holds it."""
+        with self.db.session() as s:
+            row = self._held(s, job_id, worker_id)
+            if row is None:
+                return False
+            res = ResultRow(
+                cache_key=row.cache_key,
+                verdict=result["verdict"],
+                reason=result.get("reason"),
+                counterexample=result.get("counterexample"),
+                certificate=result.get("certificate"),
+                stats=result.get("stats") or {},
+                created_at=utcnow(),
+            )
+            s.add(res)
+            s.flush()
+            row.result_id, row.seconds = res.id, seconds
+            _move(s, row, Status.DONE)
+            return True
+
+    def fail(self, job_id: int, worker_id: str, reason: str) -> bool:
+        with self.db.session() as s:
+            row = self._held(s, job_id, worker_id)
+            if row is not None:
+                _move(s, row, Status.FAILED, reason)
+            return row is not None
+
+    def release(self, job_id: int, worker_id: str, reason: str) -> bool:
+        """Give a running job back to the queue; the attempt does not count."""
+        with self.db.session() as s:
+            row = self._held(s, job_id, worker_id)
+            if row is None:
+                return False
+            row.worker_id, row.lease_expires_at = None, None
+            row.attempts = max(0, row.attempts - 1)
+            _move(s, row, Status.QUEUED, reason)
+            return True
+
+    def progress(self, job_id: int, worker_id: str, progress: dict[str, Any]) -> bool:
+        with self.db.session() as s:
+            row = self._held(s, job_id, worker_id)
+            if row is not None:
+                row.progress = progress
+                _event(s, job_id, EventKind.PROGRESS, progress)
+            return row is not None
+
+    def reclaim_expired(self, now: datetime | None = None) -> list[int]:
+        """Queue again the jobs whose lease ran out; fail those out of attempts."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(JobRow)
+                .where(JobRow.status == Status.RUNNING.value, JobRow.lease_expires_at < now)
+                .order_by(JobRow.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                lost = f"lease expired on worker {row.worker_id} (worker lost?)"
+                row.worker_id, row.lease_expires_at = None, None
+                if row.attempts >= row.max_attempts:
+                    _move(s, row, Status.FAILED, f"{lost}; gave up after {row.attempts} attempts")
+                else:
+                    _move(
+                        s,
+                        row,
+                        Status.QUEUED,
+                        f"{lost}; attempt {row.attempts} of {row.max_attempts}",
+                    )
+            return [r.id for r in rows]

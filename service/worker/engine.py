@@ -1,0 +1,179 @@
+"""The one adapter between the service and the ``verifiers`` engine.
+
+The API uses it to validate artefacts and properties before accepting them; the sandboxed
+child uses it to run a job. Engine modules are imported lazily (they are heavy).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from verifiers.errors import ModuleError, SpecError, VerifierError
+
+
+def detect_kind(data: bytes) -> str:
+    """``module`` for Python source text, ``onnx`` for anything else (a protobuf)."""
+    if b"\x00" in data[:4096]:
+        return "onnx"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "onnx"
+    return "module"
+
+
+def _optional(module: str, name: str) -> Any | None:
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _load_model(data: bytes, subnetwork: dict[str, Any] | None = None) -> Any:
+    from verifiers.model import load_model
+
+    sub = subnetwork or {}
+    inputs, outputs = sub.get("inputs"), sub.get("outputs")
+    return load_model(
+        data, inputs=tuple(inputs) if inputs else None, outputs=tuple(outputs) if outputs else None
+    )
+
+
+def inspect_artefact(data: bytes) -> tuple[str, dict[str, Any]]:
+    """Validate uploaded bytes; return their kind and a little metadata.
+
+    Module source is parsed, never executed. Raises ``VerifierError`` with a location.
+    """
+    if not data:
+        raise VerifierError("the file is empty", field="file")
+    kind = detect_kind(data)
+    if kind == "module":
+        return kind, _inspect_module(data.decode("utf-8"))
+    model = _load_model(data)
+    return kind, {"n_inputs": int(model.n_inputs), "n_outputs": int(model.n_outputs)}
+
+
+def _inspect_module(source: str) -> dict[str, Any]:
+    parse_module = _optional("verifiers.symbolic", "parse_module")
+    if parse_module is not None:
+        parse_module(source)
+    else:
+        try:
+            ast.parse(source)
+        except SyntaxError as exc:
+            raise ModuleError(exc.msg, line=exc.lineno, column=exc.offset) from exc
+    tree = ast.parse(source)
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    return {"functions": functions}
+
+
+def property_pointer(prop: dict[str, Any]) -> str:
+    return "/property/" + next(iter(prop), "")
+
+
+def check_property(
+    prop: dict[str, Any],
+    kind: str,
+    meta: dict[str, Any],
+    data: bytes | None,
+    subnetwork: dict[str, Any] | None,
+) -> None:
+    """Parse the property now, so a malformed one is refused before it is queued."""
+    if kind == "module":
+        if "spec" not in prop:
+            raise SpecError('a module needs a {"spec": {...}} property', field="property")
+        if not isinstance(prop["spec"], dict) or not prop["spec"]:
+            raise SpecError("the spec must be a non-empty JSON object", field="spec")
+        return
+    if "spec" in prop:
+        raise SpecError("an ONNX model takes a vnnlib or preset property", field="spec")
+    build_property(prop, _sizes(meta, data, subnetwork))
+
+
+def _sizes(
+    meta: dict[str, Any], data: bytes | None, subnetwork: dict[str, Any] | None
+) -> tuple[int, int]:
+    if subnetwork and data is not None:
+        model = _load_model(data, subnetwork)
+        return int(model.n_inputs), int(model.n_outputs)
+    return int(meta["n_inputs"]), int(meta["n_outputs"])
+
+
+def build_property(prop: dict[str, Any], sizes: tuple[int, int]) -> Any:
+    from verifiers.spec import parse_preset, parse_vnnlib
+
+    n_in, n_out = sizes
+    if "vnnlib" in prop:
+        return parse_vnnlib(
+            prop["vnnlib"], source="property.vnnlib", n_inputs=n_in, n_outputs=n_out
+        )
+    return parse_preset(prop["preset"], n_inputs=n_in, n_outputs=n_out)
+
+
+def run_job(
+    payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Run one job in this (sandboxed) process; return ``Result.to_json()``."""
+    from verifiers.result import Result, Verdict
+
+    try:
+        if payload["kind"] == "module":
+            return _run_module(payload, on_progress)
+        return _run_onnx(payload, on_progress)
+    except VerifierError as exc:
+        return Result(Verdict.ERROR, reason=str(exc)).to_json()
+
+
+def _options(payload: dict[str, Any]) -> Any:
+    from verifiers.options import Options
+
+    opts = payload["options"]
+    return Options(
+        timeout_s=float(opts["timeout_s"]),
+        workers=1,
+        seed=int(opts.get("seed", 0)),
+        margin=float(opts.get("margin", 0.0)),
+    )
+
+
+def _run_onnx(
+    payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    from verifiers.components import OnnxComponent
+    from verifiers.verify import verify
+
+    sub = payload.get("subnetwork") or {}
+    component = OnnxComponent(
+        payload["data"],
+        inputs=tuple(sub["inputs"]) if sub.get("inputs") else None,
+        outputs=tuple(sub["outputs"]) if sub.get("outputs") else None,
+    )
+    model = _load_model(payload["data"], sub)
+    prop = build_property(payload["prop"], (int(model.n_inputs), int(model.n_outputs)))
+    result = verify(
+        component, prop, _options(payload), on_progress=lambda p: on_progress(p.to_json())
+    )
+    return result.to_json()
+
+
+def _run_module(
+    payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    from verifiers.result import Result, Verdict
+    from verifiers.verify import verify
+
+    module_component = _optional("verifiers.components", "ModuleComponent")
+    parse_spec = _optional("verifiers.symbolic", "parse_spec")
+    if module_component is None or parse_spec is None:
+        reason = "symbolic modules are not supported by this engine version yet"
+        return Result(Verdict.ERROR, reason=reason).to_json()
+    source = payload["data"].decode("utf-8")
+    component = module_component(source)
+    prop = parse_spec(payload["prop"]["spec"])
+    result = verify(
+        component, prop, _options(payload), on_progress=lambda p: on_progress(p.to_json())
+    )
+    return result.to_json()
