@@ -22,3 +22,7 @@ def main() -> None:
 from service import cli_verify  # noqa: E402
 
 cli_verify.register(app)
+
+from service import cli_service  # noqa: E402
+
+cli_service.register(app)

@@ -57,7 +57,9 @@ def inspect_artefact(data: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def _inspect_module(source: str) -> dict[str, Any]:
-    parse_module = _optional("verifiers.symbolic", "parse_module")
+    parse_module = _optional("verifiers.symbolic", "parse_module") or _optional(
+        "verifiers.symbolic.parser", "parse_module"
+    )
     if parse_module is not None:
         parse_module(source)
     else:

@@ -1,0 +1,111 @@
+"""A small client of the HTTP API, used by ``proofwell submit``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+out, err = Console(), Console(stderr=True)
+TERMINAL = ("done", "failed", "cancelled")
+EXIT_CODES = {"holds": 0, "violated": 1, "unknown": 2, "error": 3}
+
+
+class ApiError(Exception):
+    """A problem+json answer, or no answer at all."""
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(f"HTTP {response.status_code}: {response.text[:200]}") from None
+        where = "; ".join(
+            " ".join(f"{k}={v}" for k, v in e.items() if k != "detail")
+            for e in body.get("errors", [])
+        )
+        raise ApiError(
+            f"{body.get('title')}: {body.get('detail')}" + (f" ({where})" if where else "")
+        )
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def property_body(model: Path, spec: Path) -> dict[str, Any]:
+    text = spec.read_text(encoding="utf-8")
+    if spec.suffix.lower() != ".json":
+        return {"vnnlib": text}
+    key = "spec" if model.suffix == ".py" else "preset"
+    return {key: json.loads(text)}
+
+
+def submit_job(
+    client: httpx.Client, model: Path, spec: Path, timeout: float | None
+) -> dict[str, Any]:
+    with model.open("rb") as fh:
+        artefact = _check(client.post("/v1/artefacts", files={"file": (model.name, fh)}))
+    body: dict[str, Any] = {"artefact": artefact["id"], "property": property_body(model, spec)}
+    if timeout:
+        body["options"] = {"timeout_s": timeout}
+    return _check(client.post("/v1/jobs", json=body))
+
+
+def _describe(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    text = f"job {job['id']}: {job['status']}"
+    if progress:
+        text += (
+            f", {progress.get('subproblems_done', 0)} subproblems done, "
+            f"{100 * float(progress.get('proved_fraction', 0)):.1f}% proved"
+        )
+    return text
+
+
+def wait_for(client: httpx.Client, job: dict[str, Any], poll_s: float = 0.5) -> dict[str, Any]:
+    with err.status(_describe(job)) as status:
+        while job["status"] not in TERMINAL:
+            time.sleep(poll_s)
+            job = _check(client.get(f"/v1/jobs/{job['id']}"))
+            status.update(_describe(job))
+    return job
+
+
+def exit_code(job: dict[str, Any]) -> int:
+    if job["status"] == "done":
+        return EXIT_CODES.get(job.get("verdict") or "error", 3)
+    return 2 if job["status"] == "cancelled" else 3
+
+
+def _report(job: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        out.print_json(data=job)
+        return
+    verdict = job.get("verdict") or job["status"]
+    cached = " (cached)" if job.get("cached") else ""
+    reason = f": {job['reason']}" if job.get("reason") else ""
+    out.print(f"{verdict}{cached}{reason}")
+
+
+def run_submit(
+    server: str, model: Path, spec: Path, *, wait: bool, timeout: float | None, json_out: bool
+) -> int:
+    try:
+        with httpx.Client(base_url=server, timeout=60) as client:
+            job = submit_job(client, model, spec, timeout)
+            if not wait:
+                if json_out:
+                    out.print_json(data=job)
+                else:
+                    out.print(f"job {job['id']}: {job['status']}")
+                return 0
+            job = wait_for(client, job)
+    except (ApiError, httpx.HTTPError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 3
+    _report(job, json_out)
+    return exit_code(job)

@@ -1,0 +1,135 @@
+"""Service commands: ``serve``, ``worker``, ``submit`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from service.config import Settings
+from service.store.migrate import SchemaError
+
+err = Console(stderr=True)
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL [default: $DATABASE_URL, then sqlite:///./proofwell.db]"
+    ),
+]
+
+
+def _settings(db: str | None) -> Settings:
+    return Settings().with_database(db)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def run_worker(settings: Settings, concurrency: int, migrate: bool = True) -> None:
+    """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs."""
+    from service.worker.main import Worker
+
+    _logging()
+    worker = Worker(settings, concurrency)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    worker.run(migrate=migrate)
+
+
+def serve(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Local worker processes (0: none)")] = 1,
+) -> None:
+    """Run the API (and dashboard) with N local worker processes."""
+    import uvicorn
+
+    from service.app import create_app
+
+    _logging()
+    settings = _settings(db)
+    try:
+        app = create_app(settings)
+    except SchemaError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(3) from None
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_worker, args=(settings, 1, False), name=f"worker-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        _stop(procs)
+
+
+def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: the worker releases its running jobs
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def worker(
+    db: DbOpt = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 1,
+) -> None:
+    """Claim and run jobs from the database until SIGTERM."""
+    try:
+        run_worker(_settings(db), concurrency)
+    except SchemaError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(3) from None
+
+
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create or migrate the database schema to the newest revision."""
+    from service.store.migrate import upgrade
+
+    settings = _settings(db)
+    upgrade(settings.database_url)
+    err.print(f"database at the newest schema: {_redact(settings.database_url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def submit(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX or module")],
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Property file")],
+    server: Annotated[str, typer.Option(help="Service URL")] = "http://127.0.0.1:8000",
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its verdict")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Verification timeout (s)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
+) -> None:
+    """Upload MODEL, submit SPEC; with --wait exit with the verdict's exit code."""
+    from service.api.client import run_submit
+
+    raise typer.Exit(run_submit(server, model, spec, wait=wait, timeout=timeout, json_out=json_out))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("submit")(submit)
+    db = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+    db.command("upgrade")(db_upgrade)
+    app.add_typer(db, name="db")
