@@ -84,7 +84,5 @@ def loop_range(node: ast.For, constant: object, filename: str) -> range:
         raise fail("range() step must not be zero", it.args[2])
     steps = range(*bounds)
     if len(steps) > MAX_LOOP_ITERATIONS:
-        raise fail(
-            f"loop runs {len(steps)} times; the limit is {MAX_LOOP_ITERATIONS}", it
-        )
+        raise fail(f"loop runs {len(steps)} times; the limit is {MAX_LOOP_ITERATIONS}", it)
     return steps
