@@ -1,0 +1,66 @@
+"""Running one instance in proofwell and in the reference peer Marabou, each in its own
+process with wall-clock timing and peak memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _timed(cmd: list[str], timeout: float) -> tuple[str, float, float]:
+    """(stdout, seconds, peak RSS MB) of a command; killed after `timeout` + grace."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    timer = threading.Timer(timeout + 15, proc.kill)
+    timer.start()
+    out = proc.stdout.read()
+    # wait4 reaps this child alone, so the peak memory is this run's, not the maximum so far.
+    _, _, usage = os.wait4(proc.pid, 0)
+    timer.cancel()
+    seconds = time.perf_counter() - start
+    return out, seconds, usage.ru_maxrss / 1024
+
+
+def run_proofwell(net: Path, prop: Path, timeout: float, workers: int) -> dict:
+    exe = shutil.which("proofwell") or f"{sys.executable} -m service.cli"
+    cmd = [*exe.split(), "verify", str(net), str(prop), "--json", "--timeout", str(timeout),
+           "--workers", str(workers)]
+    out, seconds, rss = _timed(cmd, timeout)
+    try:
+        verdict = json.loads(out)["verdict"]
+    except (json.JSONDecodeError, KeyError):
+        verdict = "crashed"
+    return {"proofwell_verdict": verdict, "proofwell_seconds": seconds, "proofwell_rss_mb": rss}
+
+
+def marabou_binary() -> str:
+    found = shutil.which("Marabou")
+    if found:
+        return found
+    import maraboupy  # noqa: F401  (the `bench` extra ships the binary beside the package)
+
+    candidate = Path(maraboupy.__file__).parent / "Marabou"
+    if candidate.exists():
+        return str(candidate)
+    raise SystemExit("Marabou is not installed: pip install -e '.[bench]'")
+
+
+def run_marabou(net: Path, prop: Path, timeout: float, workers: int) -> dict:
+    cmd = [marabou_binary(), str(net), str(prop), f"--timeout={int(timeout)}"]
+    if workers > 1:
+        cmd += ["--snc", f"--num-workers={workers}"]
+    out, seconds, rss = _timed(cmd, timeout)
+    lines = [line.strip().lower() for line in out.splitlines()]
+    if "unsat" in lines:
+        verdict = "holds"
+    elif "sat" in lines:
+        verdict = "violated"
+    else:
+        verdict = "unknown"
+    return {"marabou_verdict": verdict, "marabou_seconds": seconds, "marabou_rss_mb": rss}
