@@ -21,7 +21,7 @@ from onnx.reference import ReferenceEvaluator
 from verifiers.errors import ModelError, UnsupportedError
 from verifiers.model import subgraph
 from verifiers.model.ir import Graph, Node, Op, Shape
-from verifiers.model.op_table import CONVERTERS, SUPPORTED_OPS, NodeContext
+from verifiers.model.op_table import CONVERTERS, SUPPORTED_OPS, NodeContext, UnsupportedVariant
 from verifiers.model.runtime import Model
 
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -203,10 +203,8 @@ class _Builder:
             self._fold(node)
         elif node.op_type not in CONVERTERS:
             self._unsupported(node, "unsupported operator")
-        elif not self.broken.intersection(variables):
-            self._convert(node, variables)
         else:
-            self.broken.update(node.output)
+            self._convert(node, variables)
 
     def _unsupported(self, node: onnx.NodeProto, why: str) -> None:
         self.unsupported.append((node.name or node.output[0], node.op_type, why))
@@ -227,7 +225,7 @@ class _Builder:
         self.constants.update(zip(node.output, (np.asarray(v) for v in values), strict=False))
 
     def _convert(self, node: onnx.NodeProto, variables: list[str]) -> None:
-        unknown = [name for name in variables if name not in self.shapes]
+        unknown = [name for name in variables if name not in self.shapes.keys() | self.broken]
         if unknown:
             raise ModelError(
                 f"tensor '{unknown[0]}' is neither the input, an initializer nor computed",
@@ -236,8 +234,16 @@ class _Builder:
         ctx = NodeContext(node, self.constants, self.shapes, self.opset)
         try:
             op = CONVERTERS[node.op_type](ctx)
-        except UnsupportedError as error:
-            self._unsupported(node, error.message.split(": ", 1)[-1])
+        except UnsupportedVariant as error:
+            self._unsupported(node, error.why)
+            return
+        except KeyError:
+            # An input comes from an unsupported node, so its shape is unknown; the converter
+            # found nothing to report before it needed that shape.
+            self.broken.update(node.output)
+            return
+        if self.broken.intersection(variables):
+            self.broken.update(node.output)
             return
         self.shapes[node.output[0]] = self._output_shape(ctx, op, variables)
         self.nodes.append(Node(ctx.name, node.op_type, op, tuple(variables), node.output[0]))

@@ -22,6 +22,14 @@ from verifiers.model.evaluate import Window
 from verifiers.model.ir import Op, Shape
 
 
+class UnsupportedVariant(UnsupportedError):
+    """A supported op type used in a way the converter does not handle."""
+
+    def __init__(self, op_type: str, node: str, why: str) -> None:
+        super().__init__(f"{op_type} node '{node}': {why}", node=node)
+        self.why = why
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """What a converter may know about its node."""
@@ -62,8 +70,8 @@ class NodeContext:
             return tuple(np.shape(self.constants[name]))
         return self.shapes[name]
 
-    def unsupported(self, why: str) -> UnsupportedError:
-        return UnsupportedError(f"{self.node.op_type} node '{self.name}': {why}", node=self.name)
+    def unsupported(self, why: str) -> UnsupportedVariant:
+        return UnsupportedVariant(self.node.op_type, self.name, why)
 
 
 def _axis(axis: int, rank: int) -> int:
