@@ -136,7 +136,8 @@ def _print_human(result: Result) -> None:
     out = Console()
     colour = {"holds": "green", "violated": "red", "unknown": "yellow", "error": "red"}
     if result.verdict is Verdict.ERROR:
-        stderr.print(f"error: {result.reason}", markup=False, highlight=False)
+        # One plain line: rich would wrap it at the terminal width.
+        print(f"error: {result.reason}", file=sys.stderr)
         return
     out.print(f"[bold {colour[result.verdict.value]}]{result.verdict.value}[/]", end="")
     stats = result.stats

@@ -1,0 +1,121 @@
+"""`proofwell verify` end to end: verdicts on known instances, exit codes, JSON, result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+from tests.shared_data import ACASXU, VNNCOMP_TEST, needs_shared
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+EXIT = {"holds": 0, "violated": 1, "unknown": 2, "error": 3}
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["verify", *args])
+    return result.exit_code, result.stdout
+
+
+def vnncomp_instances() -> list[tuple[str, str, str]]:
+    if not VNNCOMP_TEST.is_dir():
+        return []
+    with open(VNNCOMP_TEST / "expected.csv") as f:
+        return [(r["onnx"], r["vnnlib"], r["expected"]) for r in csv.DictReader(f)]
+
+
+@needs_shared
+@pytest.mark.parametrize(("onnx_name", "spec", "expected"), vnncomp_instances())
+def test_vnncomp_test_instances(tmp_path: Path, onnx_name: str, spec: str, expected: str) -> None:
+    result_file = tmp_path / "out.txt"
+    code, out = run_cli(str(VNNCOMP_TEST / onnx_name), str(VNNCOMP_TEST / spec), "--json",
+                        "--vnncomp-result", str(result_file), "--timeout", "60")
+    data = json.loads(out)
+    assert data["verdict"] == expected and code == EXIT[expected]
+    first = result_file.read_text().splitlines()[0]
+    assert first == {"holds": "unsat", "violated": "sat"}[expected]
+
+
+@needs_shared
+@pytest.mark.parametrize(("net", "expected"), [("1_6", "holds"), ("1_7", "violated")])
+def test_acasxu_property_3(net: str, expected: str) -> None:
+    code, out = run_cli(str(ACASXU / f"ACASXU_run2a_{net}_batch_2000.onnx"),
+                        str(ACASXU / "prop_3.vnnlib"), "--json", "--timeout", "116")
+    assert json.loads(out)["verdict"] == expected and code == EXIT[expected]
+
+
+def test_json_shape_of_a_violation_and_its_replay(tmp_path: Path) -> None:
+    result_file = tmp_path / "result.txt"
+    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_always_top.vnnlib"),
+                        "--json", "--vnncomp-result", str(result_file))
+    data = json.loads(out)
+    assert code == 1 and data["verdict"] == "violated"
+    assert set(data) >= {"verdict", "counterexample", "stats", "certificate"}
+    assert set(data["stats"]) == {"seconds", "method", "subproblems", "proved_fraction"}
+    cex = data["counterexample"]
+    assert set(cex) >= {"inputs", "outputs", "onnxruntime_outputs", "margin"}
+    # The property: unsafe when Y_2 > Y_0; onnxruntime's own outputs must show it.
+    import onnxruntime as ort
+    import numpy as np
+
+    session = ort.InferenceSession(str(EXAMPLES / "advisory.onnx"))
+    y = session.run(None, {"input": np.array([cex["inputs"]], dtype=np.float32)})[0][0]
+    assert y[2] > y[0] and all(0.0 <= v <= 1.0 for v in cex["inputs"])
+    lines = result_file.read_text().splitlines()
+    assert lines[0] == "sat" and lines[1].startswith("((X_0 ") and "(Y_2 " in lines[-1]
+
+
+def test_holds_has_a_certificate() -> None:
+    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"),
+                        "--json")
+    data = json.loads(out)
+    assert code == 0 and data["verdict"] == "holds" and data["counterexample"] is None
+    leaves = data["certificate"]["cases"][0]["leaves"]
+    assert leaves and {leaf["evidence"] for leaf in leaves} <= {"linear-bound", "smt-unsat"}
+    assert data["stats"]["proved_fraction"] == 1.0
+
+
+def test_timeout_gives_unknown_and_timeout_result(tmp_path: Path) -> None:
+    result_file = tmp_path / "r.txt"
+    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"),
+                        "--json", "--timeout", "0", "--vnncomp-result", str(result_file))
+    assert code == 2 and json.loads(out)["verdict"] == "unknown"
+    assert result_file.read_text().splitlines()[0] == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("model_text", "spec_text", "needle"),
+    [
+        (None, "(declare-const X_0 Real)\n(assert (<= X_0 1)\n", "2:"),
+        (b"not an onnx file", None, "ONNX"),
+        (None, "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= Y_0 1))\n", "X_0"),
+    ],
+)
+def test_bad_input_is_exit_3_with_a_one_line_message(tmp_path, model_text, spec_text, needle):
+    model = EXAMPLES / "advisory.onnx"
+    spec = EXAMPLES / "clear_beats_left.vnnlib"
+    if model_text is not None:
+        model = tmp_path / "bad.onnx"
+        model.write_bytes(model_text)
+    if spec_text is not None:
+        spec = tmp_path / "bad.vnnlib"
+        spec.write_text(spec_text)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from service.cli import app; app()", "verify", str(model), str(spec)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr + proc.stdout
+    message = proc.stderr.strip()
+    assert message.startswith("error:") and needle in message and "\n" not in message
+
+
+def test_missing_file_is_exit_3(tmp_path: Path) -> None:
+    code, _ = run_cli(str(tmp_path / "nope.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"))
+    assert code == 3

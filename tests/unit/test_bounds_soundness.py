@@ -1,0 +1,73 @@
+"""Bounds enclose the true function: sampled values never fall outside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.oracle import random_network
+from tests.unit.test_search_oracle import to_network
+from verifiers.bounds.interval import interval_bounds
+from verifiers.bounds.linear import linear_bounds, relu_relaxation
+from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
+
+
+def sample_boxes(rng, n_inputs: int, count: int, width: float):
+    lower = rng.uniform(-2.0, 2.0, size=(count, n_inputs))
+    return lower, lower + rng.uniform(0.0, width, size=(count, n_inputs))
+
+
+def samples_in(rng, lower, upper, per_box: int) -> np.ndarray:
+    u = rng.random((lower.shape[0], per_box, lower.shape[1]))
+    points = lower[:, None, :] + u * (upper - lower)[:, None, :]
+    # Include the corners' extremes: they are where linear bounds are tight.
+    return np.concatenate([points, lower[:, None, :], upper[:, None, :]], axis=1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+@pytest.mark.parametrize("sizes", [[3, 8, 8, 2], [5, 20, 20, 20, 4], [2, 1, 1, 1]])
+def test_interval_and_linear_bounds_enclose_samples(sizes, alpha) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    weights, biases = random_network(rng, sizes)
+    layers = list(to_network(weights, biases).layers)
+    layers = [ReluLayer(layer.size, alpha) if isinstance(layer, ReluLayer) else layer
+              for layer in layers]
+    network = PiecewiseLinearNetwork(tuple(layers))
+    lower, upper = sample_boxes(rng, sizes[0], 32, 0.5)
+    objective = rng.normal(size=(3, sizes[-1]))
+    points = samples_in(rng, lower, upper, 200)
+    values = network.pre_activations(points.reshape(-1, sizes[0]))
+    linear = linear_bounds(network, lower, upper, objective)
+    interval = interval_bounds(network, lower, upper)
+    for (lo, hi), (ilo, ihi), v in zip(linear.layers, interval, values, strict=True):
+        v = v.reshape(lower.shape[0], points.shape[1], -1)
+        assert np.all(v >= lo[:, None, :]) and np.all(v <= hi[:, None, :])
+        assert np.all(v >= ilo[:, None, :]) and np.all(v <= ihi[:, None, :])
+        assert np.all(lo >= ilo - 1e-9)  # the intersection is never looser than intervals
+    outputs = values[-1].reshape(lower.shape[0], points.shape[1], -1)
+    objective_values = outputs @ objective.T
+    assert np.all(objective_values.min(axis=1) >= linear.objective_lower)
+
+
+def test_relu_relaxation_lines_enclose_relu() -> None:
+    rng = np.random.default_rng(0)
+    lower = rng.uniform(-3, 0, size=(1, 1000))
+    upper = rng.uniform(0, 3, size=(1, 1000))
+    for alpha in (0.0, 0.2):
+        low_slope, up_slope, intercept = relu_relaxation(ReluLayer(1000, alpha), lower, upper)
+        x = lower + rng.random((50, 1000)) * (upper - lower)
+        x = np.concatenate([x, lower, upper])
+        y = np.where(x >= 0, x, alpha * x)
+        assert np.all(y >= low_slope * x - 1e-12)
+        assert np.all(y <= up_slope * x + intercept)
+
+
+def test_composition_error_widens_bounds() -> None:
+    """A layer's declared rounding error must show up in the bounds (they widen by it)."""
+    w, b = np.array([[1.0, -2.0]]), np.array([0.5])
+    exact = AffineLayer(w, b, np.zeros_like(w), np.zeros_like(b))
+    rounded = AffineLayer(w, b, np.full_like(w, 1e-3), np.full_like(b, 1e-3))
+    lower, upper = np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]])
+    lo_exact = linear_bounds(PiecewiseLinearNetwork((exact,)), lower, upper).layers[0][0]
+    lo_rounded = linear_bounds(PiecewiseLinearNetwork((rounded,)), lower, upper).layers[0][0]
+    assert lo_rounded[0, 0] <= lo_exact[0, 0] - 2e-3
