@@ -3,6 +3,7 @@ rational arithmetic, layer structure, and the rejections."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -13,6 +14,7 @@ from onnx import helper
 from tests.onnx_builders import dense_relu_model, make_model, random_dense, to_bytes
 from verifiers.errors import UnsupportedError
 from verifiers.model import Model, load_model
+from verifiers.model.evaluate import run_nodes
 from verifiers.model.network import AffineLayer, ReluLayer
 
 
@@ -230,3 +232,53 @@ def test_data_movement_only_region_is_exact() -> None:
     ]
     model = _load(make_model(nodes, input_shape=[1, 2, 2]))
     assert all(layer.exact for layer in model.network.affine_layers)
+
+
+def _in_long_double(op: object) -> object:
+    """The op with its constants in extended precision (float64 -> long double is exact)."""
+    arrays = {
+        f.name: np.asarray(getattr(op, f.name), dtype=np.longdouble)
+        for f in dataclasses.fields(op)  # type: ignore[arg-type]
+        if isinstance(getattr(op, f.name), np.ndarray)
+    }
+    return dataclasses.replace(op, **arrays)  # type: ignore[type-var]
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant <= 52, reason="long double is float64 here")
+def test_rounding_bound_covers_extended_precision_for_conv_bn_pool_gemm() -> None:
+    """A cheaper oracle than Fractions for the ops with deeper rounding: the region evaluated
+    in 64-bit-mantissa long double is ~2000x closer to the exact value than float64 is."""
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "W", "B"], ["c1"], name="conv", pads=[1, 1, 1, 1], strides=[2, 1]
+        ),
+        helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("AveragePool", ["bn"], ["p"], name="pool", kernel_shape=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "G", "c"], ["y"], name="fc", alpha=0.3, beta=-1.7, transB=1),
+    ]
+    rng = np.random.default_rng(21)
+    inits = {
+        "W": rng.normal(size=(3, 2, 3, 3)),
+        "B": rng.normal(size=3),
+        "s": rng.normal(size=3),
+        "b": rng.normal(size=3),
+        "m": rng.normal(size=3),
+        "v": rng.uniform(0.5, 2.0, size=3),
+        "G": rng.normal(size=(4, 12)),
+        "c": rng.normal(size=4),
+    }
+    model = _load(make_model(nodes, input_shape=[1, 2, 4, 5], initializers=inits))
+    (layer,) = model.network.layers
+    assert isinstance(layer, AffineLayer)
+    graph = model.graph
+    basis = np.eye(graph.n_inputs, dtype=np.longdouble).reshape(-1, *graph.input_shape)
+    long_ops = lambda op: _in_long_double(op.without_bias())  # noqa: E731
+    values = run_nodes(graph.nodes, {graph.input_name: basis}, long_ops)
+    weight = values[graph.output_name].reshape(graph.n_inputs, -1).T
+    zero = np.zeros((1, *graph.input_shape), dtype=np.longdouble)
+    bias = run_nodes(graph.nodes, {graph.input_name: zero}, _in_long_double)[graph.output_name]
+    slack = 1.0 + 2.0**-8  # long double's own rounding, far below float64's
+    assert np.all(np.abs(weight - layer.weight) <= layer.weight_err * slack)
+    assert np.all(np.abs(bias.ravel() - layer.bias) <= layer.bias_err * slack)
+    assert np.any(weight != layer.weight), "the test should exercise real rounding"

@@ -215,7 +215,9 @@ class MatMul(_Linear):
 
     def rounding_depth(self) -> int:
         # A dot product of length n is within gamma_n of the exact sum of products.
-        return int(self.const.shape[-1] if self.const_left else self.const.shape[0])
+        w = self.const
+        inner = w.shape[-1] if self.const_left or w.ndim == 1 else w.shape[-2]
+        return int(inner)
 
 
 @dataclass(frozen=True, eq=False)
