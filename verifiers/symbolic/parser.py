@@ -498,7 +498,7 @@ class _FunctionChecker:
             self._target(stmt.target)
 
         def fold(arg: ast.expr) -> int:
-            value = constant_value(convert(arg, self._scope({})))
+            value = constant_value(convert(arg, self._scope(block.env)))
             if not isinstance(value, int) or isinstance(value, bool):
                 raise self.error(arg, "range() arguments must be constant integers")
             return value
