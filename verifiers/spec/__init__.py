@@ -44,6 +44,8 @@ def load_property(
         raise SpecError(
             f"invalid JSON: {exc.msg}", source=str(path), line=exc.lineno, column=exc.colno
         ) from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise SpecError(f"invalid JSON: {exc}", source=str(path)) from None
     if n_inputs is None or n_outputs is None:
         raise SpecError(
             "a JSON preset needs the model's number of inputs and outputs", source=str(path)

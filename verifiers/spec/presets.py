@@ -23,6 +23,7 @@ from typing import Any
 
 from verifiers.errors import SpecError
 from verifiers.spec.property import Case, Conjunction, HalfSpace, Property
+from verifiers.spec.sexpr import exact_number
 
 # Free-text keys any preset may carry.
 _DESCRIPTIVE = frozenset({"kind", "name", "description"})
@@ -126,14 +127,20 @@ def _number(value: Any, field: str) -> Fraction:
     """An exact finite number from a JSON number or a numeric string."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise SpecError(f"expected a number, got {json.dumps(value)}", field=field)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SpecError("expected a finite number", field=field)
-        return Fraction(repr(value))
-    try:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError("expected a finite number", field=field)
+    if isinstance(value, int):
         return Fraction(value)
-    except (ValueError, ZeroDivisionError):
-        raise SpecError(f"expected a number, got {value!r}", field=field) from None
+    text = repr(value) if isinstance(value, float) else value.strip()
+    numerator, slash, denominator = text.partition("/")
+    try:
+        if slash:
+            return exact_number(numerator) / int(denominator)
+        return exact_number(text)
+    except ZeroDivisionError:
+        raise SpecError(f"division by zero in {value!r}", field=field) from None
+    except ValueError as exc:
+        raise SpecError(f"expected a number, got {value!r} ({exc})", field=field) from None
 
 
 def _vector(value: Any, field: str, length: int) -> tuple[Fraction, ...]:

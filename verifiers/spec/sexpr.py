@@ -19,7 +19,11 @@ from verifiers.errors import SpecError
 # reader and in the recursive stages after it.
 MAX_DEPTH = 200
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# Exponents beyond float64's range (about 1e-324 .. 1e308) are refused: an exact Fraction of
+# 1e999999999 would need a billion-digit integer.
+MAX_EXPONENT = 400
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?")
 _LOOKS_NUMERIC = re.compile(r"[+-]?\.?\d")
 _DELIMITERS = frozenset("();")
 
@@ -90,14 +94,25 @@ def _end_of(text: str) -> tuple[int, int]:
     return text.count("\n") + 1, len(text) - last_newline
 
 
+def exact_number(text: str) -> Fraction:
+    """The exact value of a decimal or scientific literal; ValueError saying why if bad."""
+    match = _NUMBER.fullmatch(text)
+    if match is None:
+        raise ValueError(f"bad number {text!r}")
+    exponent = (match.group("exponent") or "0").lstrip("+-")
+    if len(exponent) > 6 or int(exponent) > MAX_EXPONENT:
+        raise ValueError(f"number {text!r} is out of range (exponent above {MAX_EXPONENT})")
+    return Fraction(text)
+
+
 def _atom(token: Token, source: str) -> Atom:
-    if _LOOKS_NUMERIC.match(token.text):
-        if not _NUMBER.fullmatch(token.text):
-            raise SpecError(
-                f"bad number {token.text!r}", source=source, line=token.line, column=token.column
-            )
-        return Atom(token.text, token.line, token.column, Fraction(token.text))
-    return Atom(token.text, token.line, token.column)
+    if not _LOOKS_NUMERIC.match(token.text):
+        return Atom(token.text, token.line, token.column)
+    try:
+        value = exact_number(token.text)
+    except ValueError as exc:
+        raise SpecError(str(exc), source=source, line=token.line, column=token.column) from None
+    return Atom(token.text, token.line, token.column, value)
 
 
 class _Reader:
