@@ -33,12 +33,15 @@ def _logging() -> None:
     )
 
 
-def run_worker(settings: Settings, concurrency: int, migrate: bool = True) -> None:
+def run_worker(
+    settings: Settings, concurrency: int, migrate: bool = True, runner: str | None = None
+) -> None:
     """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs."""
     from service.worker.main import Worker
+    from service.worker.sandbox import DEFAULT_RUNNER
 
     _logging()
-    worker = Worker(settings, concurrency)
+    worker = Worker(settings, concurrency, runner=runner or DEFAULT_RUNNER)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     worker.run(migrate=migrate)
@@ -88,10 +91,11 @@ def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
 def worker(
     db: DbOpt = None,
     concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 1,
+    runner: Annotated[str | None, typer.Option(hidden=True, help="module:function")] = None,
 ) -> None:
     """Claim and run jobs from the database until SIGTERM."""
     try:
-        run_worker(_settings(db), concurrency)
+        run_worker(_settings(db), concurrency, runner=runner)
     except SchemaError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None

@@ -101,6 +101,7 @@ class Worker:
             "data": data,
             "prop": job.prop,
             "subnetwork": job.subnetwork,
+            "attempt": job.attempts,
             "options": {**job.options, "timeout_s": timeout},
         }
         limits = Limits.for_timeout(timeout, memory)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from service.api.deps import Read, ServicesDep, Submit
 from service.api.schemas import ArtefactOut
@@ -49,11 +49,13 @@ async def _read_limited(upload: UploadFile, limit: int) -> tuple[bytes, str]:
         return tmp.read(), digest.hexdigest()
 
 
-async def _upload_of(request: Request, limit: int) -> UploadFile:
+def _check_declared_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise too_large(limit)
-    form = await request.form(max_files=1, max_fields=4)
+
+
+def _file_field(form: FormData) -> UploadFile:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise ServiceError(
@@ -77,9 +79,13 @@ async def _upload_of(request: Request, limit: int) -> UploadFile:
 async def upload_artefact(
     request: Request, response: Response, services: ServicesDep
 ) -> ArtefactOut:
+    """Store an ONNX model or module source: 201 when new, 200 when the bytes are known."""
     limit = services.settings.max_upload_bytes
-    upload = await _upload_of(request, limit)
-    data, sha = await _read_limited(upload, limit)
+    _check_declared_size(request, limit)
+    async with request.form(max_files=1, max_fields=4) as form:
+        upload = _file_field(form)
+        data, sha = await _read_limited(upload, limit)
+        filename = upload.filename
     existing = await run_in_threadpool(services.artefacts.get, sha)
     if existing is not None:
         response.status_code = 200
@@ -88,9 +94,7 @@ async def upload_artefact(
         kind, meta = await run_in_threadpool(inspect_artefact, data)
     except VerifierError as exc:
         raise invalid_input(exc, "/file") from exc
-    info, created = await run_in_threadpool(
-        services.artefacts.put, sha, kind, data, upload.filename, meta
-    )
+    info, created = await run_in_threadpool(services.artefacts.put, sha, kind, data, filename, meta)
     response.status_code = 201 if created else 200
     return ArtefactOut.of(info)
 

@@ -1,0 +1,47 @@
+"""Shared fixtures: a SQLite service (app + client) and an in-process worker."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings
+
+with warnings.catch_warnings():
+    # starlette's TestClient warns that it will move to httpx2; the client still works.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path}/pw.db", lease_s=5.0, poll_s=0.05)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    from service.app import create_app
+
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+    app.state.services.db.dispose()
+
+
+@pytest.fixture
+def worker(settings: Settings, client: TestClient) -> Iterator[object]:
+    """A worker with two slots in a thread of the test process (children are processes)."""
+    from service.worker.main import Worker
+    from tests.integration.runners import DELAYED
+
+    w = Worker(settings, concurrency=2, runner=DELAYED)
+    thread = threading.Thread(target=w.run, kwargs={"migrate": False}, daemon=True)
+    thread.start()
+    yield w
+    w.request_stop()
+    thread.join(timeout=20)
+    w.db.dispose()
