@@ -118,7 +118,7 @@ def parse_vnnlib(
         elif head == "assert":
             if len(form.items) != 2:
                 raise ctx.error("assert takes exactly one formula", form)
-            terms = _and_terms([terms, _dnf(form.items[1], ctx)], form, ctx)
+            terms = _conjoin(terms, _dnf(form.items[1], ctx), form, ctx)
         elif head not in _IGNORED_COMMANDS:
             raise ctx.error(f"unknown command {head!r}", form.items[0])
     n_in = _count(ctx, "X", n_inputs, "inputs")
@@ -147,6 +147,15 @@ def _declare(form: SList, ctx: _Context) -> None:
             f"{name.text} is declared twice (first at {first.line}:{first.column})", name
         )
     ctx.declared[var] = name
+
+
+def _conjoin(terms: list[_Term], new: list[_Term], form: SList, ctx: _Context) -> list[_Term]:
+    """``terms and new``; extends in place in the common one-term case (no quadratic copy)."""
+    if len(new) != 1:
+        return _and_terms([terms, new], form, ctx)
+    for term in terms:
+        term.extend(new[0])
+    return terms
 
 
 def _count(ctx: _Context, kind: str, expected: int | None, what: str) -> int:
