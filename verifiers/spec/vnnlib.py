@@ -286,15 +286,13 @@ def _quotient(args: list[_Linear], node: SList, ctx: _Context) -> _Linear:
 
 
 def _merge_cases(terms: list[_Term], ctx: _Context, n_in: int, n_out: int) -> tuple[Case, ...]:
-    merged: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[Conjunction]] = {}
+    # box -> its conjunctions, deduplicated in first-seen order (a dict used as ordered set)
+    merged: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], dict[Conjunction, None]] = {}
     for term in terms:
         built = _term_case(term, ctx, n_in, n_out)
-        if built is None:
-            continue
-        box, conjunction = built
-        conjunctions = merged.setdefault(box, [])
-        if conjunction not in conjunctions:
-            conjunctions.append(conjunction)
+        if built is not None:
+            box, conjunction = built
+            merged.setdefault(box, {})[conjunction] = None
     return tuple(Case(lo, hi, tuple(conj)) for (lo, hi), conj in merged.items())
 
 
