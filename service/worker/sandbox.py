@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import importlib
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import threading
@@ -25,8 +27,17 @@ from typing import Any
 
 DEFAULT_RUNNER = "service.worker.engine:run_job"
 # Imported once by the fork server, so each job's child starts in milliseconds.
-PRELOAD = ["service.worker.engine", "numpy", "onnx", "onnxruntime", "z3", "verifiers.verify"]
+PRELOAD = [
+    "service.worker.engine",
+    "numpy",
+    "numpy.random",
+    "onnx",
+    "onnxruntime",
+    "z3",
+    "verifiers.verify",
+]
 _M_ARENA_MAX = -8
+_ALLOC = re.compile(r"alloc(ation)? failed|bad_alloc|unable to allocate|out of memory", re.I)
 
 
 @dataclass(frozen=True)
@@ -79,10 +90,22 @@ def child_main(conn: Connection, payload: dict[str, Any], limits: Limits, runner
         fn = resolve(runner)
         apply_limits(limits)
         result = fn(payload, lambda progress: conn.send(("progress", progress)))
-        conn.send(("result", result))
-    except MemoryError:
-        with contextlib.suppress(Exception):
-            conn.send(("memory", None))
+        # An allocation that failed inside a library may come back as an `error` verdict.
+        failed_alloc = result.get("verdict") == "error" and _ALLOC.search(result.get("reason", ""))
+        conn.send(("memory", None) if failed_alloc else ("result", result))
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, never swallowed
+        message = (
+            ("memory", None) if out_of_memory(exc) else ("crash", f"{type(exc).__name__}: {exc}")
+        )
         with contextlib.suppress(Exception):
-            conn.send(("crash", f"{type(exc).__name__}: {exc}"))
+            conn.send(message)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Did the address-space limit cause this (an allocation or a library mapping failed)?"""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    text = str(exc)
+    return isinstance(exc, ImportError) and ("failed to map" in text or "memory" in text)
