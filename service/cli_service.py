@@ -72,10 +72,18 @@ def serve(
     ]
     for proc in procs:
         proc.start()
+    # uvicorn re-raises SIGTERM/SIGINT once shut down; a no-op handler lets us reach the
+    # `finally` that stops the workers (the default handler would orphan them).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         _stop(procs)
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
