@@ -87,12 +87,26 @@ def check_property(
     if kind == "module":
         if "spec" not in prop:
             raise SpecError('a module needs a {"spec": {...}} property', field="property")
-        if not isinstance(prop["spec"], dict) or not prop["spec"]:
-            raise SpecError("the spec must be a non-empty JSON object", field="spec")
+        _check_module_spec((data or b"").decode("utf-8"), prop["spec"])
         return
     if "spec" in prop:
         raise SpecError("an ONNX model takes a vnnlib or preset property", field="spec")
     build_property(prop, _sizes(meta, data, subnetwork))
+
+
+def _check_module_spec(source: str, spec: Any) -> None:
+    """Parse a module SPEC against its module (contract or bounded model checking)."""
+    if not isinstance(spec, dict) or not spec:
+        raise SpecError("the spec must be a non-empty JSON object", field="spec")
+    try:
+        from verifiers.symbolic import bmc, check, parse_module
+    except ImportError:
+        return
+    module = parse_module(source, filename="module.py")
+    if "step" in spec:
+        bmc.parse_bmc(module, spec)
+    elif "vnnlib" not in spec:
+        check.parse_contract(module, spec)
 
 
 def _sizes(
@@ -164,18 +178,8 @@ def _run_onnx(
 def _run_module(
     payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    from verifiers.result import Result, Verdict
-    from verifiers.verify import verify
+    from verifiers.symbolic import verify_module
 
-    module_component = _optional("verifiers.components", "ModuleComponent")
-    parse_spec = _optional("verifiers.symbolic", "parse_spec")
-    if module_component is None or parse_spec is None:
-        reason = "symbolic modules are not supported by this engine version yet"
-        return Result(Verdict.ERROR, reason=reason).to_json()
     source = payload["data"].decode("utf-8")
-    component = module_component(source)
-    prop = parse_spec(payload["prop"]["spec"])
-    result = verify(
-        component, prop, _options(payload), on_progress=lambda p: on_progress(p.to_json())
-    )
+    result = verify_module(source, payload["prop"]["spec"], _options(payload), filename="module.py")
     return result.to_json()

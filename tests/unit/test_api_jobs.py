@@ -186,3 +186,34 @@ def test_internal_errors_hide_the_trace(
     r = client.get("/v1/jobs")
     assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+BRAKE = b"""def brake(speed: Real, dist: Real) -> Real:
+    u = 0.8 * speed - 0.1 * dist
+    return min(max(u, 0.0), 1.0)
+"""
+BRAKE_SPEC = {
+    "function": "brake",
+    "inputs": {"speed": [0, 30], "dist": [0, 100]},
+    "requires": ["dist >= speed"],
+    "ensures": ["result >= 0", "result <= 1"],
+}
+
+
+def test_symbolic_module_jobs(client: TestClient, worker: object) -> None:
+    r = client.post("/v1/artefacts", files={"file": ("brake.py", BRAKE)})
+    assert r.status_code == 201 and r.json()["kind"] == "module"
+    module = r.json()["id"]
+    held = client.post("/v1/jobs", json={"artefact": module, "property": {"spec": BRAKE_SPEC}})
+    assert held.status_code == 202, held.text
+    broken_spec = {**BRAKE_SPEC, "ensures": ["result <= 0.5"]}
+    broken = client.post("/v1/jobs", json={"artefact": module, "property": {"spec": broken_spec}})
+    assert wait_done(client, held.json()["id"])["verdict"] == "holds"
+    assert wait_done(client, broken.json()["id"])["verdict"] == "violated"
+    bad_spec = {**BRAKE_SPEC, "ensures": ["result >= (0"]}
+    bad = client.post("/v1/jobs", json={"artefact": module, "property": {"spec": bad_spec}})
+    assert bad.status_code == 422
+    error = bad.json()["errors"][0]
+    assert (error["pointer"], error["field"]) == ("/property/spec", "ensures[0]")
+    wrong = client.post("/v1/jobs", json={"artefact": module, "property": {"vnnlib": prop()}})
+    assert wrong.status_code == 422

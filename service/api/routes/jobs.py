@@ -30,7 +30,7 @@ def _spec(body: JobIn, services: Services) -> JobSpec:
         )
     prop = body.property.payload()
     sub = body.subnetwork.model_dump(exclude_none=True) if body.subnetwork else None
-    data = services.artefacts.data(body.artefact) if sub else None
+    data = services.artefacts.data(body.artefact) if sub or info.kind == "module" else None
     try:
         check_property(prop, info.kind, info.meta, data, sub or None)
     except ModelError as exc:
