@@ -217,3 +217,38 @@ def test_symbolic_module_jobs(client: TestClient, worker: object) -> None:
     assert (error["pointer"], error["field"]) == ("/property/spec", "ensures[0]")
     wrong = client.post("/v1/jobs", json={"artefact": module, "property": {"vnnlib": prop()}})
     assert wrong.status_code == 422
+
+
+def test_subnetwork_by_tensor_names(client: TestClient) -> None:
+    import numpy as np
+
+    from tests.onnx_builders import dense_relu_model, to_bytes
+
+    weights = [np.eye(2, dtype=np.float32), np.ones((3, 2), dtype=np.float32)]
+    model = dense_relu_model(weights, [np.zeros(2, np.float32), np.zeros(3, np.float32)])
+    r = client.post("/v1/artefacts", files={"file": ("m.onnx", to_bytes(model))})
+    artefact = r.json()["id"]
+    preset = {
+        "kind": "output_range",
+        "box": {"lower": [0, 0], "upper": [1, 1]},
+        "output": 0,
+        "lower": 0,
+    }
+    ok = client.post(
+        "/v1/jobs",
+        json={
+            "artefact": artefact,
+            "property": {"preset": preset},
+            "subnetwork": {"outputs": ["act0"]},
+        },
+    )
+    assert ok.status_code == 202, ok.text
+    bad = client.post(
+        "/v1/jobs",
+        json={
+            "artefact": artefact,
+            "property": {"preset": preset},
+            "subnetwork": {"outputs": ["no_such_tensor"]},
+        },
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/subnetwork"
