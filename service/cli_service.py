@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -34,14 +35,18 @@ def _logging() -> None:
 
 
 def run_worker(
-    settings: Settings, concurrency: int, migrate: bool = True, runner: str | None = None
+    settings: Settings,
+    concurrency: int,
+    migrate: bool = True,
+    runner: str | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs."""
     from service.worker.main import Worker
     from service.worker.sandbox import DEFAULT_RUNNER
 
     _logging()
-    worker = Worker(settings, concurrency, runner=runner or DEFAULT_RUNNER)
+    worker = Worker(settings, concurrency, runner=runner or DEFAULT_RUNNER, parent_pid=parent_pid)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     worker.run(migrate=migrate)
@@ -67,7 +72,9 @@ def serve(
         raise typer.Exit(3) from None
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=run_worker, args=(settings, 1, False), name=f"worker-{i}")
+        ctx.Process(
+            target=run_worker, args=(settings, 1, False, None, os.getpid()), name=f"worker-{i}"
+        )
         for i in range(workers)
     ]
     for proc in procs:

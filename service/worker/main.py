@@ -37,8 +37,11 @@ class Worker:
         concurrency: int = 1,
         runner: str = DEFAULT_RUNNER,
         db: Database | None = None,
+        parent_pid: int | None = None,
     ) -> None:
         self.settings, self.concurrency, self.runner = settings, max(1, concurrency), runner
+        # A worker started by `serve` stops when serve is gone (even if serve was killed).
+        self.parent_pid = parent_pid
         self.db = db or Database(settings.database_url)
         self.jobs, self.artefacts = JobStore(self.db), ArtefactStore(self.db)
         self.workers = WorkerStore(self.db)
@@ -65,6 +68,9 @@ class Worker:
 
     def tick(self) -> None:
         now = time.monotonic()
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("worker %s: its parent process is gone; stopping", self.id)
+            self.stopping.set()
         self._collect()
         self._check_held(renew=now - self._last_lease >= self.settings.lease_s / 3)
         if now - self._last_reclaim >= min(5.0, self.settings.lease_s / 2):
