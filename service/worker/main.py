@@ -15,6 +15,8 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from service.config import Settings
 from service.store.artefacts import ArtefactStore
 from service.store.db import Database
@@ -61,7 +63,11 @@ class Worker:
         log.info("worker %s started (concurrency %d)", self.id, self.concurrency)
         try:
             while not self.stopping.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                except OperationalError as exc:  # the database went away: retry, keep the children
+                    log.warning("worker %s: database error, retrying: %s", self.id, exc)
+                    self.stopping.wait(2.0)
                 self.stopping.wait(self.settings.poll_s)
         finally:
             self.shutdown()
