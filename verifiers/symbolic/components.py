@@ -99,6 +99,15 @@ class NetworkComponent:
                 else:
                     solver.add(z3.Or(m == x, m == -x))
 
+    def output_box(self, args: Sequence[Any], box: Any) -> list[tuple[Fraction, Fraction]]:
+        """Sound bounds of the outputs over the float input box (lower, upper)."""
+        del args
+        from verifiers.bounds.linear import linear_bounds
+
+        lower, upper = (np.asarray(b, dtype=np.float64)[None, :] for b in box)
+        lo, hi = linear_bounds(self.network, lower, upper).layers[-1]
+        return [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(lo[0], hi[0], strict=True)]
+
     @cached_property
     def _exact_layers(self) -> list[Any]:
         layers: list[Any] = []
@@ -164,6 +173,15 @@ class ModuleComponent:
         del solver, prefix, box
         result = to_z3.call(self.module, self.function.name, list(args))
         return [_real(t) for t in (result if isinstance(result, tuple) else (result,))]
+
+    def output_box(self, args: Sequence[Any], box: Any) -> list[tuple[Fraction, Fraction]] | None:
+        del box
+        from verifiers.symbolic import intervals
+
+        result = intervals.call(self.module, self.function.name, list(args))
+        if result is None:
+            return None
+        return list(result) if isinstance(result[0], tuple) else [result]
 
     def evaluate(self, args: Sequence[Fraction]) -> list[Fraction]:
         result = evaluate.call(self.module, self.function.name, list(args))

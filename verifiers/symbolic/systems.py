@@ -34,6 +34,7 @@ from verifiers.errors import SpecError
 from verifiers.options import Options
 from verifiers.result import Counterexample, Result, Stats, Verdict
 from verifiers.smt.solver import SatOutcome, check, make_solver, model_value
+from verifiers.spec.property import round_down, round_up
 from verifiers.symbolic import evaluate, ir, spec
 from verifiers.symbolic.components import Component, ModuleComponent, load_component
 from verifiers.symbolic.ir import Scalar
@@ -143,6 +144,8 @@ def verify_closed_loop(raw: Mapping[str, Any], options: Options, *, base_dir: Pa
     for n, dom in system.state.items():
         solver.add(*spec.domain_constraint(state[n], dom))
     variables: dict[str, Any] = {"init": state, "inputs": []}
+    # Sound boxes of the state, stepped with interval arithmetic (None once unknown).
+    boxes: Any = {n: (d.lo, d.hi) for n, d in system.state.items()}
     signals: dict[str, Any] = {}
     for k in range(system.steps + 1):
         checks = [_expr(e, state) for _, e in system.invariant]
@@ -169,15 +172,35 @@ def verify_closed_loop(raw: Mapping[str, Any], options: Options, *, base_dir: Pa
             solver.add(*spec.domain_constraint(exo[n], dom))
         variables["inputs"].append(exo)
         signals = state | exo
+        boxes = _step_boxes(system, boxes) if boxes is not None else None
         for w, wire in enumerate(system.wiring):
-            terms = wire.component.terms([signals[n] for n in wire.inputs], solver, f"k{k}_w{w}")
+            args = [signals[n] for n in wire.inputs]
+            box = boxes[w] if boxes is not None else None
+            terms = wire.component.terms(args, solver, f"k{k}_w{w}", box)
             for name, term in zip(wire.outputs, terms, strict=True):
                 fresh = z3.Real(f"k{k}_w{w}_{name}")
                 solver.add(fresh == term)
                 signals[name] = fresh
         state = {n: signals[n] for n in system.state}
+        boxes = boxes["next"] if boxes is not None else None
     stats = Stats(time.monotonic() - start, "bmc (system)", system.steps + 1, 1.0)
     return Result(Verdict.HOLDS, stats, certificate={"method": "bmc", "steps": system.steps})
+
+
+def _step_boxes(system: System, state_boxes: Any) -> Any:
+    """Per wire, the (lower, upper) float box of its inputs for this step, then the next
+    state's boxes under key "next"; None when a component cannot be bounded."""
+    signals = dict(state_boxes) | {n: (d.lo, d.hi) for n, d in system.inputs.items()}
+    per_wire: dict[Any, Any] = {}
+    for w, wire in enumerate(system.wiring):
+        args = [signals[n] for n in wire.inputs]
+        per_wire[w] = ([round_down(a[0]) for a in args], [round_up(a[1]) for a in args])
+        outs = wire.component.output_box(args, per_wire[w])
+        if outs is None:
+            return None
+        signals.update(zip(wire.outputs, outs, strict=True))
+    per_wire["next"] = {n: signals[n] for n in system.state}
+    return per_wire
 
 
 def _expr(expr: ir.Expr, env: dict[str, Any]) -> Any:
