@@ -67,8 +67,11 @@ def export(params: list[np.ndarray], path: Path) -> None:
         b = numpy_helper.from_array(params[i + 1].astype(np.float32), f"B{i // 2}")
         inits += [w, b]
         out = f"h{i // 2}" if i + 2 < len(params) else "y"
-        nodes.append(helper.make_node("Gemm", [current, w.name, b.name], [f"{out}_pre"
-                                                                         if out != "y" else "y"]))
+        nodes.append(
+            helper.make_node(
+                "Gemm", [current, w.name, b.name], [f"{out}_pre" if out != "y" else "y"]
+            )
+        )
         if out != "y":
             nodes.append(helper.make_node("Relu", [f"{out}_pre"], [out]))
         current = out
@@ -89,12 +92,14 @@ def main() -> None:
     params = train()
     out = Path(__file__).with_name("controller_net.onnx")
     export(params, out)
-    grid = np.stack(np.meshgrid(np.linspace(0, 20, 101), np.linspace(0, 50, 101)), -1).reshape(-1, 2)
+    axes = np.meshgrid(np.linspace(0, 20, 101), np.linspace(0, 50, 101))
+    grid = np.stack(axes, -1).reshape(-1, 2)
     h = grid
     for i in range(0, len(params), 2):
         h = h @ params[i] + params[i + 1]
         h = np.maximum(h, 0) if i + 2 < len(params) else h
-    print(f"wrote {out.name}; max |net - controller| on a grid: {np.abs(h - controller(grid)).max():.4f}")
+    error = np.abs(h - controller(grid)).max()
+    print(f"wrote {out.name}; max |net - controller| on a grid: {error:.4f}")  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def violation(module: ir.Module, contract: Contract, point: dict[str, Any]) -> A
 def replay(module: ir.Module, contract: Contract, point: dict[str, Any]) -> Counterexample | None:
     """Replay a candidate exactly, preferring nearby float inputs so the JSON is exact too."""
     fn = contract.function
+    if any(v is None for v in point.values()):
+        return None
     rounded = {
         p.name: _to_float_value(point[p.name], p.type)
         for p in fn.params
