@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from threadpoolctl import threadpool_limits
+
 from verifiers import __version__
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, VerifierError
@@ -38,6 +40,13 @@ def verify(
         network = model.network
     except VerifierError as exc:
         return Result(Verdict.ERROR, Stats(seconds=time.monotonic() - started), reason=str(exc))
+    # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism comes
+    # from whole search processes instead.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _search(network, model, prop, options, on_progress, cancel, started)
+
+
+def _search(network, model, prop, options, on_progress, cancel, started) -> Result:
     deadline = started + options.timeout_s
     outcomes: list[CaseOutcome] = []
     for index, case in enumerate(prop.cases):

@@ -26,18 +26,21 @@ def encode_network(
     solver: z3.Solver,
     prefix: str = "n",
     bounds: Bounds | None = None,
+    input_box: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[z3.ArithRef]:
     """Add the network's constraints to `solver`; return its output terms.
 
     `bounds`, if given, holds sound (lower, upper) bounds of each affine layer's output (the
     pre-activations and the final output) over the input domain; they fix stable ReLUs.
+    With them and `input_box`, the rounding slack of inexact layers is a constant.
     """
     values: list[z3.ArithRef] = list(inputs)
     affine_index = 0
     for depth, layer in enumerate(network.layers):
         name = f"{prefix}_{depth}"
         if isinstance(layer, AffineLayer):
-            values = _encode_affine(layer, values, solver, name)
+            magnitude = _input_magnitude(network, affine_index, bounds, input_box)
+            values = _encode_affine(layer, values, solver, name, magnitude)
             affine_index += 1
         else:
             layer_bounds = bounds[affine_index - 1] if bounds is not None else None
@@ -52,24 +55,53 @@ def _linear_term(row: np.ndarray, values: Sequence[z3.ArithRef], bias: float) ->
     return z3.Sum(terms) if len(terms) > 1 else terms[0]
 
 
+def _input_magnitude(
+    network: PiecewiseLinearNetwork,
+    affine_index: int,
+    bounds: Bounds | None,
+    input_box: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray | None:
+    """A bound on |x| for the inputs of an affine layer, when the bounds give one."""
+    if affine_index == 0:
+        return None if input_box is None else np.maximum(np.abs(input_box[0]), np.abs(input_box[1]))
+    if bounds is None:
+        return None
+    relu = network.relu_layers[affine_index - 1]
+    low, high = bounds[affine_index - 1]
+    return np.maximum(np.abs(relu.apply(low)), np.abs(relu.apply(high)))
+
+
 def _encode_affine(
-    layer: AffineLayer, values: Sequence[z3.ArithRef], solver: z3.Solver, name: str
+    layer: AffineLayer,
+    values: Sequence[z3.ArithRef],
+    solver: z3.Solver,
+    name: str,
+    magnitude: np.ndarray | None,
 ) -> list[z3.ArithRef]:
+    """out_j = W_j . x + b_j, within the layer's rounding error when it has one:
+    |exact - computed| <= weight_err . |x| + bias_err (model/network.py)."""
+    if layer.exact:
+        slack_terms = None
+    elif magnitude is not None:
+        # Rounded up past the float64 evaluation error of the product itself.
+        constants = (layer.weight_err @ magnitude + layer.bias_err) * (1 + 1e-9) + 1e-300
+        slack_terms = [rational(c) for c in constants]
+    else:
+        absolute = [z3.Real(f"{name}_abs{i}") for i in range(layer.n_in)]
+        for a, v in zip(absolute, values, strict=True):
+            solver.add(a >= 0, z3.Or(a == v, a == -v))
+        slack_terms = [
+            _linear_term(layer.weight_err[j], absolute, float(layer.bias_err[j]))
+            for j in range(layer.n_out)
+        ]
     outputs = []
-    magnitudes = None
-    if not layer.exact:
-        magnitudes = [z3.Real(f"{name}_abs{i}") for i in range(layer.n_in)]
-        for m, v in zip(magnitudes, values, strict=True):
-            solver.add(m >= v, m >= -v)
     for j in range(layer.n_out):
         out = z3.Real(f"{name}_{j}")
         term = _linear_term(layer.weight[j], values, float(layer.bias[j]))
-        if magnitudes is None:
+        if slack_terms is None:
             solver.add(out == term)
         else:
-            # |exact - computed| <= weight_err . |x| + bias_err, per the layer contract.
-            slack = _linear_term(layer.weight_err[j], magnitudes, float(layer.bias_err[j]))
-            solver.add(out <= term + slack, out >= term - slack)
+            solver.add(out <= term + slack_terms[j], out >= term - slack_terms[j])
         outputs.append(out)
     return outputs
 

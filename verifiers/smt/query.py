@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
 import z3
 
 from verifiers.model.network import PiecewiseLinearNetwork
@@ -36,7 +37,13 @@ def build_solver(query: BoxQuery, timeout_s: float, seed: int) -> tuple[z3.Solve
     solver = make_solver(timeout_s, seed)
     inputs = [z3.Real(f"X_{i}") for i in range(len(query.lower))]
     solver.add(box_constraints(inputs, query.lower, query.upper))
-    outputs = encode_network(query.network, inputs, solver, prefix="h", bounds=query.bounds)
+    box = (
+        np.array([float(v) for v in query.lower]),
+        np.array([float(v) for v in query.upper]),
+    )
+    outputs = encode_network(
+        query.network, inputs, solver, prefix="h", bounds=query.bounds, input_box=box
+    )
     for j, y in enumerate(outputs):
         solver.add(z3.Real(f"Y_{j}") == y)
     solver.add(unsafe_constraint(query.unsafe, outputs, query.margin))
