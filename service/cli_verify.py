@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from verifiers.components import OnnxComponent
+from service.run_files import is_symbolic, verify_files
 from verifiers.errors import VerifierError
 from verifiers.options import Options, default_workers
 from verifiers.result import Progress, Result, Stats, Verdict
@@ -72,40 +72,19 @@ def _run(
     output_names: list[str] | None,
     live: bool,
 ) -> Result:
-    from verifiers.spec import load_property
-    from verifiers.verify import verify
-
-    suffix = model.suffix.lower()
-    if suffix == ".py" or (suffix == ".json" and spec is None):
-        return _run_symbolic(model, spec, options)
-    if spec is None:
-        raise VerifierError("a property file is needed: proofwell verify MODEL.onnx SPEC.vnnlib")
-    component = OnnxComponent(
-        model.read_bytes(),
-        tuple(input_names) if input_names else None,
-        tuple(output_names) if output_names else None,
-    )
-    n_inputs = n_outputs = None
-    if spec.suffix.lower() == ".json":
-        from verifiers.model import load_model
-
-        loaded = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
-        n_inputs, n_outputs = loaded.n_inputs, loaded.n_outputs
-    prop = load_property(spec, n_inputs=n_inputs, n_outputs=n_outputs)
-    if not live:
-        return verify(component, prop, options)
+    inputs = tuple(input_names) if input_names else None
+    outputs = tuple(output_names) if output_names else None
+    if not live or is_symbolic(model, spec):
+        return verify_files(model, spec, options, inputs=inputs, outputs=outputs)
     with stderr.status("verifying...") as status:
-        return verify(component, prop, options, on_progress=_status_updater(status))
-
-
-def _run_symbolic(model: Path, spec: Path | None, options: Options) -> Result:
-    from verifiers import symbolic
-
-    if spec is None:
-        return symbolic.verify_system(json.loads(model.read_text()), options, base_dir=model.parent)
-    return symbolic.verify_module(
-        model.read_text(), json.loads(spec.read_text()), options, filename=str(model)
-    )
+        return verify_files(
+            model,
+            spec,
+            options,
+            inputs=inputs,
+            outputs=outputs,
+            on_progress=_status_updater(status),
+        )
 
 
 def _status_updater(status):
