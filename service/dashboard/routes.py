@@ -1,25 +1,195 @@
-"""A placeholder ``/`` page; the real dashboard replaces this router."""
+"""The dashboard: server-rendered pages over the stores, behind the API's read scope.
+
+``/`` overview, ``/jobs`` the filterable job table, ``/jobs/{id}`` one job,
+``/models/{artefact}`` one model across its versions, ``/static/dashboard/*`` the assets.
+"""
 
 from __future__ import annotations
 
-from html import escape
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from service.api.deps import ServicesDep
+from service.api.deps import Read, Services, ServicesDep
+from service.dashboard import charts, views
+from service.queue.states import Status
+
+HERE = Path(__file__).parent
+STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript"}
+PAGE_SIZE = 25
+VERDICTS = ("holds", "violated", "unknown", "error")
 
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/", response_class=HTMLResponse)
-def overview(services: ServicesDep) -> HTMLResponse:
-    counts = services.jobs.status_counts()
-    rows = "".join(f"<li>{escape(k)}: {n}</li>" for k, n in sorted(counts.items()))
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>proofwell</title></head>"
-        "<body><h1>proofwell</h1><p>Verification service. API: <a href='/docs'>/docs</a>, "
-        "<a href='/v1/jobs'>/v1/jobs</a>, <a href='/metrics'>/metrics</a>.</p>"
-        f"<h2>Jobs</h2><ul>{rows or '<li>none yet</li>'}</ul></body></html>"
+@cache
+def templates() -> Jinja2Templates:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    return HTMLResponse(body)
+    env.filters["num"] = charts.fmt
+    return Jinja2Templates(env=env)
+
+
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return templates().TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _missing(request: Request, what: str, ident: str) -> HTMLResponse:
+    return _page(request, "missing.html", 404, what=what, ident=ident)
+
+
+@router.get("/static/dashboard/{name}")
+def asset(name: str) -> FileResponse:
+    """The dashboard's own CSS and JS, from the package (no CDN)."""
+    if name not in STATIC:
+        from service.errors import not_found
+
+        raise not_found("asset", name)
+    return FileResponse(
+        HERE / "static" / name,
+        media_type=STATIC[name],
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[Read])
+def overview(request: Request, services: ServicesDep) -> HTMLResponse:
+    verdicts = services.jobs.verdict_counts()
+    statuses = services.jobs.status_counts()
+    recent, total = services.jobs.list(limit=10)
+    finished, _ = services.jobs.list(status=Status.DONE.value, limit=60)
+    latest = services.jobs.latest_per_property()
+    infos = services.artefacts.many([j.artefact for j in recent + latest])
+    points = [
+        charts.TimePoint(j.id, j.seconds, j.verdict or "unknown")
+        for j in reversed(finished)
+        if j.seconds is not None and not j.cached
+    ]
+    return _page(
+        request,
+        "overview.html",
+        verdicts={v: verdicts.get(v, 0) for v in VERDICTS},
+        statuses=statuses,
+        total=total,
+        recent=views.job_rows(recent, infos),
+        chart=charts.solve_time_chart(points, "Solve time of recent jobs (log scale)"),
+        models=views.model_summaries(latest, infos),
+    )
+
+
+def _filter_value(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    return value if value in allowed else None
+
+
+@router.get("/jobs", response_class=HTMLResponse, dependencies=[Read])
+def jobs_page(
+    request: Request,
+    services: ServicesDep,
+    status: str | None = None,
+    verdict: str | None = None,
+    model: str | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    status = _filter_value(status, tuple(s.value for s in Status))
+    verdict = _filter_value(verdict, VERDICTS)
+    model = model or None
+    jobs, total = services.jobs.list(
+        status=status,
+        verdict=verdict,
+        artefact=model,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    models = services.artefacts.recent(limit=200)
+    infos = {m.id: m for m in models} | services.artefacts.many([j.artefact for j in jobs])
+    pages = max(1, -(-total // PAGE_SIZE))
+    filters = {k: v for k, v in (("status", status), ("verdict", verdict), ("model", model)) if v}
+
+    def link(n: int) -> str:
+        return "/jobs?" + urlencode({**filters, "page": n})
+
+    return _page(
+        request,
+        "jobs.html",
+        rows=views.job_rows(jobs, infos),
+        total=total,
+        page=page,
+        pages=pages,
+        prev_link=link(page - 1) if page > 1 else None,
+        next_link=link(page + 1) if page < pages else None,
+        filters=filters,
+        statuses=[s.value for s in Status],
+        verdicts=VERDICTS,
+        models=[(m.id, views.model_name(m, m.id)) for m in models],
+    )
+
+
+def _sizes(services: Services, job: Any, cex: dict[str, Any] | None) -> tuple[int, int] | None:
+    """The component's input and output sizes, where known without loading the model."""
+    if cex and cex.get("inputs") is not None and cex.get("outputs") is not None:
+        return len(cex["inputs"]), len(cex["outputs"])
+    info = services.artefacts.get(job.artefact)
+    if info is None or job.subnetwork or "n_inputs" not in info.meta:
+        return None
+    return int(info.meta["n_inputs"]), int(info.meta["n_outputs"])
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse, dependencies=[Read])
+def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLResponse:
+    job = services.jobs.get(int(job_id)) if job_id.isdigit() and len(job_id) < 19 else None
+    if job is None:
+        return _missing(request, "job", job_id)
+    info = services.artefacts.get(job.artefact)
+    parsed, problem = (None, None)
+    if info is not None and info.kind == "onnx":
+        parsed, problem = views.parse_property(job.prop, _sizes(services, job, job.counterexample))
+    cex = None
+    if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
+        cex = views.counterexample_view(job.counterexample, parsed)
+    return _page(
+        request,
+        "job.html",
+        job=job,
+        state=views.state_of(job),
+        live=not job.status.terminal,
+        model=views.model_name(info, job.artefact),
+        prop=views.property_view(job.prop, parsed, problem),
+        cex=cex,
+        has_certificate=job.verdict == "holds" and services.jobs.certificate(job.id) is not None,
+        when=views.when,
+    )
+
+
+@router.get("/models/{artefact}", response_class=HTMLResponse, dependencies=[Read])
+def model_page(request: Request, artefact: str, services: ServicesDep) -> HTMLResponse:
+    info = services.artefacts.get(artefact)
+    if info is None:
+        return _missing(request, "model", artefact)
+    versions = services.artefacts.versions(info)
+    jobs = services.jobs.history([v.id for v in versions])
+    histories, points = views.property_histories(jobs, versions)
+    chart = charts.history_chart(
+        [h.label for h in histories], points, "Verdicts over time, one line per property"
+    )
+    return _page(
+        request,
+        "model.html",
+        info=info,
+        name=views.model_name(info, info.id),
+        versions=versions,
+        current=next(k for k, v in enumerate(versions) if v.id == info.id),
+        histories=histories,
+        regressions=sum(h.regression for h in histories),
+        chart=chart,
+        when=views.when,
+    )

@@ -23,6 +23,16 @@ class ArtefactInfo:
     created_at: datetime
 
 
+_COLUMNS = (
+    Artefact.id,
+    Artefact.kind,
+    Artefact.size,
+    Artefact.filename,
+    Artefact.meta,
+    Artefact.created_at,
+)
+
+
 def _info(row: Artefact) -> ArtefactInfo:
     return ArtefactInfo(row.id, row.kind, row.size, row.filename, row.meta, row.created_at)
 
@@ -58,16 +68,34 @@ class ArtefactStore:
 
     def get(self, sha256: str) -> ArtefactInfo | None:
         with self.db.session() as s:
-            cols = (
-                Artefact.id,
-                Artefact.kind,
-                Artefact.size,
-                Artefact.filename,
-                Artefact.meta,
-                Artefact.created_at,
-            )
-            found = s.execute(select(*cols).where(Artefact.id == sha256)).first()
+            found = s.execute(select(*_COLUMNS).where(Artefact.id == sha256)).first()
             return ArtefactInfo(*found) if found else None
+
+    def many(self, ids: list[str]) -> dict[str, ArtefactInfo]:
+        """The artefacts among ``ids`` (without their bytes), by id."""
+        if not ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(select(*_COLUMNS).where(Artefact.id.in_(set(ids))))
+            return {r.id: ArtefactInfo(*r) for r in rows}
+
+    def recent(self, limit: int = 200) -> list[ArtefactInfo]:
+        """The newest artefacts first (without their bytes)."""
+        with self.db.session() as s:
+            stmt = select(*_COLUMNS).order_by(Artefact.created_at.desc()).limit(limit)
+            return [ArtefactInfo(*r) for r in s.execute(stmt)]
+
+    def versions(self, info: ArtefactInfo) -> list[ArtefactInfo]:
+        """Uploads under the same filename, oldest first: the versions of one model."""
+        if not info.filename:
+            return [info]
+        with self.db.session() as s:
+            stmt = (
+                select(*_COLUMNS)
+                .where(Artefact.filename == info.filename)
+                .order_by(Artefact.created_at, Artefact.id)
+            )
+            return [ArtefactInfo(*r) for r in s.execute(stmt)]
 
     def data(self, sha256: str) -> bytes | None:
         with self.db.session() as s:

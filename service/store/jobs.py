@@ -209,6 +209,32 @@ class JobStore:
             stmt = select(JobRow.seconds).where(JobRow.seconds.is_not(None), ~JobRow.cached)
             return [float(x) for x in s.scalars(stmt)]
 
+    def verdict_counts(self) -> dict[str, int]:
+        """Finished jobs by verdict (a cached job counts like the job it reuses)."""
+        with self.db.session() as s:
+            stmt = (
+                select(ResultRow.verdict, func.count())
+                .join(JobRow, JobRow.result_id == ResultRow.id)
+                .group_by(ResultRow.verdict)
+            )
+            return {verdict: n for verdict, n in s.execute(stmt)}
+
+    def latest_per_property(self, artefacts: list[str] | None = None) -> list[Job]:
+        """The newest job of each (artefact, property) pair, optionally for some artefacts."""
+        newest = select(func.max(JobRow.id)).group_by(JobRow.artefact_id, JobRow.property_hash)
+        if artefacts is not None:
+            newest = newest.where(JobRow.artefact_id.in_(artefacts))
+        with self.db.session() as s:
+            rows = s.execute(_joined().where(JobRow.id.in_(newest)).order_by(JobRow.id.desc()))
+            return [_job(*r) for r in rows]
+
+    def history(self, artefacts: list[str], limit: int = 2000) -> list[Job]:
+        """Jobs on these artefacts, oldest first (the newest ``limit`` of them)."""
+        stmt = _joined().where(JobRow.artefact_id.in_(artefacts))
+        with self.db.session() as s:
+            rows = s.execute(stmt.order_by(JobRow.id.desc()).limit(limit))
+            return [_job(*r) for r in reversed(rows.all())]
+
     # -- the worker side ---------------------------------------------------------------
     def claim(self, worker_id: str, lease_s: float) -> Job | None:
         """Take the next queued job (highest priority, then oldest) under a lease."""

@@ -1,0 +1,369 @@
+"""View models: what the templates show, computed from store records.
+
+Nothing here touches the database; routes fetch with the stores and pass records in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from markupsafe import Markup
+
+from service.dashboard import charts
+from service.store.artefacts import ArtefactInfo
+from service.store.cache import digest
+from service.store.jobs import Job
+from verifiers.spec.property import Case, Conjunction, HalfSpace, Property
+
+MAX_ROWS = 64  # inputs or outputs drawn in a chart or table; the rest are counted
+MAX_CASES = 12
+
+
+def state_of(job: Job) -> str:
+    """What the badge says: the verdict once done, the status before (or on failure)."""
+    return job.verdict if job.verdict and job.status.value == "done" else job.status.value
+
+
+def model_name(info: ArtefactInfo | None, artefact: str) -> str:
+    if info is not None and info.filename:
+        return info.filename
+    return f"{artefact[:12]}…"
+
+
+def property_label(prop: dict[str, Any]) -> str:
+    """A short human label: a VNN-LIB file's first comment, a preset's kind or name."""
+    short = digest(prop)[:8]
+    if "vnnlib" in prop:
+        for line in str(prop["vnnlib"]).splitlines():
+            text = line.strip().lstrip(";").strip()
+            if line.strip().startswith(";") and text and not text.startswith("delay_s="):
+                return text if len(text) <= 60 else text[:59] + "…"
+        return f"VNN-LIB {short}"
+    if "preset" in prop and isinstance(prop["preset"], dict):
+        preset = prop["preset"]
+        return str(preset.get("name") or f"{preset.get('kind', 'preset')} {short}")
+    if "spec" in prop and isinstance(prop["spec"], dict):
+        spec = prop["spec"]
+        return f"spec of {spec.get('function') or spec.get('step') or 'module'} {short}"
+    return f"property {short}"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    state: str
+    status: str
+    model: str
+    artefact: str
+    prop: str
+    seconds: float | None
+    created: str
+    cached: bool
+
+
+def when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def job_rows(jobs: list[Job], infos: dict[str, ArtefactInfo]) -> list[JobRow]:
+    return [
+        JobRow(
+            id=j.id,
+            state=state_of(j),
+            status=j.status.value,
+            model=model_name(infos.get(j.artefact), j.artefact),
+            artefact=j.artefact,
+            prop=property_label(j.prop),
+            seconds=j.seconds,
+            created=when(j.created_at),
+            cached=j.cached,
+        )
+        for j in jobs
+    ]
+
+
+# -- the property, readable ------------------------------------------------------------
+def _num(value: Fraction) -> str:
+    return charts.fmt(float(value))
+
+
+def _term(coeff: Fraction, index: int, first: bool) -> str:
+    sign = "−" if coeff < 0 else ("" if first else "+")
+    mag = abs(coeff)
+    body = f"Y_{index}" if mag == 1 else f"{_num(mag)}·Y_{index}"
+    return f"{sign} {body}".strip() if not first or sign else body
+
+
+def halfspace_text(h: HalfSpace) -> str:
+    """``Y_0 ≤ Y_1``, ``Y_3 ≥ 2.5`` or ``Y_0 − 2·Y_1 < 0``."""
+    nz = [(i, c) for i, c in enumerate(h.coeffs) if c != 0]
+    rel = "<" if h.strict else "≤"
+    if len(nz) == 1:
+        i, c = nz[0]
+        bound = h.rhs / c
+        if c < 0:
+            rel = ">" if h.strict else "≥"
+        return f"Y_{i} {rel} {_num(bound)}"
+    if len(nz) == 2 and h.rhs == 0 and {c for _, c in nz} == {Fraction(1), Fraction(-1)}:
+        pos = next(i for i, c in nz if c > 0)
+        neg = next(i for i, c in nz if c < 0)
+        return f"Y_{pos} {rel} Y_{neg}"
+    if not nz:
+        return f"0 {rel} {_num(h.rhs)}"
+    lhs = " ".join(_term(c, i, k == 0) for k, (i, c) in enumerate(nz))
+    return f"{lhs} {rel} {_num(h.rhs)}"
+
+
+@dataclass(frozen=True)
+class BoxRow:
+    name: str
+    lower: str
+    upper: str
+    exact: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    box: list[BoxRow]
+    hidden_rows: int
+    unsafe: list[list[str]]  # a disjunction of conjunctions of atoms
+
+
+@dataclass(frozen=True)
+class PropertyView:
+    kind: str  # vnnlib | preset | spec
+    label: str
+    source: str
+    cases: list[CaseView] = field(default_factory=list)
+    hidden_cases: int = 0
+    n_inputs: int = 0
+    n_outputs: int = 0
+    problem: str | None = None  # why the structure could not be shown
+
+
+def case_view(case: Case) -> CaseView:
+    rows = [
+        BoxRow(f"X_{i}", _num(lo), _num(hi), f"[{lo}, {hi}]")
+        for i, (lo, hi) in enumerate(zip(case.lower_exact, case.upper_exact, strict=True))
+    ]
+    unsafe = [[halfspace_text(h) for h in conj.halfspaces] for conj in case.unsafe]
+    return CaseView(rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS), unsafe)
+
+
+def parse_property(
+    prop: dict[str, Any], sizes: tuple[int, int] | None
+) -> tuple[Property | None, str | None]:
+    """The parsed property, or why it could not be parsed here."""
+    from verifiers.errors import VerifierError
+    from verifiers.spec import parse_preset, parse_vnnlib
+
+    try:
+        if "vnnlib" in prop:
+            n_in, n_out = sizes or (None, None)
+            return parse_vnnlib(prop["vnnlib"], n_inputs=n_in, n_outputs=n_out), None
+        if "preset" in prop and sizes:
+            return parse_preset(prop["preset"], n_inputs=sizes[0], n_outputs=sizes[1]), None
+    except VerifierError as exc:
+        return None, str(exc)
+    return None, None
+
+
+def property_view(
+    prop: dict[str, Any], parsed: Property | None, problem: str | None
+) -> PropertyView:
+    label = property_label(prop)
+    if "vnnlib" in prop:
+        kind, source = "vnnlib", str(prop["vnnlib"])
+    else:
+        kind = "preset" if "preset" in prop else "spec"
+        source = json.dumps(prop.get(kind), indent=2, sort_keys=True)
+    if parsed is None:
+        return PropertyView(kind, label, source, problem=problem)
+    cases = [case_view(c) for c in parsed.cases[:MAX_CASES]]
+    return PropertyView(
+        kind,
+        label,
+        source,
+        cases,
+        max(0, len(parsed.cases) - MAX_CASES),
+        parsed.n_inputs,
+        parsed.n_outputs,
+    )
+
+
+# -- the counterexample, drawn ---------------------------------------------------------
+@dataclass(frozen=True)
+class Constraint:
+    text: str
+    lhs: float
+    rhs: float
+    met: bool
+
+
+@dataclass(frozen=True)
+class CounterexampleView:
+    inputs_svg: Markup
+    outputs_svg: Markup
+    hidden_inputs: int
+    hidden_outputs: int
+    margin: float | None
+    constraints: list[Constraint]
+    raw: str
+
+
+def _case_for(prop: Property, inputs: list[float]) -> Case | None:
+    for case in prop.cases:
+        if len(case.lower_exact) == len(inputs) and case.contains_exactly(inputs):
+            return case
+    return prop.cases[0] if prop.cases else None
+
+
+def _violated(case: Case | None, outputs: list[float]) -> Conjunction | None:
+    if case is None:
+        return None
+    for conj in case.unsafe:
+        if len(conj.halfspaces) and len(conj.halfspaces[0].coeffs) != len(outputs):
+            return None
+        if conj.holds_exactly(outputs):
+            return conj
+    return case.unsafe[0] if case.unsafe else None
+
+
+def _thresholds(conj: Conjunction | None, n_out: int) -> list[tuple[float, ...]]:
+    found: list[list[float]] = [[] for _ in range(n_out)]
+    for h in conj.halfspaces if conj else ():
+        nz = [(i, c) for i, c in enumerate(h.coeffs) if c != 0]
+        if len(nz) == 1 and nz[0][0] < n_out:
+            i, c = nz[0]
+            found[i].append(float(h.rhs / c))
+    return [tuple(t) for t in found]
+
+
+def _constraints(conj: Conjunction | None, outputs: list[float]) -> list[Constraint]:
+    out = []
+    for h in conj.halfspaces if conj else ():
+        lhs = float(sum(c * Fraction(float(y)) for c, y in zip(h.coeffs, outputs, strict=True)))
+        out.append(Constraint(halfspace_text(h), lhs, float(h.rhs), h.holds_exactly(outputs)))
+    return out
+
+
+def counterexample_view(cex: dict[str, Any], prop: Property | None) -> CounterexampleView:
+    inputs = [float(v) for v in cex.get("inputs") or []]
+    outputs = [float(v) for v in cex.get("outputs") or []]
+    ort = cex.get("onnxruntime_outputs")
+    runtime = [float(v) for v in ort] if ort else None
+    case = _case_for(prop, inputs) if prop else None
+    lower = [float(v) for v in case.lower] if case else inputs
+    upper = [float(v) for v in case.upper] if case else inputs
+    conj = _violated(case, runtime or outputs)
+    rows = [
+        charts.IntervalRow(f"X_{i}", x, lower[i], upper[i]) for i, x in enumerate(inputs[:MAX_ROWS])
+    ]
+    thresholds = _thresholds(conj, len(outputs))
+    out_rows = [
+        charts.OutputRow(
+            f"Y_{i}", y, runtime[i] if runtime and i < len(runtime) else None, thresholds[i]
+        )
+        for i, y in enumerate(outputs[:MAX_ROWS])
+    ]
+    return CounterexampleView(
+        inputs_svg=charts.interval_chart(rows, "Counterexample inputs within their intervals"),
+        outputs_svg=charts.output_chart(out_rows, "Outputs: engine and onnxruntime"),
+        hidden_inputs=max(0, len(inputs) - MAX_ROWS),
+        hidden_outputs=max(0, len(outputs) - MAX_ROWS),
+        margin=cex.get("margin"),
+        constraints=_constraints(conj, runtime or outputs) if conj else [],
+        raw=json.dumps(cex, indent=2),
+    )
+
+
+# -- models: failing first; properties across versions ---------------------------------
+@dataclass(frozen=True)
+class ModelSummary:
+    artefact: str
+    name: str
+    kind: str
+    properties: int
+    counts: dict[str, int]
+
+    @property
+    def failing(self) -> int:
+        return self.counts.get("violated", 0)
+
+
+def model_summaries(latest: list[Job], infos: dict[str, ArtefactInfo]) -> list[ModelSummary]:
+    """One line per model from the newest job of each property; failing models first."""
+    counts: dict[str, dict[str, int]] = {}
+    for job in latest:
+        per = counts.setdefault(job.artefact, {})
+        state = state_of(job)
+        per[state] = per.get(state, 0) + 1
+    out = [
+        ModelSummary(
+            a,
+            model_name(infos.get(a), a),
+            infos[a].kind if a in infos else "?",
+            sum(c.values()),
+            c,
+        )
+        for a, c in counts.items()
+    ]
+    return sorted(out, key=lambda m: (-m.failing, -m.counts.get("error", 0), m.name))
+
+
+@dataclass(frozen=True)
+class Cell:
+    job_id: int
+    state: str
+    regression: bool
+
+
+@dataclass(frozen=True)
+class PropertyHistory:
+    label: str
+    cells: list[Cell | None]  # one per version, oldest first
+    regression: bool
+
+
+def _regressed(before: list[Cell | None], state: str) -> bool:
+    seen = [c.state for c in before if c is not None]
+    return state == "violated" and "holds" in seen
+
+
+def property_histories(
+    jobs: list[Job], versions: list[ArtefactInfo]
+) -> tuple[list[PropertyHistory], list[charts.HistoryPoint]]:
+    """The newest verdict of each property on each version, and every job as a point."""
+    column = {v.id: k for k, v in enumerate(versions)}
+    labels: dict[str, str] = {}
+    latest: dict[tuple[str, int], Job] = {}
+    for job in jobs:  # oldest first: later jobs win
+        key = digest(job.prop)
+        labels.setdefault(key, property_label(job.prop))
+        latest[(key, column[job.artefact])] = job
+    histories = []
+    for key, label in labels.items():
+        cells: list[Cell | None] = []
+        for k in range(len(versions)):
+            job = latest.get((key, k))
+            cell = None
+            if job is not None:
+                state = state_of(job)
+                cell = Cell(job.id, state, _regressed(cells, state))
+            cells.append(cell)
+        histories.append(PropertyHistory(label, cells, any(c and c.regression for c in cells)))
+    rows = {key: i for i, key in enumerate(labels)}
+    points = [
+        charts.HistoryPoint(
+            rows[digest(j.prop)],
+            j.id,
+            j.created_at.timestamp(),
+            state_of(j),
+            f"job {j.id} on version {column[j.artefact] + 1}: {state_of(j)} ({when(j.created_at)})",
+        )
+        for j in jobs
+    ]
+    return histories, points
