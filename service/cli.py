@@ -26,3 +26,7 @@ cli_verify.register(app)
 from service import cli_service  # noqa: E402
 
 cli_service.register(app)
+
+from service import cli_gate  # noqa: E402
+
+cli_gate.register(app)
