@@ -48,7 +48,7 @@ class IntervalRow:
 
 def interval_chart(rows: Sequence[IntervalRow], label: str) -> Markup:
     """One row per input: the allowed interval as a bar, the value as a marker on it."""
-    width, left, right, step = 720, 70, 250, 30
+    width, left, right, step = 760, 70, 300, 30
     span = width - left - right
     body: list[str] = []
     for i, row in enumerate(rows):
@@ -108,10 +108,11 @@ def output_chart(rows: Sequence[OutputRow], label: str) -> Markup:
     height = 34 + len(rows) * step
     body = [
         f'<line class="axis" x1="{zero:.1f}" y1="4" x2="{zero:.1f}" y2="{height - 24}"/>',
-        _text(zero, height - 8, "0", "lbl dim", "middle"),
         _text(left, height - 8, fmt(lo, 3), "lbl dim", "start"),
         _text(left + span, height - 8, fmt(hi, 3), "lbl dim", "end"),
     ]
+    if min(zero - left, left + span - zero) > 50:
+        body.append(_text(zero, height - 8, "0", "lbl dim", "middle"))
     for i, row in enumerate(rows):
         y = 8 + i * step
         body.append(_text(left - 8, y + 17, row.name, "lbl mono", "end"))
@@ -147,7 +148,7 @@ class TimePoint:
 
 def solve_time_chart(points: Sequence[TimePoint], label: str) -> Markup:
     """One bar per finished job (oldest left), log-scaled height, coloured by verdict."""
-    width, height, left, bottom = 720, 200, 48, 24
+    width, height, left, bottom = 720, 200, 62, 24
     if not points:
         return _svg(width, 60, label, [_text(10, 34, "no finished jobs yet", "lbl dim")])
     floor = 1e-3
