@@ -34,10 +34,14 @@ def run_server(
     on_start: OnStart | None = None,
     on_done: OnDone | None = None,
     http_timeout_s: float = 60.0,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[Outcome]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     outcomes: dict[int, Outcome] = {}
-    with httpx.Client(base_url=server, headers=headers, timeout=http_timeout_s) as client:
+    client = httpx.Client(
+        base_url=server, headers=headers, timeout=http_timeout_s, transport=transport
+    )
+    with client:
         jobs = _submit_all(client, tasks, outcomes, on_start, on_done)
         while jobs:
             time.sleep(poll_s)
