@@ -41,7 +41,7 @@ def instances(props: set[str] | None, nets: set[str] | None) -> list[tuple[str, 
 
 def summarise(tool: str, rows: list[dict]) -> None:
     verdicts = [r[f"{tool}_verdict"] for r in rows]
-    decided = [r for r, v in zip(rows, verdicts) if v in ("holds", "violated")]
+    decided = [r for r, v in zip(rows, verdicts, strict=True) if v in ("holds", "violated")]
     wrong = [r for r in decided if r[f"{tool}_verdict"] != r["expected"]]
     times = [r[f"{tool}_seconds"] for r in rows]
     print(
@@ -51,7 +51,9 @@ def summarise(tool: str, rows: list[dict]) -> None:
         f"peak memory {max(r[f'{tool}_rss_mb'] for r in rows):.0f} MB"
     )
     for r in wrong:
-        print(f"  WRONG {r['onnx']} {r['vnnlib']}: expected {r['expected']}, got {r[f'{tool}_verdict']}")
+        print(
+            f"  WRONG {r['onnx']} {r['vnnlib']}: expected {r['expected']}, got {r[f'{tool}_verdict']}"
+        )
 
 
 def ratios(rows: list[dict]) -> None:
@@ -61,7 +63,9 @@ def ratios(rows: list[dict]) -> None:
     for prop, group in sorted(by_prop.items(), key=lambda kv: int(kv[0][5:-7])):
         ours = sum(r["proofwell_seconds"] for r in group)
         theirs = sum(r["marabou_seconds"] for r in group)
-        print(f"  {prop}: proofwell {ours:.1f} s, Marabou {theirs:.1f} s, ratio {ours / theirs:.2f}")
+        print(
+            f"  {prop}: proofwell {ours:.1f} s, Marabou {theirs:.1f} s, ratio {ours / theirs:.2f}"
+        )
     ours = sum(r["proofwell_seconds"] for r in rows)
     theirs = sum(r["marabou_seconds"] for r in rows)
     print(f"  total: proofwell {ours:.1f} s, Marabou {theirs:.1f} s, ratio {ours / theirs:.2f}")
@@ -93,8 +97,11 @@ def main() -> int:
         print(
             f"{onnx_name} {vnnlib}: expected {expected}, proofwell {row['proofwell_verdict']} "
             f"{row['proofwell_seconds']:.2f} s"
-            + (f", Marabou {row['marabou_verdict']} {row['marabou_seconds']:.2f} s"
-               if args.vs_marabou else ""),
+            + (
+                f", Marabou {row['marabou_verdict']} {row['marabou_seconds']:.2f} s"
+                if args.vs_marabou
+                else ""
+            ),
             flush=True,
         )
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)

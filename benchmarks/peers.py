@@ -29,8 +29,17 @@ def _timed(cmd: list[str], timeout: float) -> tuple[str, float, float]:
 
 def run_proofwell(net: Path, prop: Path, timeout: float, workers: int) -> dict:
     exe = shutil.which("proofwell") or f"{sys.executable} -m service.cli"
-    cmd = [*exe.split(), "verify", str(net), str(prop), "--json", "--timeout", str(timeout),
-           "--workers", str(workers)]
+    cmd = [
+        *exe.split(),
+        "verify",
+        str(net),
+        str(prop),
+        "--json",
+        "--timeout",
+        str(timeout),
+        "--workers",
+        str(workers),
+    ]
     out, seconds, rss = _timed(cmd, timeout)
     try:
         verdict = json.loads(out)["verdict"]

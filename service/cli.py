@@ -13,7 +13,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def main() -> None:
     """Formal verification of ONNX subnetworks and symbolic modules."""

@@ -34,8 +34,11 @@ def exact_maximum(weights, biases, c, lower, upper) -> tuple[float, np.ndarray]:
         out_w = c @ (weights[-1] @ lin_w)
         out_b = c @ (weights[-1] @ lin_b + biases[-1])
         res = linprog(
-            -out_w, A_ub=np.array(a_ub), b_ub=np.array(b_ub),
-            bounds=list(zip(lower, upper, strict=True)), method="highs",
+            -out_w,
+            A_ub=np.array(a_ub),
+            b_ub=np.array(b_ub),
+            bounds=list(zip(lower, upper, strict=True)),
+            method="highs",
         )
         if res.status == 0 and -res.fun + out_b > best:
             best, best_x = -res.fun + out_b, res.x
@@ -44,8 +47,11 @@ def exact_maximum(weights, biases, c, lower, upper) -> tuple[float, np.ndarray]:
 
 def random_network(rng: np.random.Generator, sizes: list[int]):
     """float32-valued weights and biases of a dense ReLU network."""
-    weights = [rng.normal(size=(b, a)).astype(np.float32).astype(np.float64)
-               for a, b in zip(sizes, sizes[1:])]
-    biases = [rng.normal(scale=0.5, size=b).astype(np.float32).astype(np.float64)
-              for b in sizes[1:]]
+    weights = [
+        rng.normal(size=(b, a)).astype(np.float32).astype(np.float64)
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+    biases = [
+        rng.normal(scale=0.5, size=b).astype(np.float32).astype(np.float64) for b in sizes[1:]
+    ]
     return weights, biases

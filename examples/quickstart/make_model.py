@@ -23,7 +23,7 @@ def build(seed: int = 7) -> onnx.ModelProto:
     sizes = [3, 16, 16, 3]
     nodes, inits = [], []
     current = "input"
-    for k, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         w = (rng.normal(size=(fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
         b = (0.1 * rng.normal(size=fan_out)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"W{k}"), numpy_helper.from_array(b, f"B{k}")]

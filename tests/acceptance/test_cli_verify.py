@@ -34,8 +34,15 @@ def vnncomp_instances() -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize(("onnx_name", "spec", "expected"), vnncomp_instances())
 def test_vnncomp_test_instances(tmp_path: Path, onnx_name: str, spec: str, expected: str) -> None:
     result_file = tmp_path / "out.txt"
-    code, out = run_cli(str(VNNCOMP_TEST / onnx_name), str(VNNCOMP_TEST / spec), "--json",
-                        "--vnncomp-result", str(result_file), "--timeout", "60")
+    code, out = run_cli(
+        str(VNNCOMP_TEST / onnx_name),
+        str(VNNCOMP_TEST / spec),
+        "--json",
+        "--vnncomp-result",
+        str(result_file),
+        "--timeout",
+        "60",
+    )
     data = json.loads(out)
     assert data["verdict"] == expected and code == EXIT[expected]
     first = result_file.read_text().splitlines()[0]
@@ -45,15 +52,25 @@ def test_vnncomp_test_instances(tmp_path: Path, onnx_name: str, spec: str, expec
 @needs_shared
 @pytest.mark.parametrize(("net", "expected"), [("1_6", "holds"), ("1_7", "violated")])
 def test_acasxu_property_3(net: str, expected: str) -> None:
-    code, out = run_cli(str(ACASXU / f"ACASXU_run2a_{net}_batch_2000.onnx"),
-                        str(ACASXU / "prop_3.vnnlib"), "--json", "--timeout", "116")
+    code, out = run_cli(
+        str(ACASXU / f"ACASXU_run2a_{net}_batch_2000.onnx"),
+        str(ACASXU / "prop_3.vnnlib"),
+        "--json",
+        "--timeout",
+        "116",
+    )
     assert json.loads(out)["verdict"] == expected and code == EXIT[expected]
 
 
 def test_json_shape_of_a_violation_and_its_replay(tmp_path: Path) -> None:
     result_file = tmp_path / "result.txt"
-    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_always_top.vnnlib"),
-                        "--json", "--vnncomp-result", str(result_file))
+    code, out = run_cli(
+        str(EXAMPLES / "advisory.onnx"),
+        str(EXAMPLES / "clear_always_top.vnnlib"),
+        "--json",
+        "--vnncomp-result",
+        str(result_file),
+    )
     data = json.loads(out)
     assert code == 1 and data["verdict"] == "violated"
     assert set(data) >= {"verdict", "counterexample", "stats", "certificate"}
@@ -61,8 +78,8 @@ def test_json_shape_of_a_violation_and_its_replay(tmp_path: Path) -> None:
     cex = data["counterexample"]
     assert set(cex) >= {"inputs", "outputs", "onnxruntime_outputs", "margin"}
     # The property: unsafe when Y_2 > Y_0; onnxruntime's own outputs must show it.
-    import onnxruntime as ort
     import numpy as np
+    import onnxruntime as ort
 
     session = ort.InferenceSession(str(EXAMPLES / "advisory.onnx"))
     y = session.run(None, {"input": np.array([cex["inputs"]], dtype=np.float32)})[0][0]
@@ -72,8 +89,9 @@ def test_json_shape_of_a_violation_and_its_replay(tmp_path: Path) -> None:
 
 
 def test_holds_has_a_certificate() -> None:
-    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"),
-                        "--json")
+    code, out = run_cli(
+        str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"), "--json"
+    )
     data = json.loads(out)
     assert code == 0 and data["verdict"] == "holds" and data["counterexample"] is None
     leaves = data["certificate"]["cases"][0]["leaves"]
@@ -83,8 +101,15 @@ def test_holds_has_a_certificate() -> None:
 
 def test_timeout_gives_unknown_and_timeout_result(tmp_path: Path) -> None:
     result_file = tmp_path / "r.txt"
-    code, out = run_cli(str(EXAMPLES / "advisory.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"),
-                        "--json", "--timeout", "0", "--vnncomp-result", str(result_file))
+    code, out = run_cli(
+        str(EXAMPLES / "advisory.onnx"),
+        str(EXAMPLES / "clear_beats_left.vnnlib"),
+        "--json",
+        "--timeout",
+        "0",
+        "--vnncomp-result",
+        str(result_file),
+    )
     assert code == 2 and json.loads(out)["verdict"] == "unknown"
     assert result_file.read_text().splitlines()[0] == "timeout"
 
@@ -107,8 +132,17 @@ def test_bad_input_is_exit_3_with_a_one_line_message(tmp_path, model_text, spec_
         spec = tmp_path / "bad.vnnlib"
         spec.write_text(spec_text)
     proc = subprocess.run(
-        [sys.executable, "-c", "from service.cli import app; app()", "verify", str(model), str(spec)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from service.cli import app; app()",
+            "verify",
+            str(model),
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr + proc.stdout

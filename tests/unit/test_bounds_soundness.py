@@ -30,8 +30,9 @@ def test_interval_and_linear_bounds_enclose_samples(sizes, alpha) -> None:
     rng = np.random.default_rng(sum(sizes))
     weights, biases = random_network(rng, sizes)
     layers = list(to_network(weights, biases).layers)
-    layers = [ReluLayer(layer.size, alpha) if isinstance(layer, ReluLayer) else layer
-              for layer in layers]
+    layers = [
+        ReluLayer(layer.size, alpha) if isinstance(layer, ReluLayer) else layer for layer in layers
+    ]
     network = PiecewiseLinearNetwork(tuple(layers))
     lower, upper = sample_boxes(rng, sizes[0], 32, 0.5)
     objective = rng.normal(size=(3, sizes[-1]))

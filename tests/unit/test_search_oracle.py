@@ -75,7 +75,9 @@ def test_branch_and_bound_matches_oracle(index: int) -> None:
     verdict, cex = search(network, at_least_case(c, best - delta, lower, upper))
     assert verdict == "violated"
     assert float(c @ np.array(cex.outputs)) >= best - delta - 1e-9
-    assert np.all(np.array(cex.inputs) >= lower - 1e-6) and np.all(np.array(cex.inputs) <= upper + 1e-6)
+    assert np.all(np.array(cex.inputs) >= lower - 1e-6) and np.all(
+        np.array(cex.inputs) <= upper + 1e-6
+    )
 
 
 @pytest.mark.parametrize("index", range(8))

@@ -32,8 +32,9 @@ def test_smtlib_export_is_a_replayable_query() -> None:
     rng = np.random.default_rng(6)
     weights, biases = random_network(rng, [2, 3, 1])
     case = at_least_case(np.array([1.0]), -100.0, np.array([0.0, 0.0]), np.array([1.0, 1.0]))
-    text = to_smtlib(BoxQuery(to_network(weights, biases), case.lower_exact, case.upper_exact,
-                              case.unsafe))
+    text = to_smtlib(
+        BoxQuery(to_network(weights, biases), case.lower_exact, case.upper_exact, case.unsafe)
+    )
     assert "(declare-fun X_0 () Real)" in text and "(check-sat)" in text
     solver = z3.Solver()
     solver.from_string(text)

@@ -85,9 +85,7 @@ def relu_relaxation(
     return lower_slope, upper_slope, intercept
 
 
-def _relu_back(
-    state: _Backward, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray
-) -> None:
+def _relu_back(state: _Backward, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray) -> None:
     lower_slope, upper_slope, intercept = relu_relaxation(layer, lower, upper)
     pos, neg = np.maximum(state.coeffs, 0.0), np.minimum(state.coeffs, 0.0)
     state.add_const(np.einsum("bmn,bn->bm", neg, intercept))
@@ -106,7 +104,9 @@ def _read_off(
     value = value + state.const
     magnitude = _magnitude(lower, upper)
     slack = state.slack * (1.0 + 1e-6)
-    slack = slack + gamma(lower.shape[-1]) * np.einsum("bmn,bn->bm", np.abs(state.coeffs), magnitude)
+    slack = slack + gamma(lower.shape[-1]) * np.einsum(
+        "bmn,bn->bm", np.abs(state.coeffs), magnitude
+    )
     slack = slack + gamma(2 * depth + 2) * state.const_magnitude
     corner = np.where(state.coeffs >= 0.0, lower[:, None, :], upper[:, None, :])
     return widen_down(value, slack), corner
@@ -150,7 +150,9 @@ def linear_bounds(
         low, high = affine_interval(layer, *post)
         if k > 0:
             eye = np.eye(layer.n_out)
-            rows = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * layer.n_out, layer.n_out))
+            rows = np.broadcast_to(
+                np.concatenate([eye, -eye]), (batch, 2 * layer.n_out, layer.n_out)
+            )
             value, _, _ = _back_substitute(
                 network, np.array(rows), k, pre_bounds, magnitudes, (lower, upper)
             )
@@ -162,9 +164,17 @@ def linear_bounds(
             magnitudes.append(_magnitude(*post))
     if objective is None:
         return LinearBounds(pre_bounds, None, None, None)
-    rows = np.broadcast_to(objective, (batch, *objective.shape[-2:])) if objective.ndim == 2 else objective
+    rows = (
+        np.broadcast_to(objective, (batch, *objective.shape[-2:]))
+        if objective.ndim == 2
+        else objective
+    )
     value, coeffs, corner = _back_substitute(
-        network, np.array(rows, dtype=np.float64), len(affine_layers) - 1, pre_bounds,
-        magnitudes, (lower, upper),
+        network,
+        np.array(rows, dtype=np.float64),
+        len(affine_layers) - 1,
+        pre_bounds,
+        magnitudes,
+        (lower, upper),
     )
     return LinearBounds(pre_bounds, value, coeffs, corner)

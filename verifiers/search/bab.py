@@ -17,14 +17,14 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifiers.bounds.linear import linear_bounds
+from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
 from verifiers.falsify.pgd import search as pgd_search
 from verifiers.falsify.pgd import unsafe_margin
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.result import Counterexample
 from verifiers.search.region import Evidence, Leaf, Region, volume
-from verifiers.smt.query import BoxQuery, decide_box
+from verifiers.smt.restricted import decide_region
 from verifiers.smt.solver import SatOutcome
 from verifiers.spec.property import Case
 
@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 
 BATCH = 64
 # Hand a region to z3 once this few ReLUs are unstable on it: the case split is then cheap.
-SMT_UNSTABLE_LIMIT = 12
+SMT_UNSTABLE_LIMIT = 6
 # Regions this deep are sent to z3 whatever their unstable count: splitting has stalled.
-SMT_DEPTH_LIMIT = 40
+SMT_DEPTH_LIMIT = 80
+# Split the relatively widest dimension when the smear choice is this many times narrower.
+BALANCE_GUARD = 64.0
+# Seconds z3 gets on a region that could still be split instead.
+SMT_ATTEMPT_S = 2.0
 # With many inputs, splitting the input box is hopeless; z3 takes the whole residue.
 INPUT_SPLIT_MAX_DIMS = 16
 
@@ -54,6 +58,23 @@ class CaseOutcome:
     def decided(self) -> bool:
         return self.counterexample is not None or (
             self.open_regions == 0 and not self.unknown_reasons
+        )
+
+
+@dataclass(frozen=True)
+class ParentBounds:
+    """One region's slice of a batch's linear bounds."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    objective_lower: np.ndarray
+    objective_coeffs: np.ndarray
+
+    @classmethod
+    def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
+        return cls(
+            [(lo[i], hi[i]) for lo, hi in bounds.layers],
+            bounds.objective_lower[i],
+            bounds.objective_coeffs[i],
         )
 
 
@@ -84,6 +105,7 @@ class CaseSearch:
         self.groups = np.repeat(np.arange(len(self.polytopes)), [len(b) for _, b in self.polytopes])
         self.root = Region(ctx.case.lower, ctx.case.upper)
         self.free = self.root.upper > self.root.lower
+        self.root_width = np.where(self.free, self.root.upper - self.root.lower, 1.0)
         self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
         self.stack: list[Region] = [self.root]
 
@@ -107,8 +129,13 @@ class CaseSearch:
 
     def falsify(self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256) -> bool:
         points, margins = pgd_search(
-            self.ctx.network, lower, upper, self.polytopes_unwidened, self.rng,
-            samples=samples, starts=starts,
+            self.ctx.network,
+            lower,
+            upper,
+            self.polytopes_unwidened,
+            self.rng,
+            samples=samples,
+            starts=starts,
         )
         return self.try_points(points[margins >= -1e-9][:16]) if np.any(margins >= -1e-9) else False
 
@@ -126,60 +153,119 @@ class CaseSearch:
         return self.outcome
 
     def step(self, batch: list[Region]) -> None:
-        lower = np.stack([r.lower for r in batch])
-        upper = np.stack([r.upper for r in batch])
-        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows)
-        self.outcome.subproblems += len(batch)
-        cleared = bounds.objective_lower > self.rhs[None, :]  # (batch, rows)
-        per_group = np.stack(
-            [cleared[:, self.groups == g].any(axis=1) for g in range(len(self.polytopes))], axis=1
-        )
-        proved = per_group.all(axis=1)
-        open_idx = [i for i in range(len(batch)) if not proved[i]]
-        for i in np.flatnonzero(proved):
-            self.record(batch[i], Evidence.LINEAR, int(np.argmax(bounds.objective_lower[i] - self.rhs)))
-        if not open_idx:
+        bounds, proved = self.bound(batch)
+        open_idx = np.flatnonzero(~proved)
+        if len(open_idx) == 0:
             return
+        lower = np.stack([batch[i].lower for i in open_idx])
+        upper = np.stack([batch[i].upper for i in open_idx])
         corners = bounds.objective_minimizer[open_idx].reshape(-1, lower.shape[1])
-        centres = 0.5 * (lower[open_idx] + upper[open_idx])
-        if self.try_points(np.concatenate([centres, corners])):
+        if self.try_points(np.concatenate([0.5 * (lower + upper), corners])):
             return
+        to_split = []
         for i in open_idx:
-            self.branch(batch[i], bounds, i)
-            if self.outcome.counterexample is not None:
-                return
+            if self.should_split(batch[i], bounds, i):
+                to_split.append(batch[i])
+            else:
+                self.decide_exactly(batch[i], ParentBounds.of(bounds, i))
+                if self.outcome.counterexample is not None:
+                    return
+        if to_split:
+            index = {id(r): i for i, r in enumerate(batch)}
+            self.split(to_split, [ParentBounds.of(bounds, index[id(r)]) for r in to_split])
 
-    def branch(self, region: Region, bounds, i: int) -> None:
-        unstable = sum(
-            int(np.sum((lo[i] < 0) & (hi[i] > 0))) for lo, hi in bounds.layers[:-1]
-        )
-        wide = region.lower.size <= INPUT_SPLIT_MAX_DIMS and region.depth < SMT_DEPTH_LIMIT
-        if unstable > SMT_UNSTABLE_LIMIT and wide:
-            self.stack.extend(region.split(self.split_dim(region, bounds, i)))
+    def bound(self, regions: list[Region], record: bool = True):
+        """Linear bounds of the regions; records and returns which are proved."""
+        lower = np.stack([r.lower for r in regions])
+        upper = np.stack([r.upper for r in regions])
+        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows)
+        self.outcome.subproblems += len(regions)
+        score = self.scores(bounds.objective_lower)
+        proved = score > 0.0
+        if record:
+            for i in np.flatnonzero(proved):
+                row = int(np.argmax(bounds.objective_lower[i] - self.rhs))
+                self.record(regions[i], Evidence.LINEAR, row)
+        return bounds, proved
+
+    def scores(self, objective_lower: np.ndarray) -> np.ndarray:
+        """Per region: min over unsafe conjunctions of the best half-space's clearance.
+
+        > 0 proves the region safe; the larger, the closer to proved."""
+        clearance = objective_lower - self.rhs[None, :]
+        per_group = [clearance[:, self.groups == g].max(axis=1) for g in range(len(self.polytopes))]
+        return np.min(np.stack(per_group, axis=1), axis=1)
+
+    def can_split(self, region: Region) -> bool:
+        return region.lower.size <= INPUT_SPLIT_MAX_DIMS and region.depth < SMT_DEPTH_LIMIT
+
+    def should_split(self, region: Region, bounds, i: int) -> bool:
+        unstable = sum(int(np.sum((lo[i] < 0) & (hi[i] > 0))) for lo, hi in bounds.layers[:-1])
+        return self.can_split(region) and unstable > SMT_UNSTABLE_LIMIT
+
+    def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
+        for region, parent in zip(regions, parents, strict=True):
+            self.stack.extend(region.split(self.split_dim(region, parent)))
+
+    def split_dim(self, region: Region, parent: ParentBounds) -> int:
+        """The input dimension with the largest |coefficient| x width over the half-spaces
+        still open (how much each dimension moves their linear lower bounds)."""
+        open_rows = parent.objective_lower <= self.rhs
+        coeffs = parent.objective_coeffs[open_rows]
+        width = region.upper - region.lower
+        smear = np.abs(coeffs).sum(axis=0) * width
+        dim = int(np.argmax(smear))
+        # Balance guard: linear coefficients miss what loose relaxations hide, so a dimension
+        # far wider (relative to the root box) than the chosen one is split instead.
+        relative = np.where(self.free, width / self.root_width, 0.0)
+        if relative[dim] * BALANCE_GUARD < relative.max():
+            return int(np.argmax(relative))
+        return dim
+
+    def decide_exactly(self, region: Region, parent: ParentBounds) -> None:
+        layer_bounds = parent.layers
+        if self.ctx.remaining() <= 0 or self.ctx.cancelled():
+            self.stack.append(region)  # left open: the verdict will be unknown
             return
-        self.decide_exactly(region, [(lo[i], hi[i]) for lo, hi in bounds.layers])
-
-    def split_dim(self, region: Region, bounds, i: int) -> int:
-        cleared = bounds.objective_lower[i] > self.rhs
-        coeffs = bounds.objective_coeffs[i][~cleared]  # rows still open
-        smear = np.abs(coeffs).sum(axis=0) * (region.upper - region.lower)
-        return int(np.argmax(smear))
-
-    def decide_exactly(self, region: Region, layer_bounds) -> None:
         self.outcome.smt_calls += 1
-        lower = [max(Fraction(float(v)), lo) for v, lo in zip(region.lower, self.ctx.case.lower_exact, strict=True)]
-        upper = [min(Fraction(float(v)), hi) for v, hi in zip(region.upper, self.ctx.case.upper_exact, strict=True)]
-        query = BoxQuery(self.ctx.network, lower, upper, self.ctx.case.unsafe, layer_bounds, self.ctx.margin)
-        answer = decide_box(query, max(0.05, self.ctx.remaining()), self.ctx.seed)
+        lower = [
+            max(Fraction(float(v)), lo)
+            for v, lo in zip(region.lower, self.ctx.case.lower_exact, strict=True)
+        ]
+        upper = [
+            min(Fraction(float(v)), hi)
+            for v, hi in zip(region.upper, self.ctx.case.upper_exact, strict=True)
+        ]
+        # A capped attempt: a region z3 cannot settle quickly is split further instead.
+        budget = (
+            min(self.ctx.remaining(), SMT_ATTEMPT_S)
+            if self.can_split(region)
+            else self.ctx.remaining()
+        )
+        answer = decide_region(
+            self.ctx.network,
+            lower,
+            upper,
+            layer_bounds,
+            self.ctx.case.unsafe,
+            max(0.05, budget),
+            self.ctx.seed,
+            self.ctx.margin,
+        )
         if answer.outcome is SatOutcome.UNSAT:
             self.record(region, Evidence.SMT, -1)
         elif answer.outcome is SatOutcome.SAT:
             witness = np.array([float(v) for v in answer.inputs])
-            if not (self.try_points(witness[None, :]) or self.falsify(region.lower, region.upper, witness[None, :], 64)):
+            if not (
+                self.try_points(witness[None, :])
+                or self.falsify(region.lower, region.upper, witness[None, :], 64)
+            ):
                 self.outcome.unknown_reasons.append(
                     "z3 found an unsafe input that does not replay in onnxruntime float32"
                     + (" (it may lie within the margin)" if self.ctx.margin else "")
                 )
+        elif self.can_split(region) and self.ctx.remaining() > 0:
+            self.split([region], [parent])
         else:
             self.outcome.unknown_reasons.append(f"z3: {answer.reason or 'unknown'}")
 

@@ -129,7 +129,9 @@ def _encode_relu(
         if lo is not None and hi is not None:
             # Triangle upper face through (lo, alpha*lo) and (hi, hi): implied, helps simplex.
             lo_q, hi_q = rational(lo), rational(hi)
-            solver.add((hi_q - lo_q) * y <= (hi_q - alpha * lo_q) * (x - lo_q) + alpha * lo_q * (
-                hi_q - lo_q))
+            solver.add(
+                (hi_q - lo_q) * y
+                <= (hi_q - alpha * lo_q) * (x - lo_q) + alpha * lo_q * (hi_q - lo_q)
+            )
         outputs.append(y)
     return outputs

@@ -46,8 +46,10 @@ def check(solver: z3.Solver) -> tuple[SatOutcome, str]:
 def rational(value: float | Fraction | int) -> z3.RatNumRef:
     """The exact rational of a float (z3.RealVal(0.1) would read the decimal text instead)."""
     frac = value if isinstance(value, Fraction) else Fraction(float(value))
-    return z3.Q(frac.numerator, frac.denominator) if frac.denominator != 1 else z3.RealVal(
-        frac.numerator
+    return (
+        z3.Q(frac.numerator, frac.denominator)
+        if frac.denominator != 1
+        else z3.RealVal(frac.numerator)
     )
 
 
