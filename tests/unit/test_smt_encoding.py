@@ -39,3 +39,30 @@ def test_smtlib_export_is_a_replayable_query() -> None:
     solver = z3.Solver()
     solver.from_string(text)
     assert solver.check() == z3.sat  # the threshold -100 is below every output
+
+
+def test_region_restricted_query_agrees_with_the_full_encoding() -> None:
+    """Eliminating stable ReLUs (with tracked rounding) must not change any z3 answer."""
+    from verifiers.bounds.linear import linear_bounds
+    from verifiers.smt.query import decide_box
+    from verifiers.smt.restricted import decide_region
+
+    rng = np.random.default_rng(3)
+    outcomes = set()
+    for _ in range(20):
+        weights, biases = random_network(rng, [3, 6, 6, 2])
+        network = to_network(weights, biases)
+        lower = rng.uniform(-1, 0, 3)
+        upper = lower + rng.uniform(0.05, 0.5, 3)
+        bounds = linear_bounds(network, lower[None], upper[None])
+        layers = [(lo[0], hi[0]) for lo, hi in bounds.layers]
+        c = np.array([1.0, -1.0])
+        sampled = network.evaluate(lower + rng.random((200, 3)) * (upper - lower)) @ c
+        case = at_least_case(c, sampled.max() + rng.choice([-0.05, 0.05]), lower, upper)
+        restricted = decide_region(
+            network, case.lower_exact, case.upper_exact, layers, case.unsafe, 10
+        )
+        full = decide_box(BoxQuery(network, case.lower_exact, case.upper_exact, case.unsafe), 10)
+        assert restricted.outcome == full.outcome
+        outcomes.add(full.outcome)
+    assert len(outcomes) == 2  # both answers were exercised
