@@ -132,9 +132,9 @@ def output_chart(rows: Sequence[OutputRow], label: str) -> Markup:
                 f'<line class="threshold" x1="{at(t):.1f}" y1="{y}" x2="{at(t):.1f}" '
                 f'y2="{y + 32}"><title>{escape(f"threshold {fmt(t, 9)}")}</title></line>'
             )
-        ort = "-" if row.runtime is None else fmt(row.runtime)
         body.append(_text(left + span + 10, y + 13, f"engine {fmt(row.engine)}", "lbl mono"))
-        body.append(_text(left + span + 10, y + 27, f"ort    {ort}", "lbl mono dim"))
+        if row.runtime is not None:
+            body.append(_text(left + span + 10, y + 27, f"ort {fmt(row.runtime)}", "lbl mono dim"))
     return _svg(width, height, label, body)
 
 

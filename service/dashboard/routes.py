@@ -155,7 +155,8 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
         parsed, problem = views.parse_property(job.prop, _sizes(services, job, job.counterexample))
     cex = None
     if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
-        cex = views.counterexample_view(job.counterexample, parsed)
+        spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
+        cex = views.counterexample_view(job.counterexample, parsed, spec)
     return _page(
         request,
         "job.html",

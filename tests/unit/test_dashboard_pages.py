@@ -65,7 +65,18 @@ def test_pages_show_verdicts_counterexample_proof_and_regression(
     held, also = submit(client, v1, {"vnnlib": prop()}), submit(client, v1, {"vnnlib": evil_prop})
     broken = submit(client, v2, {"vnnlib": prop()})
     tiny = submit(client, evil, {"vnnlib": (VNNCOMP_TEST / "test_tiny.vnnlib").read_text()})
-    wait_done(client, held, also, broken, tiny)
+    brake = b"def brake(speed: Real, dist: Real) -> Real:\n    return 0.1 * speed - 0.01 * dist\n"
+    module = client.post("/v1/artefacts", files={"file": ("brake.py", brake)}).json()["id"]
+    spec = {"function": "brake", "inputs": {"speed": [0, 30], "dist": [0, 100]}}
+    fails = submit(client, module, {"spec": spec | {"ensures": ["result <= 1"]}})
+    wait_done(client, held, also, broken, tiny, fails)
+    failed = page(client, f"/jobs/{fails}")
+    assert 'class="badge v-violated"' in failed and "evaluated exactly" in failed
+    assert (
+        "in [0, 100]" in failed
+        and "result &lt;= 1" in failed
+        and "replayed in onnxruntime" not in failed
+    )
 
     home = page(client, "/")
     assert re.search(r'class="count">3</span> <span class="what">holds', home)
