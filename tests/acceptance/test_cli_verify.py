@@ -153,3 +153,25 @@ def test_bad_input_is_exit_3_with_a_one_line_message(tmp_path, model_text, spec_
 def test_missing_file_is_exit_3(tmp_path: Path) -> None:
     code, _ = run_cli(str(tmp_path / "nope.onnx"), str(EXAMPLES / "clear_beats_left.vnnlib"))
     assert code == 3
+
+
+def test_subnetwork_ending_in_relu_is_never_negative(tmp_path: Path) -> None:
+    """A boundary-tight property: ReLU outputs are >= 0 exactly, so `some unit < 0` holds."""
+    lines = [f"(declare-const X_{i} Real)" for i in range(3)]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(16)]
+    lines += [f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 1.0))" for i in range(3)]
+    lines.append("(assert (or " + " ".join(f"(< Y_{j} 0.0)" for j in range(16)) + "))")
+    spec = tmp_path / "nonneg.vnnlib"
+    spec.write_text("\n".join(lines))
+    code, out = run_cli(
+        str(EXAMPLES / "advisory.onnx"),
+        str(spec),
+        "--json",
+        "--input",
+        "input",
+        "--output",
+        "h0",
+        "--timeout",
+        "30",
+    )
+    assert json.loads(out)["verdict"] == "holds" and code == 0

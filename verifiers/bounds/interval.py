@@ -12,6 +12,8 @@ def affine_interval(
     layer: AffineLayer, lower: np.ndarray, upper: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sound bounds of an affine layer's exact output over boxes (batch, n_in)."""
+    if layer.is_identity:
+        return lower, upper
     pos, neg = np.maximum(layer.weight, 0.0), np.minimum(layer.weight, 0.0)
     low = lower @ pos.T + upper @ neg.T + layer.bias
     high = upper @ pos.T + lower @ neg.T + layer.bias

@@ -50,6 +50,8 @@ def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
 
 
 def _affine_back(state: _Backward, layer: AffineLayer, magnitude_in: np.ndarray) -> None:
+    if layer.is_identity:
+        return
     abs_coeffs = np.abs(state.coeffs)
     state.add_const(state.coeffs @ layer.bias)
     # Error of fl(coeffs @ W) and fl(coeffs @ b), plus the layer's own composition error.

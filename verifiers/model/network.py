@@ -13,6 +13,7 @@ composing the layer). Every bound engine and the z3 encoding honour this error t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -23,6 +24,17 @@ class AffineLayer:
     bias: np.ndarray  # (n_out,) float64
     weight_err: np.ndarray  # (n_out, n_in) float64, >= 0
     bias_err: np.ndarray  # (n_out,) float64, >= 0
+
+    @cached_property
+    def is_identity(self) -> bool:
+        """An exact identity map (e.g. the trailing layer after a final ReLU): every engine
+        passes values through it unchanged, with no rounding to account for."""
+        return (
+            self.weight.shape[0] == self.weight.shape[1]
+            and np.array_equal(self.weight, np.eye(self.weight.shape[0]))
+            and not np.any(self.bias)
+            and self.exact
+        )
 
     @property
     def exact(self) -> bool:

@@ -102,6 +102,7 @@ class CaseSearch:
         self.polytopes = [(a, b + ctx.margin) for a, b in self.polytopes]
         self.rows = np.concatenate([a for a, _ in self.polytopes])
         self.rhs = np.concatenate([b for _, b in self.polytopes])
+        self.strict = np.array([h.strict for c in ctx.case.unsafe for h in c.halfspaces])
         self.groups = np.repeat(np.arange(len(self.polytopes)), [len(b) for _, b in self.polytopes])
         self.root = Region(ctx.case.lower, ctx.case.upper)
         self.free = self.root.upper > self.root.lower
@@ -193,6 +194,8 @@ class CaseSearch:
 
         > 0 proves the region safe; the larger, the closer to proved."""
         clearance = objective_lower - self.rhs[None, :]
+        # A strict unsafe half-space (a.y < b) is already excluded when min a.y == b.
+        clearance = np.where(self.strict & (clearance == 0.0), np.finfo(float).tiny, clearance)
         per_group = [clearance[:, self.groups == g].max(axis=1) for g in range(len(self.polytopes))]
         return np.min(np.stack(per_group, axis=1), axis=1)
 

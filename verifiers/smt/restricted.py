@@ -50,6 +50,8 @@ def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
 def _through_affine(
     rep: _Affine, layer: AffineLayer, var_mag: np.ndarray, in_mag: np.ndarray
 ) -> _Affine:
+    if layer.is_identity:
+        return rep
     coeffs = layer.weight @ rep.coeffs
     const = layer.weight @ rep.const + layer.bias
     abs_w = np.abs(layer.weight)
