@@ -15,11 +15,14 @@ from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
 from verifiers.result import Progress, Result, Stats, Verdict
 from verifiers.search.bab import CaseOutcome, CaseSearch, SearchContext
+from verifiers.search.parallel import search_in_parallel
 from verifiers.spec.property import Property
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+# Seconds of serial search before a process pool is started for an instance.
+SERIAL_SECONDS = 1.0
 
 
 class CancelFlag(Protocol):
@@ -37,23 +40,23 @@ def verify(
     started = time.monotonic()
     try:
         model = _load(component, prop)
-        network = model.network
+        model.network  # noqa: B018  (normalising here reports unsupported ops as errors)
     except VerifierError as exc:
         return Result(Verdict.ERROR, Stats(seconds=time.monotonic() - started), reason=str(exc))
     # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism comes
     # from whole search processes instead.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _search(network, model, prop, options, on_progress, cancel, started)
+        return _search(component, model, prop, options, on_progress, cancel, started)
 
 
-def _search(network, model, prop, options, on_progress, cancel, started) -> Result:
+def _search(component, model, prop, options, on_progress, cancel, started) -> Result:
     deadline = started + options.timeout_s
     outcomes: list[CaseOutcome] = []
     for index, case in enumerate(prop.cases):
         if case.is_empty():
             continue
         ctx = SearchContext(
-            network=network,
+            network=model.network,
             case=case,
             run=model.run_onnxruntime,
             deadline=deadline,
@@ -63,11 +66,22 @@ def _search(network, model, prop, options, on_progress, cancel, started) -> Resu
             on_step=_progress_reporter(on_progress, outcomes, started),
             cancelled=(cancel.is_set if cancel is not None else lambda: False),
         )
-        outcome = CaseSearch(ctx).run()
+        outcome = _search_case(component, ctx, options.workers)
         outcomes.append(outcome)
         if outcome.counterexample is not None:
             break
     return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel)
+
+
+def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> CaseOutcome:
+    """Search serially first: most instances are decided before a pool would have started."""
+    search = CaseSearch(ctx)
+    if workers <= 1:
+        return search.run()
+    outcome = search.run(until=time.monotonic() + SERIAL_SECONDS)
+    if outcome.counterexample is None and search.stack and ctx.remaining() > 0:
+        outcome = search_in_parallel(component, search, workers, ctx.on_step)
+    return outcome
 
 
 def _load(component: OnnxComponent, prop: Property):

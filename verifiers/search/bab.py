@@ -17,6 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from verifiers.bounds.combine import combination_lower_bound
 from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
 from verifiers.falsify.pgd import search as pgd_search
@@ -53,6 +54,15 @@ class CaseOutcome:
     unknown_reasons: list[str] = field(default_factory=list)
     leaves: list[Leaf] = field(default_factory=list)
     smt_calls: int = 0
+
+    def absorb(self, other: CaseOutcome) -> None:
+        """Add the work of a slice searched elsewhere (another process)."""
+        self.counterexample = self.counterexample or other.counterexample
+        self.proved_volume += other.proved_volume
+        self.subproblems += other.subproblems
+        self.unknown_reasons += other.unknown_reasons
+        self.leaves += other.leaves
+        self.smt_calls += other.smt_calls
 
     @property
     def decided(self) -> bool:
@@ -98,8 +108,8 @@ class CaseSearch:
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
         self.rng = np.random.default_rng(ctx.seed)
-        self.polytopes = [c.matrix() for c in ctx.case.unsafe]
-        self.polytopes = [(a, b + ctx.margin) for a, b in self.polytopes]
+        self.polytopes_unwidened = [c.matrix() for c in ctx.case.unsafe]
+        self.polytopes = [(a, b + ctx.margin) for a, b in self.polytopes_unwidened]
         self.rows = np.concatenate([a for a, _ in self.polytopes])
         self.rhs = np.concatenate([b for _, b in self.polytopes])
         self.strict = np.array([h.strict for c in ctx.case.unsafe for h in c.halfspaces])
@@ -109,6 +119,11 @@ class CaseSearch:
         self.root_width = np.where(self.free, self.root.upper - self.root.lower, 1.0)
         self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
         self.stack: list[Region] = [self.root]
+        self.until: float | None = None
+
+    def out_of_time(self) -> bool:
+        sliced = self.until is not None and time.monotonic() >= self.until
+        return sliced or self.ctx.remaining() <= 0 or self.ctx.cancelled()
 
     def engine(self, x: np.ndarray) -> np.ndarray:
         return self.ctx.network.evaluate(x)
@@ -124,10 +139,6 @@ class CaseSearch:
             self.outcome.counterexample = cex
         return cex is not None
 
-    @property
-    def polytopes_unwidened(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [c.matrix() for c in self.ctx.case.unsafe]
-
     def falsify(self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256) -> bool:
         points, margins = pgd_search(
             self.ctx.network,
@@ -140,11 +151,15 @@ class CaseSearch:
         )
         return self.try_points(points[margins >= -1e-9][:16]) if np.any(margins >= -1e-9) else False
 
-    def run(self) -> CaseOutcome:
-        if self.falsify(self.root.lower, self.root.upper):
+    def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
+        """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
+        self.until = until
+        if falsify_root and self.falsify(self.root.lower, self.root.upper):
             return self.outcome
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
+                break
+            if until is not None and time.monotonic() >= until:
                 break
             batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
             self.step(batch)
@@ -187,7 +202,29 @@ class CaseSearch:
             for i in np.flatnonzero(proved):
                 row = int(np.argmax(bounds.objective_lower[i] - self.rhs))
                 self.record(regions[i], Evidence.LINEAR, row)
+            for i in np.flatnonzero(~proved):
+                if self.refuted_by_combination(bounds, i, lower[i], upper[i]):
+                    proved[i] = True
+                    self.record(regions[i], Evidence.COMBINATION, -1)
         return bounds, proved
+
+    def refuted_by_combination(self, bounds: LinearBounds, i: int, lower, upper) -> bool:
+        """Every unsafe conjunction is refuted on the box, by one half-space or a convex
+        combination of its half-spaces' linear bounds (bounds/combine.py)."""
+        coeffs = bounds.objective_coeffs[i]
+        minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=1)
+        # Constants of the linear lower bounds of (a.y - b) per row, slack included.
+        consts = bounds.objective_lower[i] - minimum - self.rhs
+        clearance = bounds.objective_lower[i] - self.rhs
+        for g in range(len(self.polytopes)):
+            rows = self.groups == g
+            if clearance[rows].max() > 0.0:
+                continue
+            if rows.sum() < 2:
+                return False
+            if combination_lower_bound(coeffs[rows], consts[rows], lower, upper) <= 0.0:
+                return False
+        return True
 
     def scores(self, objective_lower: np.ndarray) -> np.ndarray:
         """Per region: min over unsafe conjunctions of the best half-space's clearance.
@@ -227,8 +264,8 @@ class CaseSearch:
 
     def decide_exactly(self, region: Region, parent: ParentBounds) -> None:
         layer_bounds = parent.layers
-        if self.ctx.remaining() <= 0 or self.ctx.cancelled():
-            self.stack.append(region)  # left open: the verdict will be unknown
+        if self.out_of_time():
+            self.stack.append(region)  # left open for later, or for an unknown verdict
             return
         self.outcome.smt_calls += 1
         lower = [

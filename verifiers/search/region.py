@@ -10,6 +10,7 @@ import numpy as np
 
 class Evidence(StrEnum):
     LINEAR = "linear-bound"  # a CROWN lower bound of some unsafe half-space is above its rhs
+    COMBINATION = "linear-combination"  # a convex combination of half-space bounds is > 0
     SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
 
 

@@ -1,0 +1,61 @@
+"""Refuting an unsafe conjunction with a convex combination of its half-spaces' bounds.
+
+Each half-space i of an unsafe conjunction has a linear lower bound on the region,
+L_i(x) <= a_i.y(x) - b_i (from linear bound propagation). If some mu >= 0 with sum 1 makes
+sum_i mu_i L_i(x) > 0 on the whole box, then at every x some a_i.y - b_i is positive and the
+conjunction is empty there, even when no single half-space is positive everywhere. A small
+LP finds mu; the certificate is then re-evaluated with outward rounding, so the LP solver's
+own tolerances cannot make a proof unsound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linprog
+
+from verifiers.bounds.rounding import gamma, widen_down
+
+
+def combination_lower_bound(
+    coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> float:
+    """max over mu of the sound minimum over the box of sum_i mu_i (coeffs_i . x + consts_i).
+
+    coeffs: (m, n) input-level coefficients; consts: (m,) the bounds' constants, such that
+    coeffs_i . x + consts_i is a valid lower bound of row i (slack already subtracted)."""
+    m, n = coeffs.shape
+    # Variables [mu (m), s (n), ]: maximise consts.mu + sum(s), s_d <= g_d lo_d, s_d <= g_d hi_d.
+    cost = -np.concatenate([consts, np.ones(n)])
+    rows = []
+    for bound in (lower, upper):
+        block = np.concatenate([-(coeffs * bound[None, :]).T, np.eye(n)], axis=1)
+        rows.append(block)
+    a_ub = np.concatenate(rows)
+    b_ub = np.zeros(2 * n)
+    a_eq = np.concatenate([np.ones(m), np.zeros(n)])[None, :]
+    res = linprog(
+        cost,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=a_eq,
+        b_eq=[1.0],
+        bounds=[(0, None)] * m + [(None, None)] * n,
+        method="highs",
+    )
+    if res.status != 0:
+        return -np.inf
+    mu = np.maximum(res.x[:m], 0.0)
+    return sound_value(mu / mu.sum(), coeffs, consts, lower, upper)
+
+
+def sound_value(
+    mu: np.ndarray, coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> float:
+    """A rigorous lower bound of min over the box of sum_i mu_i (coeffs_i . x + consts_i)."""
+    g = mu @ coeffs
+    value = float(mu @ consts + np.sum(np.minimum(g * lower, g * upper)))
+    magnitude = np.maximum(np.abs(lower), np.abs(upper))
+    slack = gamma(coeffs.shape[0] + coeffs.shape[1]) * (
+        float(np.abs(mu) @ np.abs(consts)) + float((np.abs(mu) @ np.abs(coeffs)) @ magnitude)
+    )
+    return float(widen_down(np.array(value), np.array(slack)))

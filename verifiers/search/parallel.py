@@ -1,0 +1,104 @@
+"""Branch and bound on a pool of processes.
+
+The parent hands out slices of work: a few open regions and a short time budget. A worker
+searches them with the same `CaseSearch` and returns what it proved, what it found and the
+regions still open, which go back into the common pool. Short slices keep the cores evenly
+busy and let the first counterexample stop the search within a slice.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+from verifiers.components import OnnxComponent
+from verifiers.search.bab import BATCH, CaseOutcome, CaseSearch, SearchContext
+from verifiers.search.region import Region
+from verifiers.spec.property import Case
+
+SLICE_S = 0.5
+_worker_model = None
+
+
+@dataclass(frozen=True)
+class SliceTask:
+    case: Case
+    regions: list[Region]
+    deadline: float  # time.monotonic() is one clock for all processes of the machine
+    margin: float
+    seed: int
+    record_tree: bool
+
+
+@dataclass
+class SliceResult:
+    outcome: CaseOutcome
+    open_regions: list[Region]
+
+
+def _load_worker_model(component: OnnxComponent) -> None:
+    global _worker_model
+    from verifiers.model import load_model
+
+    _worker_model = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
+
+
+def _search_slice(task: SliceTask) -> SliceResult:
+    from threadpoolctl import threadpool_limits
+
+    model = _worker_model
+    ctx = SearchContext(
+        network=model.network,
+        case=task.case,
+        run=model.run_onnxruntime,
+        deadline=task.deadline,
+        margin=task.margin,
+        seed=task.seed,
+        record_tree=task.record_tree,
+    )
+    search = CaseSearch(ctx)
+    search.stack = list(task.regions)
+    with threadpool_limits(limits=1, user_api="blas"):
+        outcome = search.run(until=time.monotonic() + SLICE_S, falsify_root=False)
+    outcome.total_volume = 0.0  # the parent owns the case's volume
+    return SliceResult(outcome, search.stack)
+
+
+def search_in_parallel(
+    component: OnnxComponent,
+    search: CaseSearch,
+    workers: int,
+    on_step=None,
+) -> CaseOutcome:
+    """Continue `search` (its stack of open regions) on `workers` processes."""
+    ctx, outcome = search.ctx, search.outcome
+    pending: list[Region] = list(search.stack)
+    search.stack = []
+    mp_context = multiprocessing.get_context("forkserver")
+    mp_context.set_forkserver_preload(["verifiers.search.parallel", "verifiers.model"])
+    running: set[Future] = set()
+    seed = ctx.seed
+    with ProcessPoolExecutor(workers, mp_context, _load_worker_model, (component,)) as pool:
+        while (pending or running) and outcome.counterexample is None:
+            if ctx.remaining() <= 0 or ctx.cancelled():
+                break
+            while pending and len(running) < workers:
+                share = max(1, min(2 * BATCH, len(pending) // workers + 1))
+                chunk, pending = pending[-share:], pending[:-share]
+                seed += 1
+                task = SliceTask(ctx.case, chunk, ctx.deadline, ctx.margin, seed, ctx.record_tree)
+                running.add(pool.submit(_search_slice, task))
+            done, running = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                outcome.absorb(result.outcome)
+                pending.extend(result.open_regions)
+            if on_step:
+                outcome.open_regions = len(pending)
+                on_step(outcome)
+        for future in running:
+            future.cancel()
+    outcome.open_regions = len(pending) + len(running)
+    return outcome
