@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.live_server import running_server
 from tests.shared_data import VNNCOMP_TEST, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,33 +25,8 @@ def cli(*args: str, cwd: Path) -> list[str]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(
-            cli("serve", "--port", str(port), "--workers", "1", cwd=tmp_path),
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with running_server(tmp_path) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, (tmp_path / "serve.log").read_text()[-2000:]
 
 
 def submit(server: str, *args: str) -> subprocess.CompletedProcess[str]:
