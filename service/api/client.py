@@ -19,7 +19,7 @@ class ApiError(Exception):
     """A problem+json answer, or no answer at all."""
 
 
-def _check(response: httpx.Response) -> dict[str, Any]:
+def checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
         try:
             body = response.json()
@@ -48,11 +48,11 @@ def submit_job(
     client: httpx.Client, model: Path, spec: Path, timeout: float | None
 ) -> dict[str, Any]:
     with model.open("rb") as fh:
-        artefact = _check(client.post("/v1/artefacts", files={"file": (model.name, fh)}))
+        artefact = checked(client.post("/v1/artefacts", files={"file": (model.name, fh)}))
     body: dict[str, Any] = {"artefact": artefact["id"], "property": property_body(model, spec)}
     if timeout:
         body["options"] = {"timeout_s": timeout}
-    return _check(client.post("/v1/jobs", json=body))
+    return checked(client.post("/v1/jobs", json=body))
 
 
 def _describe(job: dict[str, Any]) -> str:
@@ -70,7 +70,7 @@ def wait_for(client: httpx.Client, job: dict[str, Any], poll_s: float = 0.5) -> 
     with err.status(_describe(job)) as status:
         while job["status"] not in TERMINAL:
             time.sleep(poll_s)
-            job = _check(client.get(f"/v1/jobs/{job['id']}"))
+            job = checked(client.get(f"/v1/jobs/{job['id']}"))
             status.update(_describe(job))
     return job
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from service.api.client import TERMINAL, ApiError, _check, property_body
+from service.api.client import TERMINAL, ApiError, checked, property_body
 from service.gate.config import ModelKind
 from service.gate.runner import OnDone, OnStart
 from service.gate.tasks import Outcome, Task
@@ -86,7 +86,7 @@ def _submit(client: httpx.Client, task: Task, artefacts: dict[Path, str]) -> dic
         raise ValueError("systems run only with --local (the API takes one model per job)")
     if check.model not in artefacts:
         with check.model.open("rb") as fh:
-            uploaded = _check(client.post("/v1/artefacts", files={"file": (check.model.name, fh)}))
+            uploaded = checked(client.post("/v1/artefacts", files={"file": (check.model.name, fh)}))
         artefacts[check.model] = uploaded["id"]
     body: dict[str, Any] = {
         "artefact": artefacts[check.model],
@@ -99,13 +99,13 @@ def _submit(client: httpx.Client, task: Task, artefacts: dict[Path, str]) -> dic
     }
     if check.subnetwork is not None:
         body["subnetwork"] = check.subnetwork.to_json()
-    return _check(client.post("/v1/jobs", json=body))
+    return checked(client.post("/v1/jobs", json=body))
 
 
 def _get(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     for _ in range(3):
         try:
-            return _check(client.get(f"/v1/jobs/{job_id}"))
+            return checked(client.get(f"/v1/jobs/{job_id}"))
         except (ApiError, httpx.HTTPError) as exc:
             log.warning("reading job %s: %s", job_id, exc)
             time.sleep(0.5)

@@ -20,7 +20,6 @@ import z3
 from verifiers.errors import SpecError
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
 from verifiers.smt.encode_network import encode_network
-from verifiers.smt.solver import rational
 from verifiers.symbolic import evaluate, ir, to_z3
 from verifiers.symbolic.ir import Scalar, TupleType
 from verifiers.symbolic.parser import parse_module
@@ -60,44 +59,8 @@ class NetworkComponent:
             lower, upper = (np.asarray(b, dtype=np.float64)[None, :] for b in box)
             layers = linear_bounds(self.network, lower, upper).layers
             bounds = [(lo[0], hi[0]) for lo, hi in layers]
-        outputs = encode_network(self.network, inputs, solver, prefix, bounds)
-        self._pin_magnitudes(inputs, solver, prefix, bounds)
-        return outputs
-
-    def _pin_magnitudes(
-        self, inputs: list[Any], solver: z3.Solver, prefix: str, bounds: Any
-    ) -> None:
-        """Tie encode_network's `|x|` variables of inexact layers to |x| exactly.
-
-        encode_network bounds them only from below (m >= x, m >= -x), so the rounding slack
-        of a layer is unbounded and z3 finds spurious deviations (sound for `holds`, useless
-        for `violated`). This relies on its variable names, with bounds=None: the inputs of
-        an affine layer at depth d > 0 are the ReLU outputs `{prefix}_{d-1}_{i}`, or the
-        pre-activation `{prefix}_{d-2}_{i}` / 0 where bounds proved the ReLU stable.
-        TODO: drop once encode_network adds the upper side itself.
-        """
-        affine_index = 0
-        for depth, layer in enumerate(self.network.layers):
-            if not isinstance(layer, AffineLayer):
-                continue
-            affine_index += 1
-            if layer.exact:
-                continue
-            values = (
-                [
-                    self._relu_output(prefix, depth, i, bounds, affine_index)
-                    for i in range(layer.n_in)
-                ]
-                if depth
-                else []
-            )
-            for i in range(layer.n_in):
-                m = z3.Real(f"{prefix}_{depth}_abs{i}")
-                x = inputs[i] if depth == 0 else values[i]
-                if depth and self.network.layers[depth - 1].alpha == 0:  # type: ignore[union-attr]
-                    solver.add(m == x)  # a ReLU output is >= 0
-                else:
-                    solver.add(z3.Or(m == x, m == -x))
+        input_box = None if box is None else tuple(np.asarray(b, dtype=np.float64) for b in box)
+        return encode_network(self.network, inputs, solver, prefix, bounds, input_box)
 
     def output_box(self, args: Sequence[Any], box: Any) -> list[tuple[Fraction, Fraction]]:
         """Sound bounds of the outputs over the float input box (lower, upper)."""
@@ -136,21 +99,6 @@ class NetworkComponent:
     def run_onnxruntime(self, args: Sequence[Fraction]) -> list[float]:
         x = np.array([[float(a) for a in args]], dtype=np.float64)
         return [float(v) for v in self.model.run_onnxruntime(x)[0]]
-
-    def _relu_output(self, prefix: str, depth: int, i: int, bounds: Any, affine_index: int):
-        """The term encode_network used for ReLU output i before affine layer `depth`."""
-        if bounds is not None:
-            lo, hi = float(bounds[affine_index - 2][0][i]), float(bounds[affine_index - 2][1][i])
-            if lo >= 0.0:
-                return z3.Real(f"{prefix}_{depth - 2}_{i}")
-            if hi <= 0.0:
-                alpha = self.network.layers[depth - 1].alpha  # type: ignore[union-attr]
-                return (
-                    rational(alpha) * z3.Real(f"{prefix}_{depth - 2}_{i}")
-                    if alpha
-                    else (z3.RealVal(0))
-                )
-        return z3.Real(f"{prefix}_{depth - 1}_{i}")
 
 
 @dataclass(frozen=True, eq=False)
