@@ -7,6 +7,7 @@ an oracle for z3's verdicts, and samples Real domains densely.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import random
 from fractions import Fraction
@@ -80,9 +81,30 @@ def programs(draw, ty: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _ExactLiterals(ast.NodeTransformer):
+    """Float literals and constant quotients (`1 / 4`) become Fractions, so CPython computes
+    exactly like the module evaluator instead of falling back to binary floats."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if isinstance(node.value, float):
+            return ast.copy_location(_fraction(ast.Constant(repr(node.value))), node)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Div):
+            node.left = _fraction(node.left)
+        return node
+
+
+def _fraction(arg: ast.expr) -> ast.Call:
+    return ast.Call(ast.Name("Fraction", ast.Load()), [arg], [])
+
+
 def _python(source: str):
-    namespace: dict = dict(PYTHON_BUILTINS)
-    exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102 - test-generated code
+    namespace: dict = {**PYTHON_BUILTINS, "Fraction": Fraction}
+    tree = ast.fix_missing_locations(_ExactLiterals().visit(ast.parse(source)))
+    exec(compile(tree, "<generated>", "exec"), namespace)  # noqa: S102 - test-generated code
     return namespace["f"]
 
 
