@@ -6,12 +6,10 @@ child uses it to run a job. Engine modules are imported lazily (they are heavy).
 
 from __future__ import annotations
 
-import ast
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from verifiers.errors import ModuleError, SpecError, VerifierError
+from verifiers.errors import SpecError, VerifierError
 
 
 def detect_kind(data: bytes) -> str:
@@ -23,13 +21,6 @@ def detect_kind(data: bytes) -> str:
     except UnicodeDecodeError:
         return "onnx"
     return "module"
-
-
-def _optional(module: str, name: str) -> Any | None:
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
 
 
 def _load_model(data: bytes, subnetwork: dict[str, Any] | None = None) -> Any:
@@ -57,19 +48,10 @@ def inspect_artefact(data: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def _inspect_module(source: str) -> dict[str, Any]:
-    parse_module = _optional("verifiers.symbolic", "parse_module") or _optional(
-        "verifiers.symbolic.parser", "parse_module"
-    )
-    if parse_module is not None:
-        parse_module(source)
-    else:
-        try:
-            ast.parse(source)
-        except SyntaxError as exc:
-            raise ModuleError(exc.msg, line=exc.lineno, column=exc.offset) from exc
-    tree = ast.parse(source)
-    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-    return {"functions": functions}
+    from verifiers.symbolic import parse_module
+
+    module = parse_module(source, filename="module.py")  # parsed, never executed
+    return {"functions": list(module.functions)}
 
 
 def property_pointer(prop: dict[str, Any]) -> str:
@@ -98,10 +80,8 @@ def _check_module_spec(source: str, spec: Any) -> None:
     """Parse a module SPEC against its module (contract or bounded model checking)."""
     if not isinstance(spec, dict) or not spec:
         raise SpecError("the spec must be a non-empty JSON object", field="spec")
-    try:
-        from verifiers.symbolic import bmc, check, parse_module
-    except ImportError:
-        return
+    from verifiers.symbolic import bmc, check, parse_module
+
     module = parse_module(source, filename="module.py")
     if "step" in spec:
         bmc.parse_bmc(module, spec)
