@@ -26,18 +26,20 @@ class ArtefactOut(BaseModel):
 
 
 class PropertyIn(BaseModel):
-    """Exactly one of: VNN-LIB text, a JSON preset, or a module SPEC object."""
+    """Exactly one of: VNN-LIB text, a JSON preset, a module SPEC object, or a SYSTEM object
+    (whose files are mapped to artefacts by the job's ``artefacts``)."""
 
     model_config = ConfigDict(extra="forbid")
     vnnlib: str | None = None
     preset: dict[str, Any] | None = None
     spec: dict[str, Any] | None = None
+    system: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PropertyIn:
-        given = [k for k in ("vnnlib", "preset", "spec") if getattr(self, k) is not None]
+        given = [k for k in ("vnnlib", "preset", "spec", "system") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'vnnlib', 'preset' or 'spec'")
+            raise ValueError("give exactly one of 'vnnlib', 'preset', 'spec' or 'system'")
         return self
 
     def payload(self) -> dict[str, Any]:
@@ -59,8 +61,13 @@ class OptionsIn(BaseModel):
 
 
 class JobIn(BaseModel):
+    """A model (``artefact``) and its property; or a system (``property.system``) with the
+    artefact of every file it names (``artefacts``: path as written -> artefact id), where
+    ``artefact``, if given, is one of them (the job is listed under it)."""
+
     model_config = ConfigDict(extra="forbid")
-    artefact: str = Field(min_length=1, max_length=64)
+    artefact: str | None = Field(default=None, min_length=1, max_length=64)
+    artefacts: dict[str, str] | None = None
     property: PropertyIn
     subnetwork: SubnetworkIn | None = None
     options: OptionsIn = OptionsIn()

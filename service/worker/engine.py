@@ -6,7 +6,11 @@ child uses it to run a job. Engine modules are imported lazily (they are heavy).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from verifiers.errors import SpecError, VerifierError
@@ -116,6 +120,8 @@ def run_job(
     from verifiers.result import Result, Verdict
 
     try:
+        if payload["kind"] == "system":
+            return _run_system(payload)
         if payload["kind"] == "module":
             return _run_module(payload, on_progress)
         return _run_onnx(payload, on_progress)
@@ -163,3 +169,107 @@ def _run_module(
     source = payload["data"].decode("utf-8")
     result = verify_module(source, payload["prop"]["spec"], _options(payload), filename="module.py")
     return result.to_json()
+
+
+# -- systems: SYSTEM.json plus the files it names, each an uploaded artefact ---------------
+def system_files(system: Any) -> dict[str, tuple[str, str]]:
+    """The files a SYSTEM names: a JSON pointer (below the system) -> (the path as written,
+    ``onnx`` or ``module``).
+
+    Only the structure needed to find them is checked here; the rest is left to the parse.
+    """
+    if not isinstance(system, dict):
+        raise SpecError("a system must be a JSON object")
+    if system.get("kind") == "equivalence":
+        slots = {name: system.get(name) for name in ("network", "reference")}
+    else:
+        comps = system.get("components")
+        if not isinstance(comps, dict) or not comps:
+            raise SpecError("expected an object naming the components", field="components")
+        slots = {f"components/{_escape(str(n))}": c for n, c in comps.items()}
+    files: dict[str, tuple[str, str]] = {}
+    for pointer, raw in slots.items():
+        field = pointer.replace("/", ".")
+        if raw is None:
+            raise SpecError("missing field", field=field)
+        if isinstance(raw, str):  # a bare path is read by its extension
+            files[pointer] = (raw, "onnx" if raw.endswith(".onnx") else "module")
+            continue
+        key = next((k for k in ("onnx", "module") if isinstance(raw, dict) and k in raw), None)
+        if key is None:
+            raise SpecError('a component is {"onnx": path} or {"module": path, ...}', field=field)
+        if not isinstance(raw[key], str):
+            raise SpecError("expected a file path", field=f"{field}.{key}")
+        files[f"{pointer}/{key}"] = (raw[key], key)
+    return files
+
+
+def _escape(token: str) -> str:
+    """A JSON pointer reference token (RFC 6901)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def check_relative_path(path: str) -> PurePosixPath:
+    """A file name under the job's folder: relative, without `..`; raises ValueError."""
+    pure = PurePosixPath(path)
+    if not path or "\x00" in path:
+        raise ValueError("expected a file path")
+    if pure.is_absolute():
+        raise ValueError(f"'{path}' is absolute: give a path relative to the system")
+    if ".." in pure.parts:
+        raise ValueError(f"'{path}' has a '..' component: paths must stay below the system")
+    if not pure.parts or path.endswith("/"):
+        raise ValueError(f"'{path}' does not name a file")
+    return pure
+
+
+@contextmanager
+def system_folder(files: Mapping[str, bytes]) -> Iterator[Path]:
+    """A temporary folder holding each file at its (checked) relative path."""
+    folder = Path(tempfile.mkdtemp(prefix="proofwell-system-")).resolve()
+    try:
+        for path, data in files.items():
+            target = folder / check_relative_path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _relative_messages(exc: VerifierError, folder: Path) -> VerifierError:
+    """Name the files as the system does, not by the temporary folder holding them."""
+    prefix = f"{folder}/"
+    exc.message = exc.message.replace(prefix, "")
+    if exc.source:
+        exc.source = exc.source.replace(prefix, "")
+    exc.args = (exc.message,)
+    return exc
+
+
+def check_system(system: dict[str, Any], files: Mapping[str, bytes]) -> None:
+    """Parse the system with its files (networks loaded, modules parsed), without running it."""
+    from verifiers.symbolic import equivalence, systems
+
+    with system_folder(files) as folder:
+        try:
+            if system.get("kind") == "equivalence":
+                equivalence.parse_equivalence(system, folder)
+            else:
+                systems.parse_system(system, folder)
+        except VerifierError as exc:
+            raise _relative_messages(exc, folder) from None
+
+
+def _run_system(payload: dict[str, Any]) -> dict[str, Any]:
+    from verifiers.symbolic import verify_system
+
+    with system_folder(payload["files"]) as folder:
+        try:
+            result = verify_system(payload["prop"]["system"], _options(payload), base_dir=folder)
+        except VerifierError as exc:
+            raise _relative_messages(exc, folder) from None
+        data = result.to_json()
+        if data.get("reason"):
+            data["reason"] = str(data["reason"]).replace(f"{folder}/", "")
+        return data

@@ -100,17 +100,32 @@ class Worker:
         self.workers.stop(self.id)
         log.info("worker %s stopped", self.id)
 
-    def _start(self, job: Job) -> None:
+    def _inputs(self, job: Job) -> dict[str, Any] | str:
+        """What the child needs besides the property (the model's bytes and kind, or a
+        system's files by path), or which artefact is missing."""
+        if "system" in job.prop:
+            files: dict[str, bytes] = {}
+            for path, artefact in (job.prop.get("artefacts") or {}).items():
+                data = self.artefacts.data(artefact)
+                if data is None:
+                    return artefact
+                files[path] = data
+            return {"kind": "system", "files": files}
         data = self.artefacts.data(job.artefact)
         info = self.artefacts.get(job.artefact)
         if data is None or info is None:
-            self.jobs.fail(job.id, self.id, f"artefact {job.artefact} is missing")
+            return job.artefact
+        return {"kind": info.kind, "data": data}
+
+    def _start(self, job: Job) -> None:
+        inputs = self._inputs(job)
+        if isinstance(inputs, str):
+            self.jobs.fail(job.id, self.id, f"artefact {inputs} is missing")
             return
         timeout = float(job.options.get("timeout_s") or self.settings.default_timeout_s)
         memory = int(job.options.get("memory_mb") or self.settings.default_memory_mb)
         payload = {
-            "kind": info.kind,
-            "data": data,
+            **inputs,
             "prop": job.prop,
             "subnetwork": job.subnetwork,
             "attempt": job.attempts,

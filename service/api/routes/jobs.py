@@ -11,23 +11,42 @@ from service.api.schemas import JobIn, JobList, JobOut
 from service.errors import ServiceError, invalid_input, not_found
 from service.store.cache import cache_key, digest
 from service.store.jobs import Job, JobSpec
-from service.worker.engine import check_property, property_pointer
+from service.worker.engine import (
+    check_property,
+    check_relative_path,
+    check_system,
+    property_pointer,
+    system_files,
+)
 from verifiers.errors import ModelError, VerifierError
 from verifiers.options import Options
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def _spec(body: JobIn, services: Services) -> JobSpec:
+def _invalid(pointer: str, detail: str) -> ServiceError:
+    return ServiceError(
+        422, "Invalid request", detail, "invalid-request", [{"pointer": pointer, "detail": detail}]
+    )
+
+
+def _missing_artefact(artefact: str, pointer: str) -> ServiceError:
+    return ServiceError(
+        404, "Not found", f"artefact {artefact} does not exist", "not-found", [{"pointer": pointer}]
+    )
+
+
+def _model_job(
+    body: JobIn, services: Services
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """An ONNX model or a module with its property: (artefact, property, subnetwork)."""
+    if body.artefact is None:
+        raise _invalid("/artefact", "required (unless the property is a system)")
+    if body.artefacts is not None:
+        raise _invalid("/artefacts", "only a system property maps files to artefacts")
     info = services.artefacts.get(body.artefact)
     if info is None:
-        raise ServiceError(
-            404,
-            "Not found",
-            f"artefact {body.artefact} does not exist",
-            "not-found",
-            [{"pointer": "/artefact"}],
-        )
+        raise _missing_artefact(body.artefact, "/artefact")
     prop = body.property.payload()
     sub = body.subnetwork.model_dump(exclude_none=True) if body.subnetwork else None
     data = services.artefacts.data(body.artefact) if sub or info.kind == "module" else None
@@ -37,6 +56,89 @@ def _spec(body: JobIn, services: Services) -> JobSpec:
         raise invalid_input(exc, "/subnetwork") from exc
     except VerifierError as exc:
         raise invalid_input(exc, property_pointer(prop)) from exc
+    return info.id, prop, sub or None
+
+
+def _system_job(body: JobIn, services: Services) -> tuple[str, dict[str, Any]]:
+    """A system and the artefact of every file it names: (listed artefact, property).
+
+    The stored property holds both, so its hash (and the cache key) covers the system JSON
+    and every file's sha256.
+    """
+    system = body.property.system or {}
+    if body.subnetwork is not None:
+        raise _invalid("/subnetwork", "a system names its own network inputs and outputs")
+    mapping = body.artefacts or {}
+    try:
+        named = system_files(system)
+    except VerifierError as exc:
+        raise invalid_input(exc, _system_pointer(exc)) from exc
+    for path in mapping:
+        try:
+            check_relative_path(path)
+        except ValueError as exc:
+            raise _invalid(f"/artefacts/{_escape(path)}", str(exc)) from exc
+    infos = services.artefacts.many(list(mapping.values()))
+    for path, artefact in mapping.items():
+        if artefact not in infos:
+            raise _missing_artefact(artefact, f"/artefacts/{_escape(path)}")
+    for pointer, (path, expected) in named.items():
+        if path not in mapping:
+            raise _invalid(
+                f"/property/system/{pointer}",
+                f"'{path}' is not mapped to an artefact: add it to 'artefacts'",
+            )
+        kind = infos[mapping[path]].kind
+        if kind != expected:
+            raise _invalid(
+                f"/property/system/{pointer}",
+                f"'{path}' is mapped to a {kind} artefact; expected {expected}",
+            )
+    for path in mapping:
+        if path not in {p for p, _ in named.values()}:
+            raise _invalid(f"/artefacts/{_escape(path)}", f"the system names no file '{path}'")
+    _check_layout(mapping)
+    files = {path: services.artefacts.data(a) or b"" for path, a in mapping.items()}
+    try:
+        check_system(system, files)
+    except VerifierError as exc:
+        raise invalid_input(exc, _system_pointer(exc)) from exc
+    if body.artefact is not None and body.artefact not in mapping.values():
+        raise _invalid("/artefact", "must be one of the artefacts the system maps")
+    listed = body.artefact or next(
+        (a for a in mapping.values() if infos[a].kind == "onnx"), next(iter(mapping.values()))
+    )
+    return listed, {"system": system, "artefacts": dict(sorted(mapping.items()))}
+
+
+def _check_layout(mapping: dict[str, str]) -> None:
+    """Two names for one file must be the same artefact; a file is not also a folder."""
+    seen: dict[tuple[str, ...], str] = {}
+    for path, artefact in mapping.items():
+        parts = check_relative_path(path).parts
+        if seen.setdefault(parts, artefact) != artefact:
+            raise _invalid(f"/artefacts/{_escape(path)}", f"'{path}' is mapped twice")
+    for parts in seen:
+        if any(parts[:n] in seen for n in range(1, len(parts))):
+            path = "/".join(parts)
+            raise _invalid(f"/artefacts/{_escape(path)}", f"'{path}' is below another file")
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _system_pointer(exc: VerifierError) -> str:
+    field = getattr(exc, "field", None)
+    return "/property/system" + (f"/{field.replace('.', '/')}" if field else "")
+
+
+def _spec(body: JobIn, services: Services) -> JobSpec:
+    if body.property.system is not None:
+        artefact, prop = _system_job(body, services)
+        sub = None
+    else:
+        artefact, prop, sub = _model_job(body, services)
     settings = services.settings
     timeout = body.options.timeout_s or settings.default_timeout_s
     options: dict[str, Any] = {
@@ -47,13 +149,15 @@ def _spec(body: JobIn, services: Services) -> JobSpec:
     }
     key_opts = Options(timeout_s=timeout, seed=body.options.seed, margin=body.options.margin)
     prop_hash = digest(prop)
+    # A system's property holds every file's sha256; the artefact it is listed under is no work.
+    key_artefact = "system" if "system" in prop else artefact
     return JobSpec(
-        artefact=info.id,
+        artefact=artefact,
         prop=prop,
         property_hash=prop_hash,
-        subnetwork=sub or None,
+        subnetwork=sub,
         options=options,
-        cache_key=cache_key(info.id, prop_hash, sub or None, key_opts.cache_key()),
+        cache_key=cache_key(key_artefact, prop_hash, sub, key_opts.cache_key()),
         priority=body.priority,
         max_attempts=settings.max_attempts,
     )
