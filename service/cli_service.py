@@ -132,14 +132,20 @@ def _redact(url: str) -> str:
 
 
 def submit(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX or module")],
-    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Property file")],
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="ONNX, module or SYSTEM.json")
+    ],
+    spec: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="Property file (none for a system)"),
+    ] = None,
     server: Annotated[str, typer.Option(help="Service URL")] = "http://127.0.0.1:8000",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its verdict")] = False,
     timeout: Annotated[float | None, typer.Option(help="Verification timeout (s)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
 ) -> None:
-    """Upload MODEL, submit SPEC; with --wait exit with the verdict's exit code."""
+    """Upload MODEL, submit SPEC (a SYSTEM.json: upload the files it names, submit it); with
+    --wait exit with the verdict's exit code."""
     from service.api.client import run_submit
 
     raise typer.Exit(run_submit(server, model, spec, wait=wait, timeout=timeout, json_out=json_out))

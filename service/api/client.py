@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,58 @@ def property_body(model: Path, spec: Path) -> dict[str, Any]:
     return {key: json.loads(text)}
 
 
+def upload(client: httpx.Client, path: Path) -> str:
+    """Upload a file as an artefact; its id (the sha256 of its bytes)."""
+    with path.open("rb") as fh:
+        return str(checked(client.post("/v1/artefacts", files={"file": (path.name, fh)}))["id"])
+
+
+def system_body(path: Path, upload_file: Callable[[Path], str]) -> dict[str, Any]:
+    """The job body of a SYSTEM.json: the system as the property, each file it names uploaded.
+
+    The API takes paths below the system only, so the paths are rewritten relative to the
+    nearest folder holding the system and all its files (unchanged when already below it).
+    Raises ValueError for JSON or a system that names its files wrongly.
+    """
+    from service.worker.engine import system_files
+    from verifiers.errors import VerifierError
+
+    system = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        named = system_files(system)
+    except VerifierError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+    here = path.resolve().parent
+    files = {p: (here / written).resolve() for p, (written, _) in named.items()}
+    root = Path(os.path.commonpath([here, *(f.parent for f in files.values())]))
+    artefacts: dict[str, str] = {}
+    for pointer, file in files.items():
+        if not file.is_file():
+            raise ValueError(f"{path.name}: no such file: {named[pointer][0]}")
+        relative = file.relative_to(root).as_posix()
+        _set(system, pointer, relative)
+        artefacts[relative] = upload_file(file)
+    return {"property": {"system": system}, "artefacts": artefacts}
+
+
+def _set(document: dict[str, Any], pointer: str, value: str) -> None:
+    """Set the value at a JSON pointer (without its leading slash) in ``document``."""
+    *parents, last = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")]
+    node: Any = document
+    for token in parents:
+        node = node[token]
+    node[last] = value
+
+
 def submit_job(
-    client: httpx.Client, model: Path, spec: Path, timeout: float | None
+    client: httpx.Client, model: Path, spec: Path | None, timeout: float | None
 ) -> dict[str, Any]:
-    with model.open("rb") as fh:
-        artefact = checked(client.post("/v1/artefacts", files={"file": (model.name, fh)}))
-    body: dict[str, Any] = {"artefact": artefact["id"], "property": property_body(model, spec)}
+    if spec is None and model.suffix.lower() == ".json":
+        body = system_body(model, lambda path: upload(client, path))
+    elif spec is None:
+        raise ValueError("give a property file (only a SYSTEM.json holds its own)")
+    else:
+        body = {"artefact": upload(client, model), "property": property_body(model, spec)}
     if timeout:
         body["options"] = {"timeout_s": timeout}
     return checked(client.post("/v1/jobs", json=body))
@@ -92,7 +140,13 @@ def _report(job: dict[str, Any], json_out: bool) -> None:
 
 
 def run_submit(
-    server: str, model: Path, spec: Path, *, wait: bool, timeout: float | None, json_out: bool
+    server: str,
+    model: Path,
+    spec: Path | None,
+    *,
+    wait: bool,
+    timeout: float | None,
+    json_out: bool,
 ) -> int:
     try:
         with httpx.Client(base_url=server, timeout=60) as client:

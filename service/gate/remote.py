@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from service.api.client import TERMINAL, ApiError, checked, property_body
+from service.api.client import TERMINAL, ApiError, checked, property_body, system_body, upload
 from service.gate.config import ModelKind
 from service.gate.runner import OnDone, OnStart
 from service.gate.tasks import Outcome, Task
@@ -81,23 +81,30 @@ def _submit_all(client, tasks, outcomes, on_start, on_done) -> dict[int, str]:
 
 
 def _submit(client: httpx.Client, task: Task, artefacts: dict[Path, str]) -> dict[str, Any]:
+    """Submit one task, uploading each file (a model, or a system's components) once."""
     check = task.check
-    if check.kind is ModelKind.SYSTEM or task.prop is None:
-        raise ValueError("systems run only with --local (the API takes one model per job)")
-    if check.model not in artefacts:
-        with check.model.open("rb") as fh:
-            uploaded = checked(client.post("/v1/artefacts", files={"file": (check.model.name, fh)}))
-        artefacts[check.model] = uploaded["id"]
-    body: dict[str, Any] = {
-        "artefact": artefacts[check.model],
-        "property": property_body(check.model, task.prop),
-        "options": {
-            "timeout_s": max(check.timeout_s, MIN_TIMEOUT_S),
-            "seed": check.seed,
-            "margin": check.margin,
-        },
+
+    def upload_once(path: Path) -> str:
+        key = path.resolve()
+        if key not in artefacts:
+            artefacts[key] = upload(client, path)
+        return artefacts[key]
+
+    if check.kind is ModelKind.SYSTEM:
+        body = system_body(check.model, upload_once)
+    elif task.prop is None:
+        raise ValueError(f"{task.id}: no property to check")
+    else:
+        body = {
+            "artefact": upload_once(check.model),
+            "property": property_body(check.model, task.prop),
+        }
+    body["options"] = {
+        "timeout_s": max(check.timeout_s, MIN_TIMEOUT_S),
+        "seed": check.seed,
+        "margin": check.margin,
     }
-    if check.subnetwork is not None:
+    if check.subnetwork is not None and check.kind is not ModelKind.SYSTEM:
         body["subnetwork"] = check.subnetwork.to_json()
     return checked(client.post("/v1/jobs", json=body))
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -36,3 +40,50 @@ def test_gate_on_a_server_submits_everything_and_uses_its_cache(
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 1, second.output
     assert "6 from cache, 0 run" in second.output
+
+
+SYSTEM_CHECKS = """
+[[check]]
+name = "net-matches-controller"
+model = "systems/equivalence/SYSTEM.json"
+timeout = 60
+
+[[check]]
+name = "net-not-that-close"
+model = "systems/equivalence/SYSTEM_fails.json"
+expect = "violated"
+timeout = 60
+"""
+
+
+def _system_repo(tmp_path: Path) -> Path:
+    """The examples/equivalence systems in a gate repo; the reference lives outside the
+    systems' folder (`../../controller/controller.py`), as in the examples."""
+    repo = make_repo(tmp_path, SYSTEM_CHECKS)
+    folder = repo / "systems" / "equivalence"
+    folder.mkdir(parents=True)
+    (repo / "controller").mkdir()
+    examples = ROOT / "examples"
+    shutil.copy(examples / "controller" / "controller.py", repo / "controller")
+    shutil.copy(examples / "equivalence" / "controller_net.onnx", folder)
+    for name in ("SYSTEM.json", "SYSTEM_fails.json"):
+        system = json.loads((examples / "equivalence" / name).read_text())
+        system["reference"]["module"] = "../../controller/controller.py"
+        (folder / name).write_text(json.dumps(system))
+    return repo
+
+
+def test_gate_on_a_server_checks_systems(tmp_path: Path, server: str) -> None:
+    repo = _system_repo(tmp_path)
+    args = ["gate", "--server", server, "--config", str(repo / "proofwell.toml")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "not supported" not in first.output and "only with --local" not in first.output
+    assert "7 checks, 7 passed" in first.output
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "7 from cache, 0 run" in second.output
+    # Both systems' jobs (each run twice) are listed under their network.
+    net = hashlib.sha256((repo / "systems/equivalence/controller_net.onnx").read_bytes())
+    listed = httpx.get(f"{server}/v1/jobs", params={"artefact": net.hexdigest()}).json()
+    assert listed["total"] == 4

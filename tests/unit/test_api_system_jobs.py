@@ -158,3 +158,23 @@ def test_artefact_rules(client: TestClient) -> None:
         json={"artefact": net, "artefacts": files, "property": {"vnnlib": "(assert true)"}},
     )
     assert problem(r, 422)["errors"][0]["pointer"] == "/artefacts"
+
+
+def test_client_rewrites_paths_below_a_common_folder(client: TestClient) -> None:
+    from service.api.client import system_body
+
+    uploaded: list[Path] = []
+
+    def fake_upload(path: Path) -> str:
+        uploaded.append(path)
+        return upload(client, path)
+
+    body = system_body(EXAMPLES / "equivalence" / "SYSTEM.json", fake_upload)
+    system = body["property"]["system"]
+    assert system["network"] == "equivalence/controller_net.onnx"
+    assert system["reference"]["module"] == "controller/controller.py"
+    assert set(body["artefacts"]) == {system["network"], system["reference"]["module"]}
+    assert len(uploaded) == 2
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    client.delete(f"/v1/jobs/{r.json()['id']}")
