@@ -48,6 +48,9 @@ def property_label(prop: dict[str, Any]) -> str:
     if "spec" in prop and isinstance(prop["spec"], dict):
         spec = prop["spec"]
         return f"spec of {spec.get('function') or spec.get('step') or 'module'} {short}"
+    if "system" in prop and isinstance(prop["system"], dict):
+        system = prop["system"]
+        return str(system.get("name") or f"{system.get('kind', 'system')} {short}")
     return f"property {short}"
 
 
@@ -134,7 +137,7 @@ class CaseView:
 
 @dataclass(frozen=True)
 class PropertyView:
-    kind: str  # vnnlib | preset | spec
+    kind: str  # vnnlib | preset | spec | system
     label: str
     source: str
     cases: list[CaseView] = field(default_factory=list)
@@ -178,7 +181,7 @@ def property_view(
     if "vnnlib" in prop:
         kind, source = "vnnlib", str(prop["vnnlib"])
     else:
-        kind = "preset" if "preset" in prop else "spec"
+        kind = next((k for k in ("preset", "system") if k in prop), "spec")
         source = json.dumps(prop.get(kind), indent=2, sort_keys=True)
     if parsed is None:
         return PropertyView(kind, label, source, problem=problem)

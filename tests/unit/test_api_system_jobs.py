@@ -71,7 +71,9 @@ def test_equivalence_holds_and_fails_and_is_cached(client: TestClient, worker: o
     assert (broken["status"], broken["verdict"]) == ("done", "violated"), broken
     assert len(broken["counterexample"]["inputs"]) == 2
     assert client.get(f"/v1/jobs/{held['id']}/certificate").status_code == 200
-    assert client.get(f"/jobs/{broken['id']}").status_code == 200  # the dashboard page renders
+    page = client.get(f"/jobs/{broken['id']}")
+    assert page.status_code == 200 and "A composed system" in page.text
+    assert "epsilon" in page.text  # the system JSON is shown, not `null`
     again = post(client, equivalence(), dict(reversed(files.items())))
     assert again.status_code == 202
     assert (again.json()["verdict"], again.json()["cached"]) == ("holds", True)
