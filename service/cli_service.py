@@ -7,13 +7,13 @@ import multiprocessing
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from service.config import Settings
-from service.store.migrate import SchemaError
+if TYPE_CHECKING:
+    from service.config import Settings
 
 err = Console(stderr=True)
 DbOpt = Annotated[
@@ -25,7 +25,16 @@ DbOpt = Annotated[
 
 
 def _settings(db: str | None) -> Settings:
+    # Imported here: `proofwell verify` should not pay for SQLAlchemy and Alembic at start-up.
+    from service.config import Settings
+
     return Settings().with_database(db)
+
+
+def _schema_error() -> type[Exception]:
+    from service.store.migrate import SchemaError
+
+    return SchemaError
 
 
 def _logging() -> None:
@@ -67,7 +76,7 @@ def serve(
     settings = _settings(db)
     try:
         app = create_app(settings)
-    except SchemaError as exc:
+    except _schema_error() as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None
     ctx = multiprocessing.get_context("spawn")
@@ -111,7 +120,7 @@ def worker(
     """Claim and run jobs from the database until SIGTERM."""
     try:
         run_worker(_settings(db), concurrency, runner=runner)
-    except SchemaError as exc:
+    except _schema_error() as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None
 

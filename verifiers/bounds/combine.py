@@ -11,7 +11,6 @@ own tolerances cannot make a proof unsound.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
 
 from verifiers.bounds.rounding import gamma, widen_down
 
@@ -23,6 +22,8 @@ def combination_lower_bound(
 
     coeffs: (m, n) input-level coefficients; consts: (m,) the bounds' constants, such that
     coeffs_i . x + consts_i is a valid lower bound of row i (slack already subtracted)."""
+    from scipy.optimize import linprog  # only needed deep in a search: keep start-up fast
+
     m, n = coeffs.shape
     # Variables [mu (m), s (n), ]: maximise consts.mu + sum(s), s_d <= g_d lo_d, s_d <= g_d hi_d.
     cost = -np.concatenate([consts, np.ones(n)])

@@ -40,6 +40,9 @@ SMT_DEPTH_LIMIT = 80
 BALANCE_GUARD = 64.0
 # Seconds z3 gets on a region that could still be split instead.
 SMT_ATTEMPT_S = 2.0
+# A long gradient search (from the open regions) runs this often while the bounds work.
+DEEP_FALSIFY_PERIOD_S = 4.0
+DEEP_FALSIFY_STARTS = 2048
 # With many inputs, splitting the input box is hopeless; z3 takes the whole residue.
 INPUT_SPLIT_MAX_DIMS = 16
 
@@ -120,6 +123,7 @@ class CaseSearch:
         self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
+        self.last_deep_falsify = time.monotonic()
 
     def out_of_time(self) -> bool:
         sliced = self.until is not None and time.monotonic() >= self.until
@@ -139,7 +143,9 @@ class CaseSearch:
             self.outcome.counterexample = cex
         return cex is not None
 
-    def falsify(self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256) -> bool:
+    def falsify(
+        self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30
+    ) -> bool:
         points, margins = pgd_search(
             self.ctx.network,
             lower,
@@ -147,9 +153,23 @@ class CaseSearch:
             self.polytopes_unwidened,
             self.rng,
             samples=samples,
+            steps=steps,
             starts=starts,
         )
         return self.try_points(points[margins >= -1e-9][:16]) if np.any(margins >= -1e-9) else False
+
+    def deep_falsify_due(self) -> bool:
+        return time.monotonic() - self.last_deep_falsify >= DEEP_FALSIFY_PERIOD_S
+
+    def deep_falsify(self, open_regions: list[Region]) -> bool:
+        """A long gradient search over the whole box, started from the centres of the regions
+        the bounds could not prove: violations, if any, lie in them."""
+        self.last_deep_falsify = time.monotonic()
+        centres = [0.5 * (r.lower + r.upper) for r in open_regions[-DEEP_FALSIFY_STARTS:]]
+        starts = np.stack(centres) if centres else None
+        return self.falsify(
+            self.root.lower, self.root.upper, starts, samples=DEEP_FALSIFY_STARTS, steps=100
+        )
 
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
         """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
@@ -160,6 +180,8 @@ class CaseSearch:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
                 break
             if until is not None and time.monotonic() >= until:
+                break
+            if self.deep_falsify_due() and self.deep_falsify(self.stack):
                 break
             batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
             self.step(batch)

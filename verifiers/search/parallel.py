@@ -90,6 +90,8 @@ def search_in_parallel(
                 seed += 1
                 task = SliceTask(ctx.case, chunk, ctx.deadline, ctx.margin, seed, ctx.record_tree)
                 running.add(pool.submit(_search_slice, task))
+            if search.deep_falsify_due() and search.deep_falsify(pending):
+                break
             done, running = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
             for future in done:
                 result = future.result()
