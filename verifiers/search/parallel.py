@@ -94,7 +94,11 @@ def search_in_parallel(
                 break
             done, running = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
             for future in done:
-                result = future.result()
+                try:
+                    result = future.result()
+                except Exception as exc:  # a crashed process: its regions are lost, so no holds
+                    outcome.unknown_reasons.append(f"a search process failed: {exc!r}")
+                    continue
                 outcome.absorb(result.outcome)
                 pending.extend(result.open_regions)
             if on_step:
