@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from enum import StrEnum
 from fractions import Fraction
 
@@ -41,6 +42,26 @@ def check(solver: z3.Solver) -> tuple[SatOutcome, str]:
     reason = solver.reason_unknown()
     log.debug("z3 returned unknown: %s", reason)
     return SatOutcome.UNKNOWN, reason
+
+
+def refute(
+    solver: z3.Solver, claims: list[z3.BoolRef], deadline: float | None
+) -> tuple[SatOutcome, str, z3.ModelRef | None]:
+    """Check whether the claims can fail under the solver's constraints, within `deadline`
+    (time.monotonic(); None: no limit). SAT comes with the model of the failure; the solver
+    is left as it was either way."""
+    if deadline is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return SatOutcome.UNKNOWN, "timeout", None
+        solver.set("timeout", max(1, int(remaining * 1000)))
+    solver.push()
+    try:
+        solver.add(z3.Not(z3.And(claims)))
+        outcome, reason = check(solver)
+        return outcome, reason, solver.model() if outcome is SatOutcome.SAT else None
+    finally:
+        solver.pop()
 
 
 def rational(value: float | Fraction | int) -> z3.RatNumRef:

@@ -19,7 +19,7 @@ import z3
 from verifiers.errors import SpecError
 from verifiers.options import Options
 from verifiers.result import Counterexample, Result, Stats, Verdict
-from verifiers.smt.solver import SatOutcome, check
+from verifiers.smt.solver import SatOutcome, refute
 from verifiers.symbolic import evaluate, ir, spec, to_z3
 from verifiers.symbolic.ir import Scalar, TupleType
 
@@ -91,6 +91,7 @@ def _split(problem: BmcProblem, value: Any) -> dict[str, Any]:
 
 def verify_bmc(module: ir.Module, problem: BmcProblem, options: Options) -> Result:
     start = time.monotonic()
+    deadline = start + options.timeout_s if options.timeout_s > 0 else None
     fn = problem.function
     solver = to_z3.solver_for(module, [fn.name], options.timeout_s, options.seed)
     states = [{p.name: to_z3.variable(f"s0_{p.name}", p.type) for p in problem.state}]
@@ -99,16 +100,9 @@ def verify_bmc(module: ir.Module, problem: BmcProblem, options: Options) -> Resu
         solver.add(*spec.domain_constraint(states[0][name], dom))
     for k in range(problem.steps + 1):
         invariant = [to_z3.expression(module, e, states[k]) for _, e in problem.invariant]
-        remaining = options.timeout_s - (time.monotonic() - start)
-        if options.timeout_s > 0 and remaining <= 0:
-            return _unknown(problem, k, start, "timeout")
-        solver.set("timeout", max(1, int(remaining * 1000)) if options.timeout_s > 0 else 0)
-        solver.push()
-        solver.add(z3.Not(z3.And(invariant)))
-        outcome, reason = check(solver)
+        outcome, reason, model = refute(solver, invariant, deadline)
         if outcome == SatOutcome.SAT:
-            return _violation(module, problem, solver.model(), states, inputs, start, k)
-        solver.pop()
+            return _violation(module, problem, model, states, inputs, start, k)
         if outcome == SatOutcome.UNKNOWN:
             return _unknown(problem, k, start, reason)
         solver.add(*invariant)

@@ -108,7 +108,9 @@ def _eval(module: ir.Module, expr: ir.Expr, env: dict[str, Value]) -> Any:
             return left * right
         return Fraction(left) / Fraction(right)
     if isinstance(expr, ir.Compare):
-        return _compare(expr.op, _eval(module, expr.left, env), _eval(module, expr.right, env))
+        return ir.COMPARISONS[expr.op](
+            _eval(module, expr.left, env), _eval(module, expr.right, env)
+        )
     if isinstance(expr, ir.BoolOp):
         values = (_eval(module, v, env) for v in expr.values)
         return all(values) if expr.op == "and" else any(values)
@@ -124,20 +126,6 @@ def _eval(module: ir.Module, expr: ir.Expr, env: dict[str, Value]) -> Any:
     if isinstance(expr, ir.Index):
         return _eval(module, expr.value, env)[expr.index]
     raise AssertionError(f"unknown IR node {type(expr).__name__}")
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "==":
-        return left == right
-    return left != right
 
 
 def _builtin(name: str, args: list[Any]) -> Any:

@@ -7,6 +7,7 @@ compiler are two independent readings of this IR, tested against each other.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
@@ -102,9 +103,21 @@ class Binary:
     nonlinear: bool = False  # a product of two non-constant terms
 
 
+# The comparison operators of the language, as Python operators: they apply alike to exact
+# Fractions (the evaluator) and to z3 terms (the compiler).
+COMPARISONS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Compare:
-    op: str  # "<", "<=", ">", ">=", "==", "!="
+    op: str  # a key of COMPARISONS
     left: Expr
     right: Expr
     loc: Loc

@@ -33,7 +33,7 @@ import z3
 from verifiers.errors import SpecError
 from verifiers.options import Options
 from verifiers.result import Counterexample, Result, Stats, Verdict
-from verifiers.smt.solver import SatOutcome, check, make_solver, model_value
+from verifiers.smt.solver import SatOutcome, make_solver, model_value, refute
 from verifiers.spec.property import round_down, round_up
 from verifiers.symbolic import evaluate, ir, spec
 from verifiers.symbolic.components import Component, ModuleComponent, load_component
@@ -135,6 +135,7 @@ def _wiring(raw: object, components: dict[str, Component], known: set[str]):
 def verify_closed_loop(raw: Mapping[str, Any], options: Options, *, base_dir: Path) -> Result:
     system = parse_system(raw, base_dir)
     start = time.monotonic()
+    deadline = start + options.timeout_s if options.timeout_s > 0 else None
     nonlinear = any(
         isinstance(c, ModuleComponent) and not c.module.is_linear(c.function.name)
         for c in system.components.values()
@@ -152,16 +153,9 @@ def verify_closed_loop(raw: Mapping[str, Any], options: Options, *, base_dir: Pa
         if k > 0:
             checks += [_expr(e, signals) for _, e in system.ensures]
         if checks:
-            remaining = options.timeout_s - (time.monotonic() - start)
-            if options.timeout_s > 0 and remaining <= 0:
-                return _unknown(system, k, start, "timeout")
-            solver.set("timeout", max(1, int(remaining * 1000)) if options.timeout_s > 0 else 0)
-            solver.push()
-            solver.add(z3.Not(z3.And(checks)))
-            outcome, reason = check(solver)
+            outcome, reason, model = refute(solver, checks, deadline)
             if outcome == SatOutcome.SAT:
-                return _violation(system, solver.model(), variables, start, k)
-            solver.pop()
+                return _violation(system, model, variables, start, k)
             if outcome == SatOutcome.UNKNOWN:
                 return _unknown(system, k, start, reason)
             solver.add(*checks)

@@ -180,17 +180,7 @@ class _Compiler:
 def _compare(op: str, left: Term, right: Term) -> z3.BoolRef:
     if z3.is_arith(left) and z3.is_arith(right) and z3.is_int(left) != z3.is_int(right):
         left, right = _widen(left, Scalar.REAL), _widen(right, Scalar.REAL)
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "==":
-        return left == right
-    return left != right
+    return ir.COMPARISONS[op](left, right)
 
 
 def _min(a: Term, b: Term) -> Term:
