@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import run_marabou, run_proofwell  # noqa: E402
+from peers import run_marabou, run_proofwell, write_csv  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "acasxu"
 
@@ -104,11 +104,7 @@ def main() -> int:
             ),
             flush=True,
         )
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.csv, rows)
     summarise("proofwell", rows)
     if args.vs_marabou:
         summarise("marabou", rows)

@@ -21,7 +21,6 @@ the verdict of that check says which tool is wrong.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import shutil
@@ -35,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import marabou_binary, run_marabou, run_proofwell  # noqa: E402
+from peers import marabou_binary, run_marabou, run_proofwell, write_csv  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / "results" / "digits"
 SEED = 0
@@ -321,11 +320,7 @@ def main() -> int:
     if not rows:
         print("no instances selected")
         return 0
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.csv, rows)
     summarise("proofwell", rows)
     if args.vs_marabou:
         summarise("marabou", rows)

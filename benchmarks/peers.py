@@ -3,6 +3,7 @@ process with wall-clock timing and peak memory."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -73,3 +74,12 @@ def run_marabou(net: Path, prop: Path, timeout: float, workers: int) -> dict:
     else:
         verdict = "unknown"
     return {"marabou_verdict": verdict, "marabou_seconds": seconds, "marabou_rss_mb": rss}
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """One row per instance, columns from the first row."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
