@@ -32,6 +32,9 @@ from verifiers.spec.property import Case
 log = logging.getLogger(__name__)
 
 BATCH = 64
+# Points this close to the unsafe set in float64 are replayed too: onnxruntime's float32
+# outputs round differently and may put them inside.
+NEAR_UNSAFE = 1e-6
 # Hand a region to z3 once this few ReLUs are unstable on it: the case split is then cheap.
 SMT_UNSTABLE_LIMIT = 6
 # Regions this deep are sent to z3 whatever their unstable count: splitting has stalled.
@@ -137,7 +140,10 @@ class CaseSearch:
         if len(points) == 0:
             return False
         margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
-        likely = points[np.argsort(-margins)][: max(1, int(np.sum(margins >= -1e-9)))][:16]
+        order = np.argsort(-margins)
+        likely = points[order][margins[order] >= -NEAR_UNSAFE][:16]
+        if len(likely) == 0:
+            return False
         cex = replay(likely, self.ctx.case, self.ctx.run, self.engine)
         if cex is not None:
             self.outcome.counterexample = cex
@@ -146,7 +152,7 @@ class CaseSearch:
     def falsify(
         self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30
     ) -> bool:
-        points, margins = pgd_search(
+        points, _ = pgd_search(
             self.ctx.network,
             lower,
             upper,
@@ -156,7 +162,7 @@ class CaseSearch:
             steps=steps,
             starts=starts,
         )
-        return self.try_points(points[margins >= -1e-9][:16]) if np.any(margins >= -1e-9) else False
+        return self.try_points(points[:16])
 
     def deep_falsify_due(self) -> bool:
         return time.monotonic() - self.last_deep_falsify >= DEEP_FALSIFY_PERIOD_S
