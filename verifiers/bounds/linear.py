@@ -87,14 +87,31 @@ def relu_relaxation(
     return lower_slope, upper_slope, intercept
 
 
-def _relu_back(state: _Backward, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray) -> None:
-    lower_slope, upper_slope, intercept = relu_relaxation(layer, lower, upper)
-    pos, neg = np.maximum(state.coeffs, 0.0), np.minimum(state.coeffs, 0.0)
-    state.add_const(np.einsum("bmn,bn->bm", neg, intercept))
-    steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * _magnitude(lower, upper)
-    slack = 2.0 * UNIT_ROUNDOFF * steepest + gamma(lower.shape[-1]) * np.abs(intercept)
-    state.slack = state.slack + np.einsum("bmn,bn->bm", np.abs(state.coeffs), slack)
-    state.coeffs = pos * lower_slope[:, None, :] + neg * upper_slope[:, None, :]
+@dataclass(frozen=True)
+class _Relaxation:
+    """A ReLU layer's enclosing lines on its pre-activation bounds, ready for back-substitution."""
+
+    lower_slope: np.ndarray  # (batch, n)
+    slope_gap: np.ndarray  # upper slope - lower slope
+    intercept: np.ndarray  # of the upper line
+    slack: np.ndarray  # rounding of one backward step, per unit |coefficient|
+
+    @classmethod
+    def of(cls, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray) -> _Relaxation:
+        lower_slope, upper_slope, intercept = relu_relaxation(layer, lower, upper)
+        steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * _magnitude(lower, upper)
+        # New coefficients c*lower + min(c, 0)*gap: the gap, both products and the sum each
+        # round by one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10.
+        slack = 10.0 * UNIT_ROUNDOFF * steepest + gamma(lower.shape[-1]) * np.abs(intercept)
+        return cls(lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack)
+
+
+def _relu_back(state: _Backward, relaxation: _Relaxation) -> None:
+    neg = np.minimum(state.coeffs, 0.0)
+    state.add_const(np.einsum("bmn,bn->bm", neg, relaxation.intercept))
+    state.slack = state.slack + np.einsum("bmn,bn->bm", np.abs(state.coeffs), relaxation.slack)
+    # pos * lower + neg * upper == coeffs * lower + neg * (upper - lower)
+    state.coeffs = state.coeffs * relaxation.lower_slope + neg * relaxation.slope_gap
 
 
 def _read_off(
@@ -118,7 +135,7 @@ def _back_substitute(
     network: PiecewiseLinearNetwork,
     coeffs: np.ndarray,
     last_affine: int,
-    pre_bounds: list[tuple[np.ndarray, np.ndarray]],
+    relaxations: list[_Relaxation],
     magnitudes: list[np.ndarray],
     box: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,12 +143,10 @@ def _back_substitute(
     batch, m = coeffs.shape[0], coeffs.shape[1]
     state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
-    relu_layers = network.relu_layers
     for k in range(last_affine, -1, -1):
         _affine_back(state, affine_layers[k], magnitudes[k])
         if k > 0:
-            lower, upper = pre_bounds[k - 1]
-            _relu_back(state, relu_layers[k - 1], lower, upper)
+            _relu_back(state, relaxations[k - 1])
     value, corner = _read_off(state, box[0], box[1], last_affine + 1)
     return value, state.coeffs, corner
 
@@ -141,33 +156,34 @@ def linear_bounds(
     lower: np.ndarray,
     upper: np.ndarray,
     objective: np.ndarray | None = None,
+    known: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> LinearBounds:
-    """Bounds over boxes (batch, n_inputs); `objective` (m, n_outputs) rows are minimised."""
+    """Bounds over boxes (batch, n_inputs); `objective` (m, n_outputs) rows are minimised.
+
+    `known`: pre-activation bounds (batch, n) per affine layer already valid on each box, e.g.
+    those of an enclosing box in branch and bound. They are intersected in, and a neuron they
+    show stable needs no back-substitution of its own: only unstable ones can tighten."""
     affine_layers, relu_layers = network.affine_layers, network.relu_layers
-    batch = lower.shape[0]
     pre_bounds: list[tuple[np.ndarray, np.ndarray]] = []
+    relaxations: list[_Relaxation] = []
     magnitudes = [_magnitude(lower, upper)]
     post = (lower, upper)
     for k, layer in enumerate(affine_layers):
         low, high = affine_interval(layer, *post)
+        if known is not None:
+            low, high = np.maximum(low, known[k][0]), np.minimum(high, known[k][1])
         if k > 0:
-            eye = np.eye(layer.n_out)
-            rows = np.broadcast_to(
-                np.concatenate([eye, -eye]), (batch, 2 * layer.n_out, layer.n_out)
-            )
-            value, _, _ = _back_substitute(
-                network, np.array(rows), k, pre_bounds, magnitudes, (lower, upper)
-            )
-            low = np.maximum(low, value[:, : layer.n_out])
-            high = np.minimum(high, -value[:, layer.n_out :])
+            last = k == len(affine_layers) - 1
+            low, high = _refine(network, k, low, high, relaxations, magnitudes, (lower, upper), last)
         pre_bounds.append((low, high))
         if k < len(relu_layers):
+            relaxations.append(_Relaxation.of(relu_layers[k], low, high))
             post = relu_interval(relu_layers[k], low, high)
             magnitudes.append(_magnitude(*post))
     if objective is None:
         return LinearBounds(pre_bounds, None, None, None)
     rows = (
-        np.broadcast_to(objective, (batch, *objective.shape[-2:]))
+        np.broadcast_to(objective, (lower.shape[0], *objective.shape[-2:]))
         if objective.ndim == 2
         else objective
     )
@@ -175,8 +191,33 @@ def linear_bounds(
         network,
         np.array(rows, dtype=np.float64),
         len(affine_layers) - 1,
-        pre_bounds,
+        relaxations,
         magnitudes,
         (lower, upper),
     )
     return LinearBounds(pre_bounds, value, coeffs, corner)
+
+
+def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: bool):
+    """Tighten layer k's bounds by back-substitution, for the neurons that are unstable on
+    some box (every neuron for the output layer). Each box gets as many rows as the box with
+    the most; the padding rows are other neurons of the layer, whose bounds stay valid."""
+    batch, n = low.shape
+    targets = np.ones_like(low, dtype=bool) if every_neuron else (low < 0.0) & (high > 0.0)
+    count = int(targets.sum(axis=1).max())
+    if count == 0:
+        return low, high
+    # Per box, the target neurons first (a stable sort keeps index order within each group).
+    neurons = np.argsort(~targets, axis=1, kind="stable")[:, :count]
+    rows = np.zeros((batch, 2 * count, n))
+    slots = np.arange(count)
+    picks = np.arange(batch)[:, None]
+    rows[picks, slots[None, :], neurons] = 1.0
+    rows[picks, count + slots[None, :], neurons] = -1.0
+    value, _, _ = _back_substitute(network, rows, k, relaxations, magnitudes, box)
+    refined_low = np.take_along_axis(low, neurons, axis=1)
+    refined_high = np.take_along_axis(high, neurons, axis=1)
+    low, high = low.copy(), high.copy()
+    np.put_along_axis(low, neurons, np.maximum(refined_low, value[:, :count]), axis=1)
+    np.put_along_axis(high, neurons, np.minimum(refined_high, -value[:, count:]), axis=1)
+    return low, high

@@ -222,7 +222,13 @@ class CaseSearch:
         """Linear bounds of the regions; records and returns which are proved."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
-        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows)
+        known = None
+        if all(r.known is not None for r in regions):
+            known = [
+                (np.stack([r.known[k][0] for r in regions]), np.stack([r.known[k][1] for r in regions]))
+                for k in range(len(regions[0].known))
+            ]
+        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows, known)
         self.outcome.subproblems += len(regions)
         score = self.scores(bounds.objective_lower)
         proved = score > 0.0
@@ -273,7 +279,7 @@ class CaseSearch:
 
     def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
         for region, parent in zip(regions, parents, strict=True):
-            self.stack.extend(region.split(self.split_dim(region, parent)))
+            self.stack.extend(region.split(self.split_dim(region, parent), parent.layers))
 
     def split_dim(self, region: Region, parent: ParentBounds) -> int:
         """The input dimension with the largest |coefficient| x width over the half-spaces

@@ -14,20 +14,25 @@ class Evidence(StrEnum):
     SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
 
 
+LayerBounds = list[tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass(frozen=True, eq=False)
 class Region:
     lower: np.ndarray
     upper: np.ndarray
     depth: int = 0
+    # Pre-activation bounds proved on an enclosing region: valid here too, and a head start.
+    known: LayerBounds | None = None
 
-    def split(self, dim: int) -> tuple[Region, Region]:
+    def split(self, dim: int, known: LayerBounds | None = None) -> tuple[Region, Region]:
         middle = 0.5 * (self.lower[dim] + self.upper[dim])
         left_upper, right_lower = self.upper.copy(), self.lower.copy()
         left_upper[dim] = middle
         right_lower[dim] = middle
         return (
-            Region(self.lower, left_upper, self.depth + 1),
-            Region(right_lower, self.upper, self.depth + 1),
+            Region(self.lower, left_upper, self.depth + 1, known),
+            Region(right_lower, self.upper, self.depth + 1, known),
         )
 
 
