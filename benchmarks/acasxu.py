@@ -1,16 +1,20 @@
 """ACAS Xu benchmark: every instance of ../shared/benchmarks/acasxu, optionally vs Marabou.
 
     python benchmarks/acasxu.py [--props 1,2] [--nets 1_1,1_2] [--csv out.csv] [--vs-marabou]
+                                [--shuffle SEED]
 
 Each instance runs as its own `proofwell verify --json` process (start-up included, as in
 VNN-COMP) with the instance's timeout. With --vs-marabou, Marabou (the `bench` extra) runs
-the same instance right after, with the same core count, and ratios are printed.
+the same instance right after, with the same core count, and ratios are printed. The CSV is
+rewritten after every instance, so a run cut short still leaves its rows; --shuffle orders the
+instances randomly so that any prefix of a run is a fair sample of all properties.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import random
 import statistics
 import sys
 from collections import defaultdict
@@ -78,6 +82,7 @@ def main() -> int:
     parser.add_argument("--csv", default="benchmarks/results/acasxu.csv")
     parser.add_argument("--workers", type=int, default=1, help="search processes per instance")
     parser.add_argument("--vs-marabou", action="store_true")
+    parser.add_argument("--shuffle", type=int, metavar="SEED", help="random instance order")
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent")
@@ -86,6 +91,8 @@ def main() -> int:
         set(args.props.split(",")) if args.props else None,
         set(args.nets.split(",")) if args.nets else None,
     )
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(chosen)
     rows = []
     for onnx_name, vnnlib, timeout, expected in chosen:
         row = {"onnx": onnx_name, "vnnlib": vnnlib, "expected": expected, "timeout": timeout}
@@ -104,7 +111,7 @@ def main() -> int:
             ),
             flush=True,
         )
-    write_csv(args.csv, rows)
+        write_csv(args.csv, rows)
     summarise("proofwell", rows)
     if args.vs_marabou:
         summarise("marabou", rows)

@@ -16,7 +16,6 @@ import onnx
 import onnx.shape_inference
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
-from onnx.reference import ReferenceEvaluator
 
 from verifiers.errors import ModelError, UnsupportedError
 from verifiers.model import subgraph
@@ -218,6 +217,8 @@ class _Builder:
             self.constants[node.output[0]] = shape[start:end]
             return
         try:
+            from onnx.reference import ReferenceEvaluator  # rarely needed: keep start-up fast
+
             evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
             values = evaluator.run(None, {n: self.constants[n] for n in node.input if n})
         except Exception as error:  # the reference runtime raises many types

@@ -22,6 +22,7 @@ from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
 from verifiers.falsify.pgd import search as pgd_search
 from verifiers.falsify.pgd import unsafe_margin
+from verifiers.falsify.regions import deepest_in_region
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.result import Counterexample
 from verifiers.search.region import Evidence, Leaf, Region, volume
@@ -46,6 +47,10 @@ SMT_ATTEMPT_S = 2.0
 # A long gradient search (from the open regions) runs this often while the bounds work.
 DEEP_FALSIFY_PERIOD_S = 4.0
 DEEP_FALSIFY_STARTS = 2048
+# Every this many batches, the most unsafe-looking point of a batch is polished by an LP.
+POLISH_EVERY = 4
+# The deep search's best points polished by an LP in their activation region.
+DEEP_POLISH = 64
 # With many inputs, splitting the input box is hopeless; z3 takes the whole residue.
 INPUT_SPLIT_MAX_DIMS = 16
 
@@ -126,7 +131,8 @@ class CaseSearch:
         self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
-        self.last_deep_falsify = time.monotonic()
+        self.batches = 0
+        self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
 
     def out_of_time(self) -> bool:
         sliced = self.until is not None and time.monotonic() >= self.until
@@ -149,9 +155,20 @@ class CaseSearch:
             self.outcome.counterexample = cex
         return cex is not None
 
+    def polish_best(self, points: np.ndarray) -> bool:
+        """An LP in the activation region of the most unsafe-looking point."""
+        margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
+        best = points[np.argmax(margins)]
+        polished = [
+            deepest_in_region(self.ctx.network, best, self.root.lower, self.root.upper, a, b)
+            for a, b in self.polytopes_unwidened
+        ]
+        return self.try_points(np.array([x for x in polished if x is not None]))
+
     def falsify(
-        self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30
+        self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30, polish=4
     ) -> bool:
+        """Gradient search, then an LP in the activation region of the `polish` best points."""
         points, _ = pgd_search(
             self.ctx.network,
             lower,
@@ -162,20 +179,30 @@ class CaseSearch:
             steps=steps,
             starts=starts,
         )
-        return self.try_points(points[:16])
+        if self.try_points(points[:16]):
+            return True
+        polished = [
+            deepest_in_region(self.ctx.network, point, lower, upper, a, b)
+            for point in points[:polish]
+            for a, b in self.polytopes_unwidened
+        ]
+        return self.try_points(np.array([x for x in polished if x is not None]))
 
     def deep_falsify_due(self) -> bool:
-        return time.monotonic() - self.last_deep_falsify >= DEEP_FALSIFY_PERIOD_S
+        return time.monotonic() >= self.next_deep_falsify
 
     def deep_falsify(self, open_regions: list[Region]) -> bool:
         """A long gradient search over the whole box, started from the centres of the regions
-        the bounds could not prove: violations, if any, lie in them."""
-        self.last_deep_falsify = time.monotonic()
-        centres = [0.5 * (r.lower + r.upper) for r in open_regions[-DEEP_FALSIFY_STARTS:]]
+        the bounds could not prove (the furthest from proved first): violations, if any, lie
+        in them."""
+        worst = sorted(open_regions, key=lambda r: r.parent_score)[:DEEP_FALSIFY_STARTS]
+        centres = [0.5 * (r.lower + r.upper) for r in worst]
         starts = np.stack(centres) if centres else None
-        return self.falsify(
-            self.root.lower, self.root.upper, starts, samples=DEEP_FALSIFY_STARTS, steps=100
+        found = self.falsify(
+            self.root.lower, self.root.upper, starts, DEEP_FALSIFY_STARTS, 100, DEEP_POLISH
         )
+        self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
+        return found
 
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
         """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
@@ -206,6 +233,11 @@ class CaseSearch:
         corners = bounds.objective_minimizer[open_idx].reshape(-1, lower.shape[1])
         if self.try_points(np.concatenate([0.5 * (lower + upper), corners])):
             return
+        self.batches += 1
+        if self.batches % POLISH_EVERY == 0 and self.polish_best(
+            np.concatenate([0.5 * (lower + upper), corners])
+        ):
+            return
         to_split = []
         for i in open_idx:
             if self.should_split(batch[i], bounds, i):
@@ -225,7 +257,10 @@ class CaseSearch:
         known = None
         if all(r.known is not None for r in regions):
             known = [
-                (np.stack([r.known[k][0] for r in regions]), np.stack([r.known[k][1] for r in regions]))
+                (
+                    np.stack([r.known[k][0] for r in regions]),
+                    np.stack([r.known[k][1] for r in regions]),
+                )
                 for k in range(len(regions[0].known))
             ]
         bounds = linear_bounds(self.ctx.network, lower, upper, self.rows, known)
@@ -279,7 +314,8 @@ class CaseSearch:
 
     def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
         for region, parent in zip(regions, parents, strict=True):
-            self.stack.extend(region.split(self.split_dim(region, parent), parent.layers))
+            score = float(self.scores(parent.objective_lower[None, :])[0])
+            self.stack.extend(region.split(self.split_dim(region, parent), parent.layers, score))
 
     def split_dim(self, region: Region, parent: ParentBounds) -> int:
         """The input dimension with the largest |coefficient| x width over the half-spaces

@@ -24,15 +24,19 @@ class Region:
     depth: int = 0
     # Pre-activation bounds proved on an enclosing region: valid here too, and a head start.
     known: LayerBounds | None = None
+    # How far the enclosing region's bounds were from a proof (> 0 would have proved it).
+    parent_score: float = 0.0
 
-    def split(self, dim: int, known: LayerBounds | None = None) -> tuple[Region, Region]:
+    def split(
+        self, dim: int, known: LayerBounds | None = None, score: float = 0.0
+    ) -> tuple[Region, Region]:
         middle = 0.5 * (self.lower[dim] + self.upper[dim])
         left_upper, right_lower = self.upper.copy(), self.lower.copy()
         left_upper[dim] = middle
         right_lower[dim] = middle
         return (
-            Region(self.lower, left_upper, self.depth + 1, known),
-            Region(right_lower, self.upper, self.depth + 1, known),
+            Region(self.lower, left_upper, self.depth + 1, known, score),
+            Region(right_lower, self.upper, self.depth + 1, known, score),
         )
 
 

@@ -1,0 +1,60 @@
+"""Counterexample search by linear programming inside one activation region.
+
+A point fixes which ReLUs are active; on the set of inputs sharing that pattern (a polytope)
+the network is affine, so the input that goes deepest into an unsafe conjunction there is an
+LP. Gradient search often stalls a hair short of a small unsafe set (the margin's limiting
+half-space keeps changing); the LP lands inside it when it meets the point's region.
+Results are candidates in float64 only: replay decides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
+
+
+def deepest_in_region(
+    network: PiecewiseLinearNetwork,
+    point: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray | None:
+    """The input of `point`'s activation region (within the box) maximising
+    min_i (b_i - a_i . y); None when the LP fails."""
+    from scipy.optimize import linprog  # only needed deep in a search: keep start-up fast
+
+    n = point.size
+    gain, offset = np.eye(n), np.zeros(n)  # the current layer's values as gain @ x + offset
+    value = point.astype(np.float64)
+    pattern_rows, pattern_rhs = [], []
+    for layer in network.layers:
+        if isinstance(layer, AffineLayer):
+            gain, offset = layer.weight @ gain, layer.weight @ offset + layer.bias
+            value = layer.weight @ value + layer.bias
+            continue
+        active = value >= 0.0
+        # Stay in the pattern: active ones keep z >= 0 (-z <= 0), inactive ones z <= 0.
+        sign = np.where(active, -1.0, 1.0)
+        pattern_rows.append(sign[:, None] * gain)
+        pattern_rhs.append(-sign * offset)
+        slope = np.where(active, 1.0, layer.alpha)
+        gain, offset, value = slope[:, None] * gain, slope * offset, slope * value
+    # Variables [x (n), t]: maximise t subject to a (gain x + offset) + t <= b.
+    rows = [np.concatenate([r, np.zeros((len(r), 1))], axis=1) for r in pattern_rows]
+    rows.append(np.concatenate([a @ gain, np.ones((len(a), 1))], axis=1))
+    rhs = [*pattern_rhs, b - a @ offset]
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    result = linprog(
+        cost,
+        A_ub=np.concatenate(rows),
+        b_ub=np.concatenate(rhs),
+        bounds=[*zip(lower, upper, strict=True), (None, None)],
+        method="highs",
+    )
+    if result.status != 0:
+        return None
+    return np.clip(result.x[:n], lower, upper)
