@@ -72,3 +72,33 @@ def test_composition_error_widens_bounds() -> None:
     lo_exact = linear_bounds(PiecewiseLinearNetwork((exact,)), lower, upper).layers[0][0]
     lo_rounded = linear_bounds(PiecewiseLinearNetwork((rounded,)), lower, upper).layers[0][0]
     assert lo_rounded[0, 0] <= lo_exact[0, 0] - 2e-3
+
+
+@pytest.mark.parametrize("sizes", [[3, 8, 8, 2], [5, 20, 20, 20, 4]])
+def test_bounds_from_an_enclosing_box_stay_sound_and_only_tighten(sizes) -> None:
+    """Branch and bound hands a region its parent's bounds (`known`): the region's own bounds
+    must still enclose every sampled value, and be no weaker than without the hint: every ReLU
+    stable without it is stable with it, and the objective bound is at least as high. (A
+    stable ReLU's numbers may stay looser: its relaxation is exact whatever they are.)"""
+    rng = np.random.default_rng(len(sizes))
+    weights, biases = random_network(rng, sizes)
+    network = to_network(weights, biases)
+    parent_lower, parent_upper = sample_boxes(rng, sizes[0], 16, 0.8)
+    objective = rng.normal(size=(2, sizes[-1]))
+    parent = linear_bounds(network, parent_lower, parent_upper, objective)
+    # Children: random sub-boxes of each parent box.
+    cut = rng.uniform(0.0, 1.0, size=parent_lower.shape)
+    lower = parent_lower + 0.5 * cut * (parent_upper - parent_lower)
+    upper = lower + 0.5 * (parent_upper - parent_lower)
+    hinted = linear_bounds(network, lower, upper, objective, parent.layers)
+    plain = linear_bounds(network, lower, upper, objective)
+    points = samples_in(rng, lower, upper, 200)
+    values = network.pre_activations(points.reshape(-1, sizes[0]))
+    for (lo, hi), (plo, phi), v in zip(hinted.layers, plain.layers, values, strict=True):
+        v = v.reshape(lower.shape[0], points.shape[1], -1)
+        assert np.all(v >= lo[:, None, :]) and np.all(v <= hi[:, None, :])
+        stable, plain_stable = (lo >= 0) | (hi <= 0), (plo >= 0) | (phi <= 0)
+        assert np.all(stable | ~plain_stable)
+    outputs = values[-1].reshape(lower.shape[0], points.shape[1], -1)
+    assert np.all((outputs @ objective.T).min(axis=1) >= hinted.objective_lower)
+    assert np.all(hinted.objective_lower >= plain.objective_lower - 1e-9)
