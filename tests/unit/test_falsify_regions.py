@@ -7,7 +7,7 @@ import numpy as np
 from tests.oracle import exact_maximum, random_network
 from tests.unit.test_search_oracle import to_network
 from verifiers.falsify.pgd import unsafe_margin
-from verifiers.falsify.regions import deepest_in_region
+from verifiers.falsify.regions import activation_pattern, deepest_in_region
 
 
 def test_lp_reaches_the_exact_maximum_of_the_region_it_starts_in() -> None:
@@ -30,7 +30,7 @@ def test_lp_reaches_the_exact_maximum_of_the_region_it_starts_in() -> None:
         start_margin, _ = unsafe_margin(network.evaluate(start[None, :]), [(a, b)])
         assert start_margin[0] < 0.0
         tried += 1
-        point = deepest_in_region(network, start, lower, upper, a, b)
+        point = deepest_in_region(network, activation_pattern(network, start), lower, upper, a, b)
         assert point is not None
         assert np.all(point >= lower) and np.all(point <= upper)
         margin, _ = unsafe_margin(network.evaluate(point[None, :]), [(a, b)])
@@ -47,7 +47,7 @@ def test_lp_reports_no_point_beyond_the_true_maximum() -> None:
     maximum, _ = exact_maximum(weights, biases, np.array([1.0]), lower, upper)
     a, b = -np.ones((1, 1)), np.array([-(maximum + 0.1)])
     for start in rng.uniform(-1, 1, size=(10, 2)):
-        point = deepest_in_region(network, start, lower, upper, a, b)
+        point = deepest_in_region(network, activation_pattern(network, start), lower, upper, a, b)
         if point is not None:
             margin, _ = unsafe_margin(network.evaluate(point[None, :]), [(a, b)])
             assert margin[0] < 0.0

@@ -11,6 +11,7 @@ import pytest
 
 from tests.oracle import exact_maximum, random_network
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
+from verifiers.search import bab
 from verifiers.search.bab import CaseSearch, SearchContext
 from verifiers.smt.query import BoxQuery, decide_box
 from verifiers.smt.solver import SatOutcome
@@ -92,3 +93,26 @@ def test_z3_alone_matches_oracle(index: int) -> None:
         if want is SatOutcome.SAT:
             x = np.array([float(v) for v in answer.inputs])
             assert float(c @ network.evaluate(x[None, :])[0]) >= threshold - 1e-9
+
+
+@pytest.mark.parametrize("index", range(16))
+def test_relu_splitting_matches_oracle(index: int, monkeypatch) -> None:
+    """The branch and bound of high-dimensional inputs (the box stays whole, ReLUs are split
+    and their phases join the final LP) forced on the small instances, against exhaustive
+    enumeration, with thresholds a hair on either side of the true maximum."""
+    monkeypatch.setattr(bab, "INPUT_SPLIT_MAX_DIMS", 0)
+    network, c, lower, upper, best = instances(16)[index]
+    delta = 1e-6 * (1.0 + abs(best))
+    ctx = SearchContext(
+        network,
+        at_least_case(c, best + delta, lower, upper),
+        lambda x: network.evaluate(x.astype(np.float64)),
+        deadline=time.monotonic() + 30,
+    )
+    outcome = CaseSearch(ctx).run()
+    assert outcome.counterexample is None and outcome.decided
+    assert outcome.proved_volume == pytest.approx(outcome.total_volume)
+    assert all(leaf.lower == list(lower) for leaf in outcome.leaves)  # never an input split
+    verdict, cex = search(network, at_least_case(c, best - delta, lower, upper))
+    assert verdict == "violated"
+    assert float(c @ np.array(cex.outputs)) >= best - delta - 1e-9

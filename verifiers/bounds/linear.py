@@ -43,6 +43,11 @@ class LinearBounds:
     objective_lower: np.ndarray | None  # (batch, m)
     objective_coeffs: np.ndarray | None  # (batch, m, n_inputs)
     objective_minimizer: np.ndarray | None  # (batch, m, n_inputs): box corner of the minimum
+    # Per ReLU layer, the objective's coefficients on its outputs (batch, m, n): how much
+    # each ReLU's relaxation weighs in the objective bound (for choosing ReLUs to split).
+    relu_coeffs: list[np.ndarray] | None = None
+    relaxations: list[_Relaxation] | None = None
+    magnitudes: list[np.ndarray] | None = None
 
 
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -103,7 +108,9 @@ class _Relaxation:
         # New coefficients c*lower + min(c, 0)*gap: the gap, both products and the sum each
         # round by one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10.
         slack = 10.0 * UNIT_ROUNDOFF * steepest + gamma(lower.shape[-1]) * np.abs(intercept)
-        return cls(lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack)
+        return cls(
+            lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack
+        )
 
 
 def _relu_back(state: _Backward, relaxation: _Relaxation) -> None:
@@ -138,14 +145,18 @@ def _back_substitute(
     relaxations: list[_Relaxation],
     magnitudes: list[np.ndarray],
     box: tuple[np.ndarray, np.ndarray],
+    relu_coeffs: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower bounds of coeffs . (output of affine layer `last_affine`) over the boxes."""
+    """Lower bounds of coeffs . (output of affine layer `last_affine`) over the boxes.
+    `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last."""
     batch, m = coeffs.shape[0], coeffs.shape[1]
     state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
     for k in range(last_affine, -1, -1):
         _affine_back(state, affine_layers[k], magnitudes[k])
         if k > 0:
+            if relu_coeffs is not None:
+                relu_coeffs.insert(0, state.coeffs)
             _relu_back(state, relaxations[k - 1])
     value, corner = _read_off(state, box[0], box[1], last_affine + 1)
     return value, state.coeffs, corner
@@ -174,19 +185,22 @@ def linear_bounds(
             low, high = np.maximum(low, known[k][0]), np.minimum(high, known[k][1])
         if k > 0:
             last = k == len(affine_layers) - 1
-            low, high = _refine(network, k, low, high, relaxations, magnitudes, (lower, upper), last)
+            low, high = _refine(
+                network, k, low, high, relaxations, magnitudes, (lower, upper), last
+            )
         pre_bounds.append((low, high))
         if k < len(relu_layers):
             relaxations.append(_Relaxation.of(relu_layers[k], low, high))
             post = relu_interval(relu_layers[k], low, high)
             magnitudes.append(_magnitude(*post))
     if objective is None:
-        return LinearBounds(pre_bounds, None, None, None)
+        return LinearBounds(pre_bounds, None, None, None, None, relaxations, magnitudes)
     rows = (
         np.broadcast_to(objective, (lower.shape[0], *objective.shape[-2:]))
         if objective.ndim == 2
         else objective
     )
+    relu_coeffs: list[np.ndarray] = []
     value, coeffs, corner = _back_substitute(
         network,
         np.array(rows, dtype=np.float64),
@@ -194,8 +208,30 @@ def linear_bounds(
         relaxations,
         magnitudes,
         (lower, upper),
+        relu_coeffs,
     )
-    return LinearBounds(pre_bounds, value, coeffs, corner)
+    return LinearBounds(pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes)
+
+
+def layer_row_bounds(
+    network: PiecewiseLinearNetwork,
+    bounds: LinearBounds,
+    i: int,
+    box: tuple[np.ndarray, np.ndarray],
+    layer: int,
+    rows: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower bounds over box i of the batch of rows (m, n) . (output of affine layer
+    `layer`), reusing that batch's relaxations: (lower bounds (m,), input coefficients (m, n))."""
+    relaxations = [
+        _Relaxation(*(np.asarray(a)[i : i + 1] for a in vars(r).values()))
+        for r in bounds.relaxations
+    ]
+    magnitudes = [m[i : i + 1] for m in bounds.magnitudes]
+    value, coeffs, _ = _back_substitute(
+        network, rows[None, :, :], layer, relaxations, magnitudes, (box[0][None], box[1][None])
+    )
+    return value[0], coeffs[0]
 
 
 def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: bool):

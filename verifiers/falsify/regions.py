@@ -14,34 +14,46 @@ import numpy as np
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
 
 
+def activation_pattern(network: PiecewiseLinearNetwork, point: np.ndarray) -> list[np.ndarray]:
+    """Which ReLUs are active at `point`, per ReLU layer."""
+    pattern = []
+    value = point.astype(np.float64)
+    for layer in network.layers:
+        if isinstance(layer, AffineLayer):
+            value = layer.weight @ value + layer.bias
+        else:
+            pattern.append(value >= 0.0)
+            value = layer.apply(value)
+    return pattern
+
+
 def deepest_in_region(
     network: PiecewiseLinearNetwork,
-    point: np.ndarray,
+    pattern: list[np.ndarray],
     lower: np.ndarray,
     upper: np.ndarray,
     a: np.ndarray,
     b: np.ndarray,
 ) -> np.ndarray | None:
-    """The input of `point`'s activation region (within the box) maximising
-    min_i (b_i - a_i . y); None when the LP fails."""
+    """The input of the box with this activation pattern maximising min_i (b_i - a_i . y);
+    None when the LP fails (e.g. no input of the box has the pattern)."""
     from scipy.optimize import linprog  # only needed deep in a search: keep start-up fast
 
-    n = point.size
+    n = lower.size
     gain, offset = np.eye(n), np.zeros(n)  # the current layer's values as gain @ x + offset
-    value = point.astype(np.float64)
     pattern_rows, pattern_rhs = [], []
+    relus = iter(pattern)
     for layer in network.layers:
         if isinstance(layer, AffineLayer):
             gain, offset = layer.weight @ gain, layer.weight @ offset + layer.bias
-            value = layer.weight @ value + layer.bias
             continue
-        active = value >= 0.0
+        active = next(relus)
         # Stay in the pattern: active ones keep z >= 0 (-z <= 0), inactive ones z <= 0.
         sign = np.where(active, -1.0, 1.0)
         pattern_rows.append(sign[:, None] * gain)
         pattern_rhs.append(-sign * offset)
         slope = np.where(active, 1.0, layer.alpha)
-        gain, offset, value = slope[:, None] * gain, slope * offset, slope * value
+        gain, offset = slope[:, None] * gain, slope * offset
     # Variables [x (n), t]: maximise t subject to a (gain x + offset) + t <= b.
     rows = [np.concatenate([r, np.zeros((len(r), 1))], axis=1) for r in pattern_rows]
     rows.append(np.concatenate([a @ gain, np.ones((len(a), 1))], axis=1))

@@ -18,11 +18,11 @@ from fractions import Fraction
 import numpy as np
 
 from verifiers.bounds.combine import combination_lower_bound
-from verifiers.bounds.linear import LinearBounds, linear_bounds
+from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
 from verifiers.falsify.pgd import search as pgd_search
 from verifiers.falsify.pgd import unsafe_margin
-from verifiers.falsify.regions import deepest_in_region
+from verifiers.falsify.regions import activation_pattern, deepest_in_region
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.result import Counterexample
 from verifiers.search.region import Evidence, Leaf, Region, volume
@@ -89,6 +89,7 @@ class ParentBounds:
     layers: list[tuple[np.ndarray, np.ndarray]]
     objective_lower: np.ndarray
     objective_coeffs: np.ndarray
+    relu_coeffs: list[np.ndarray]
 
     @classmethod
     def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
@@ -96,6 +97,7 @@ class ParentBounds:
             [(lo[i], hi[i]) for lo, hi in bounds.layers],
             bounds.objective_lower[i],
             bounds.objective_coeffs[i],
+            [c[i] for c in bounds.relu_coeffs or []],
         )
 
 
@@ -158,9 +160,10 @@ class CaseSearch:
     def polish_best(self, points: np.ndarray) -> bool:
         """An LP in the activation region of the most unsafe-looking point."""
         margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
-        best = points[np.argmax(margins)]
+        network = self.ctx.network
+        pattern = activation_pattern(network, points[np.argmax(margins)])
         polished = [
-            deepest_in_region(self.ctx.network, best, self.root.lower, self.root.upper, a, b)
+            deepest_in_region(network, pattern, self.root.lower, self.root.upper, a, b)
             for a, b in self.polytopes_unwidened
         ]
         return self.try_points(np.array([x for x in polished if x is not None]))
@@ -181,8 +184,9 @@ class CaseSearch:
         )
         if self.try_points(points[:16]):
             return True
+        network = self.ctx.network
         polished = [
-            deepest_in_region(self.ctx.network, point, lower, upper, a, b)
+            deepest_in_region(network, activation_pattern(network, point), lower, upper, a, b)
             for point in points[:polish]
             for a, b in self.polytopes_unwidened
         ]
@@ -267,19 +271,48 @@ class CaseSearch:
         self.outcome.subproblems += len(regions)
         score = self.scores(bounds.objective_lower)
         proved = score > 0.0
+        # Sound bounds that cross (lower > upper) leave no input: the phases contradict.
+        empty = np.zeros(len(regions), dtype=bool)
+        for lo, hi in bounds.layers:
+            empty |= np.any(lo > hi, axis=1)
         if record:
-            for i in np.flatnonzero(proved):
+            for i in np.flatnonzero(empty):
+                self.record(regions[i], Evidence.EMPTY, -1)
+            for i in np.flatnonzero(proved & ~empty):
                 row = int(np.argmax(bounds.objective_lower[i] - self.rhs))
                 self.record(regions[i], Evidence.LINEAR, row)
+        proved |= empty
+        if record:
             for i in np.flatnonzero(~proved):
-                if self.refuted_by_combination(bounds, i, lower[i], upper[i]):
+                phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
+                if self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows):
                     proved[i] = True
                     self.record(regions[i], Evidence.COMBINATION, -1)
         return bounds, proved
 
-    def refuted_by_combination(self, bounds: LinearBounds, i: int, lower, upper) -> bool:
+    def phase_rows(self, region: Region, bounds: LinearBounds, i: int, lower, upper):
+        """Linear lower bounds (coeffs, consts) over the box of -z for each ReLU split active
+        (z >= 0) and of z for each split inactive: all are <= 0 on the region."""
+        if not region.phases:
+            return None
+        coeffs, consts = [], []
+        network = self.ctx.network
+        for k, j, active in region.phases:
+            row = np.zeros((1, network.affine_layers[k].n_out))
+            row[0, j] = -1.0 if active else 1.0
+            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, row)
+            coeffs.append(c[0])
+            consts.append(value[0] - np.sum(np.minimum(c[0] * lower, c[0] * upper)))
+        return np.stack(coeffs), np.array(consts)
+
+    def refuted_by_combination(
+        self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
+    ) -> bool:
         """Every unsafe conjunction is refuted on the box, by one half-space or a convex
-        combination of its half-spaces' linear bounds (bounds/combine.py)."""
+        combination of its half-spaces' linear bounds (bounds/combine.py). The ReLU phases of
+        a split region join each conjunction: the LP may weigh them in too (as the Lagrange
+        multipliers of beta-CROWN do), which is what proves a region once its ReLUs are
+        all stable."""
         coeffs = bounds.objective_coeffs[i]
         minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=1)
         # Constants of the linear lower bounds of (a.y - b) per row, slack included.
@@ -289,9 +322,13 @@ class CaseSearch:
             rows = self.groups == g
             if clearance[rows].max() > 0.0:
                 continue
-            if rows.sum() < 2:
+            group_coeffs, group_consts = coeffs[rows], consts[rows]
+            if phase_rows is not None:
+                group_coeffs = np.concatenate([group_coeffs, phase_rows[0]])
+                group_consts = np.concatenate([group_consts, phase_rows[1]])
+            if len(group_consts) < 2:
                 return False
-            if combination_lower_bound(coeffs[rows], consts[rows], lower, upper) <= 0.0:
+            if combination_lower_bound(group_coeffs, group_consts, lower, upper) <= 0.0:
                 return False
         return True
 
@@ -305,17 +342,50 @@ class CaseSearch:
         per_group = [clearance[:, self.groups == g].max(axis=1) for g in range(len(self.polytopes))]
         return np.min(np.stack(per_group, axis=1), axis=1)
 
+    def splits_inputs(self, region: Region) -> bool:
+        """Few inputs: split the box. Many: split ReLUs (the box stays whole)."""
+        return region.lower.size <= INPUT_SPLIT_MAX_DIMS
+
     def can_split(self, region: Region) -> bool:
-        return region.lower.size <= INPUT_SPLIT_MAX_DIMS and region.depth < SMT_DEPTH_LIMIT
+        return region.depth < SMT_DEPTH_LIMIT
 
     def should_split(self, region: Region, bounds, i: int) -> bool:
+        """Split while z3 would face too many unstable ReLUs. Splitting ReLUs goes on to the
+        end: with every ReLU stable, the linear bounds are exact up to rounding, and z3's
+        exact simplex over many inputs is slow."""
         unstable = sum(int(np.sum((lo[i] < 0) & (hi[i] > 0))) for lo, hi in bounds.layers[:-1])
-        return self.can_split(region) and unstable > SMT_UNSTABLE_LIMIT
+        limit = SMT_UNSTABLE_LIMIT if self.splits_inputs(region) else 0
+        return self.can_split(region) and unstable > limit
 
     def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
         for region, parent in zip(regions, parents, strict=True):
             score = float(self.scores(parent.objective_lower[None, :])[0])
-            self.stack.extend(region.split(self.split_dim(region, parent), parent.layers, score))
+            if self.splits_inputs(region):
+                dim = self.split_dim(region, parent)
+                self.stack.extend(region.split(dim, parent.layers, score))
+                continue
+            choice = self.split_relu(parent)
+            if choice is None:  # nothing left to split: z3 decides the region
+                self.decide_exactly(region, parent, final=True)
+            else:
+                self.stack.extend(region.split_relu(*choice, parent.layers, score))
+
+    def split_relu(self, parent: ParentBounds) -> tuple[int, int] | None:
+        """The unstable ReLU whose relaxation costs the open objective rows the most (BaBSR's
+        intercept score): |coefficient| x the upper line's height above the ReLU at 0."""
+        open_rows = parent.objective_lower <= self.rhs
+        best, choice = 0.0, None
+        for k, coeffs in enumerate(parent.relu_coeffs):
+            lo, hi = parent.layers[k]
+            unstable = (lo < 0.0) & (hi > 0.0)
+            if not unstable.any():
+                continue
+            height = np.where(unstable, -lo * hi / np.where(unstable, hi - lo, 1.0), 0.0)
+            score = np.abs(coeffs[open_rows]).sum(axis=0) * height
+            j = int(np.argmax(score))
+            if unstable[j] and (choice is None or score[j] > best):
+                best, choice = float(score[j]), (k, j)
+        return choice
 
     def split_dim(self, region: Region, parent: ParentBounds) -> int:
         """The input dimension with the largest |coefficient| x width over the half-spaces
@@ -332,10 +402,14 @@ class CaseSearch:
             return int(np.argmax(relative))
         return dim
 
-    def decide_exactly(self, region: Region, parent: ParentBounds) -> None:
+    def decide_exactly(self, region: Region, parent: ParentBounds, final: bool = False) -> None:
+        """z3 on the region: a capped attempt while splitting remains possible (`final`: not)."""
         layer_bounds = parent.layers
+        splittable = self.can_split(region) and not final
         if self.out_of_time():
             self.stack.append(region)  # left open for later, or for an unknown verdict
+            return
+        if region.phases and self.falsify_leaf(region, parent):
             return
         self.outcome.smt_calls += 1
         lower = [
@@ -347,11 +421,7 @@ class CaseSearch:
             for v, hi in zip(region.upper, self.ctx.case.upper_exact, strict=True)
         ]
         # A capped attempt: a region z3 cannot settle quickly is split further instead.
-        budget = (
-            min(self.ctx.remaining(), SMT_ATTEMPT_S)
-            if self.can_split(region)
-            else self.ctx.remaining()
-        )
+        budget = min(self.ctx.remaining(), SMT_ATTEMPT_S) if splittable else self.ctx.remaining()
         answer = decide_region(
             self.ctx.network,
             lower,
@@ -374,14 +444,34 @@ class CaseSearch:
                     "z3 found an unsafe input that does not replay in onnxruntime float32"
                     + (" (it may lie within the margin)" if self.ctx.margin else "")
                 )
-        elif self.can_split(region) and self.ctx.remaining() > 0:
+        elif splittable and self.ctx.remaining() > 0:
             self.split([region], [parent])
         else:
             self.outcome.unknown_reasons.append(f"z3: {answer.reason or 'unknown'}")
 
+    def falsify_leaf(self, region: Region, parent: ParentBounds) -> bool:
+        """A ReLU-split region whose ReLUs are all stable has one activation pattern: the
+        LP over it finds the counterexample if there is one (z3's witness, over the whole
+        box, might lie outside the region's phases)."""
+        layers = parent.layers[:-1]
+        if any(np.any((lo < 0.0) & (hi > 0.0)) for lo, hi in layers):
+            return False
+        pattern = [lo >= 0.0 for lo, _ in layers]
+        found = [
+            deepest_in_region(self.ctx.network, pattern, region.lower, region.upper, a, b)
+            for a, b in self.polytopes_unwidened
+        ]
+        return self.try_points(np.array([x for x in found if x is not None]))
+
     def record(self, region: Region, evidence: Evidence, detail: int) -> None:
-        self.outcome.proved_volume += volume(region.lower, region.upper, self.free)
+        self.outcome.proved_volume += region.share * volume(region.lower, region.upper, self.free)
         if self.ctx.record_tree:
             self.outcome.leaves.append(
-                Leaf(region.lower.tolist(), region.upper.tolist(), evidence, detail)
+                Leaf(
+                    region.lower.tolist(),
+                    region.upper.tolist(),
+                    evidence,
+                    detail,
+                    [(k, j, active) for k, j, active in region.phases],
+                )
             )

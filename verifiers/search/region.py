@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -12,9 +12,11 @@ class Evidence(StrEnum):
     LINEAR = "linear-bound"  # a CROWN lower bound of some unsafe half-space is above its rhs
     COMBINATION = "linear-combination"  # a convex combination of half-space bounds is > 0
     SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
+    EMPTY = "empty-split"  # the region's ReLU phases contradict each other: it has no input
 
 
 LayerBounds = list[tuple[np.ndarray, np.ndarray]]
+Phase = tuple[int, int, bool]  # (ReLU layer, neuron, active): pre-activation >= 0 or <= 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +28,10 @@ class Region:
     known: LayerBounds | None = None
     # How far the enclosing region's bounds were from a proof (> 0 would have proved it).
     parent_score: float = 0.0
+    # ReLU splits: the region is the inputs of the box on which these ReLUs have these
+    # phases (they are also written into `known`), and stands for this share of the box.
+    phases: tuple[Phase, ...] = ()
+    share: float = 1.0
 
     def split(
         self, dim: int, known: LayerBounds | None = None, score: float = 0.0
@@ -35,9 +41,36 @@ class Region:
         left_upper[dim] = middle
         right_lower[dim] = middle
         return (
-            Region(self.lower, left_upper, self.depth + 1, known, score),
-            Region(right_lower, self.upper, self.depth + 1, known, score),
+            Region(self.lower, left_upper, self.depth + 1, known, score, self.phases, self.share),
+            Region(right_lower, self.upper, self.depth + 1, known, score, self.phases, self.share),
         )
+
+    def split_relu(
+        self, layer: int, neuron: int, known: LayerBounds, score: float = 0.0
+    ) -> tuple[Region, Region]:
+        """The parts of this region where a ReLU is active and where it is inactive.
+
+        `layer` counts ReLU layers; their pre-activation bounds are known[layer]."""
+        children = []
+        for active in (True, False):
+            lower, upper = known[layer][0].copy(), known[layer][1].copy()
+            if active:
+                lower[neuron] = max(lower[neuron], 0.0)
+            else:
+                upper[neuron] = min(upper[neuron], 0.0)
+            bounds = [*known[:layer], (lower, upper), *known[layer + 1 :]]
+            children.append(
+                Region(
+                    self.lower,
+                    self.upper,
+                    self.depth + 1,
+                    bounds,
+                    score,
+                    (*self.phases, (layer, neuron, active)),
+                    self.share / 2,
+                )
+            )
+        return children[0], children[1]
 
 
 def volume(lower: np.ndarray, upper: np.ndarray, free: np.ndarray) -> float:
@@ -51,6 +84,7 @@ class Leaf:
     upper: list[float]
     evidence: Evidence
     detail: int  # the half-space row index proved (linear) or -1
+    phases: list[Phase] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -58,4 +92,5 @@ class Leaf:
             "upper": self.upper,
             "evidence": self.evidence.value,
             "detail": self.detail,
+            "phases": [list(phase) for phase in self.phases],
         }
