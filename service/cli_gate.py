@@ -10,17 +10,14 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from service.gate.baseline import BaselineError, compare, read_baseline, write_baseline
-from service.gate.cache import ResultCache
-from service.gate.config import ConfigError, load_config
-from service.gate.progress import GateProgress
-from service.gate.reports import write_reports
-from service.gate.summary import GateSummary
-from service.gate.tasks import Outcome, Task, expand
+if TYPE_CHECKING:
+    from service.gate.progress import GateProgress
+    from service.gate.summary import GateSummary
+    from service.gate.tasks import Outcome, Task
 
 TOKEN_ENV = "PROOFWELL_TOKEN"
 
@@ -61,6 +58,16 @@ def gate_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the local cache")] = False,
 ) -> None:
     """Run every check of proofwell.toml. Exit 0 pass, 1 violated, 2 unknown, 3 error."""
+    # The gate modules (rich.progress, tomllib, ...) are imported here, not at module level:
+    # every `proofwell` command imports this module to build its help.
+    from service.gate.baseline import BaselineError, compare, read_baseline, write_baseline
+    from service.gate.cache import ResultCache
+    from service.gate.config import ConfigError, load_config
+    from service.gate.progress import GateProgress
+    from service.gate.reports import write_reports
+    from service.gate.summary import GateSummary
+    from service.gate.tasks import expand
+
     if local and server:
         _fail("give either --local or --server URL, not both")
     try:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from rich.console import Console
+
     from service.config import Settings
 
-err = Console(stderr=True)
 DbOpt = Annotated[
     str | None,
     typer.Option(
@@ -29,6 +30,14 @@ def _settings(db: str | None) -> Settings:
     from service.config import Settings
 
     return Settings().with_database(db)
+
+
+def _err() -> Console:
+    # rich and multiprocessing are imported where used: every `proofwell` command imports
+    # this module to build its help.
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _schema_error() -> type[Exception]:
@@ -68,6 +77,8 @@ def serve(
     workers: Annotated[int, typer.Option(help="Local worker processes (0: none)")] = 1,
 ) -> None:
     """Run the API (and dashboard) with N local worker processes."""
+    import multiprocessing
+
     import uvicorn
 
     from service.app import create_app
@@ -77,7 +88,7 @@ def serve(
     try:
         app = create_app(settings)
     except _schema_error() as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -102,7 +113,7 @@ def _ignore(*_: object) -> None:
     return None
 
 
-def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+def _stop(procs: list[BaseProcess]) -> None:
     for proc in procs:
         if proc.is_alive():
             proc.terminate()  # SIGTERM: the worker releases its running jobs
@@ -121,7 +132,7 @@ def worker(
     try:
         run_worker(_settings(db), concurrency, runner=runner)
     except _schema_error() as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None
 
 
@@ -131,7 +142,7 @@ def db_upgrade(db: DbOpt = None) -> None:
 
     settings = _settings(db)
     upgrade(settings.database_url)
-    err.print(f"database at the newest schema: {_redact(settings.database_url)}")
+    _err().print(f"database at the newest schema: {_redact(settings.database_url)}")
 
 
 def _redact(url: str) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from service.run_files import is_symbolic, verify_files
 from verifiers.errors import VerifierError
@@ -17,7 +16,6 @@ from verifiers.options import Options, default_workers
 from verifiers.result import Progress, Result, Stats, Verdict
 
 log = logging.getLogger(__name__)
-stderr = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +74,10 @@ def _run(
     outputs = tuple(output_names) if output_names else None
     if not live or is_symbolic(model, spec):
         return verify_files(model, spec, options, inputs=inputs, outputs=outputs)
-    with stderr.status("verifying...") as status:
+    # rich is imported where it is used: a `--json` run never needs it.
+    from rich.console import Console
+
+    with Console(stderr=True).status("verifying...") as status:
         return verify_files(
             model,
             spec,
@@ -112,6 +113,8 @@ def vnncomp_text(result: Result) -> str:
 
 
 def _print_human(result: Result) -> None:
+    from rich.console import Console
+
     out = Console()
     colour = {"holds": "green", "violated": "red", "unknown": "yellow", "error": "red"}
     if result.verdict is Verdict.ERROR:
