@@ -135,7 +135,10 @@ def _read_off(
     )
     slack = slack + gamma(2 * depth + 2) * state.const_magnitude
     corner = np.where(state.coeffs >= 0.0, lower[:, None, :], upper[:, None, :])
-    return widen_down(value, slack), corner
+    # A bound whose every term vanished exactly (through inactive ReLUs) rounded nothing: it
+    # stays exact, so that a strict unsafe half-space at exactly 0 can be refuted.
+    exact = (slack == 0.0) & ~np.any(state.coeffs != 0.0, axis=2)
+    return np.where(exact, value, widen_down(value, slack)), corner
 
 
 def _back_substitute(

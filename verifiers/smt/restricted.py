@@ -69,6 +69,7 @@ def _through_relu(
     upper: np.ndarray,
     var_mag: list[float],
     unstable: list[_Unstable],
+    keep: np.ndarray | None = None,
 ) -> _Affine:
     active, inactive = lower >= 0.0, upper <= 0.0
     scale = np.where(active, 1.0, layer.alpha)
@@ -77,7 +78,8 @@ def _through_relu(
     err = rep.err * scale
     if layer.alpha:
         err = err + 2.0 * gamma(1) * (np.abs(coeffs) @ np.array(var_mag) + np.abs(const))
-    rows = np.flatnonzero(~(active | inactive))
+    variable = ~(active | inactive) if keep is None else ~(active | inactive) | keep
+    rows = np.flatnonzero(variable)
     coeffs = np.concatenate([coeffs, np.zeros((len(coeffs), len(rows)))], axis=1)
     for k, i in enumerate(rows):
         unstable.append(
@@ -103,8 +105,12 @@ def restrict(
     lower: np.ndarray,
     upper: np.ndarray,
     layer_bounds: Sequence[tuple[np.ndarray, np.ndarray]],
+    keep: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[_Unstable], _Affine]:
-    """The unstable ReLUs (in order) and the output, each affine in [inputs; ReLU outputs]."""
+    """The unstable ReLUs (in order) and the output, each affine in [inputs; ReLU outputs].
+
+    `keep`: per ReLU layer, ReLUs kept as variables even when their bounds say stable (the
+    split ReLUs of a region: their bounds then become constraints that z3 must respect)."""
     n_in = lower.size
     rep = _Affine(np.eye(n_in), np.zeros(n_in), np.zeros(n_in))
     var_mag = list(_magnitude(lower, upper) * (1 + 1e-12))
@@ -121,7 +127,8 @@ def restrict(
             affine_index += 1
         else:
             low, high = layer_bounds[affine_index - 1]
-            rep = _through_relu(rep, layer, low, high, var_mag, unstable)
+            kept = None if keep is None else keep[affine_index - 1]
+            rep = _through_relu(rep, layer, low, high, var_mag, unstable, kept)
             post_low, post_high = layer.apply(low), layer.apply(high)
             in_mag = _magnitude(post_low, post_high) * (1 + 1e-12)
     return unstable, rep
@@ -142,11 +149,13 @@ def decide_region(
     timeout_s: float,
     seed: int = 0,
     margin: float = 0.0,
+    keep: Sequence[np.ndarray] | None = None,
 ) -> BoxAnswer:
-    """unsat: no input of the region is unsafe. `layer_bounds` must be sound on the region."""
+    """unsat: no input of the region is unsafe. `layer_bounds` must be sound on the region;
+    a region narrowed by ReLU phases must list those ReLUs in `keep` (see restrict)."""
     lower = np.array([float(v) for v in lower_exact])
     upper = np.array([float(v) for v in upper_exact])
-    unstable, output = restrict(network, lower, upper, layer_bounds)
+    unstable, output = restrict(network, lower, upper, layer_bounds, keep)
     solver = make_solver(timeout_s, seed)
     inputs = [z3.Real(f"X_{i}") for i in range(lower.size)]
     solver.add(box_constraints(inputs, lower_exact, upper_exact))
