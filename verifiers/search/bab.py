@@ -56,6 +56,8 @@ DEEP_FALSIFY_PERIOD_S = 4.0
 DEEP_FALSIFY_STARTS = 2048
 # Every this many batches, the most unsafe-looking point of a batch is polished by an LP.
 POLISH_EVERY = 4
+# Points polished by an LP must be this close (relative) to the unsafe set.
+POLISH_GAP = 1e-2
 # The deep search's best points polished by an LP in their activation region.
 DEEP_POLISH = 64
 # With many inputs, splitting the input box is hopeless: ReLUs are split instead.
@@ -143,6 +145,8 @@ class CaseSearch:
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
         self.batches = 0
+        # LPs polish only points this close to unsafe: most searches then never load scipy.
+        self.polish_gap = POLISH_GAP * (1.0 + float(np.abs(self.rhs).max(initial=0.0)))
         self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
 
     def out_of_time(self) -> bool:
@@ -169,6 +173,8 @@ class CaseSearch:
     def polish_best(self, points: np.ndarray) -> bool:
         """An LP in the activation region of the most unsafe-looking point."""
         margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
+        if margins.max() < -self.polish_gap:
+            return False
         network = self.ctx.network
         pattern = activation_pattern(network, points[np.argmax(margins)])
         polished = [
@@ -181,7 +187,7 @@ class CaseSearch:
         self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30, polish=4
     ) -> bool:
         """Gradient search, then an LP in the activation region of the `polish` best points."""
-        points, _ = pgd_search(
+        points, margins = pgd_search(
             self.ctx.network,
             lower,
             upper,
@@ -194,9 +200,10 @@ class CaseSearch:
         if self.try_points(points[:16]):
             return True
         network = self.ctx.network
+        close = points[:polish][margins[:polish] >= -self.polish_gap]
         polished = [
             deepest_in_region(network, activation_pattern(network, point), lower, upper, a, b)
-            for point in points[:polish]
+            for point in close
             for a, b in self.polytopes_unwidened
         ]
         return self.try_points(np.array([x for x in polished if x is not None]))
