@@ -66,3 +66,22 @@ def test_region_restricted_query_agrees_with_the_full_encoding() -> None:
         assert restricted.outcome == full.outcome
         outcomes.add(full.outcome)
     assert len(outcomes) == 2  # both answers were exercised
+
+
+def test_region_query_keeps_a_split_relu_to_its_phase() -> None:
+    """y = relu(x) on [-1, 1] is never <= -0.5. A region split to x >= 0 has bounds [0, 1] on
+    the ReLU: eliminating it as active would let z3 take y = x = -1, an input outside the
+    region, so the split ReLU must stay a variable held to its phase."""
+    from verifiers.smt.restricted import decide_region
+    from verifiers.smt.solver import SatOutcome
+    from verifiers.spec.property import Conjunction, HalfSpace
+
+    network = to_network([np.ones((1, 1)), np.ones((1, 1))], [np.zeros(1), np.zeros(1)])
+    unsafe = (Conjunction((HalfSpace((Fraction(1),), Fraction(-1, 2)),)),)
+    phase = [(np.array([0.0]), np.array([1.0])), (np.array([0.0]), np.array([1.0]))]
+    box = ([Fraction(-1)], [Fraction(1)])
+    kept = decide_region(network, *box, phase, unsafe, 10, keep=[np.array([True])])
+    assert kept.outcome is SatOutcome.UNSAT
+    # Without `keep` the query answers for the affine piece over the whole box instead.
+    loose = decide_region(network, *box, phase, unsafe, 10)
+    assert loose.outcome is SatOutcome.SAT and float(loose.inputs[0]) < 0.0
