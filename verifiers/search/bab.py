@@ -1,10 +1,15 @@
 """Branch and bound over the input domain of one property case.
 
 Regions are bounded in batches with linear bound propagation; a region is proved when, for
-every unsafe conjunction, some half-space's lower bound clears its right-hand side. Points
-the bounds point at (the minimising box corners, the centres) are tried as counterexamples
-on the way. A region with few unstable ReLUs left, or that is already small, goes to the
-exact z3 back end; otherwise it is split along the input dimension with the largest smear.
+every unsafe conjunction, some half-space's lower bound clears its right-hand side (or a
+convex combination of them, and of the region's ReLU phases, does). Points the bounds point
+at (the minimising box corners, the centres) are tried as counterexamples on the way, with
+gradient search and activation-region LPs now and then.
+
+An open region with few inputs is bisected along the dimension whose halves bound best (a
+look-ahead over a few candidates). One with many inputs, or with few unstable ReLUs left,
+has its most costly unstable ReLU split into its active and inactive parts instead. z3 gets
+one capped attempt when few unstable ReLUs are left, and the regions splitting cannot close.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ BATCH = 64
 # Points this close to the unsafe set in float64 are replayed too: onnxruntime's float32
 # outputs round differently and may put them inside.
 NEAR_UNSAFE = 1e-6
-# Hand a region to z3 once this few ReLUs are unstable on it: the case split is then cheap.
+# z3 gets one capped attempt on a region with this few unstable ReLUs (a cheap case split).
 SMT_UNSTABLE_LIMIT = 6
 # Regions this deep have ReLUs split instead of their box: bisecting it has stalled ...
 INPUT_DEPTH_LIMIT = 60
@@ -46,6 +51,7 @@ SMT_DEPTH_LIMIT = 100
 SMEAR_CANDIDATES = 2
 # ... and default to the largest smear unless a dimension this many times wider exists.
 BALANCE_GUARD = 64.0
+# The look-ahead's merit of a split: worse half's score + this x better half's score.
 BETTER_WEIGHT = 1.0
 # A region whose bounds miss a proof by less than this (relative) goes to z3 directly.
 TIGHT = 1e-9
