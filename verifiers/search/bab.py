@@ -418,7 +418,7 @@ class CaseSearch:
         """Bisect each region along the candidate dimension whose halves bound best.
 
         The candidates (split_dims) are all bisected and their halves bounded in one batch:
-        of each region, the pair whose worse half scores highest is kept, its proved halves
+        of each region, the pair of best merit (BETTER_WEIGHT) is kept, its proved halves
         are recorded at once and the others go on the stack with their bounds as a head
         start. A look-ahead costs a few boxes more per split, and makes far better choices
         than any single heuristic on ACAS Xu (trees 5 to 20 times smaller)."""
