@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -117,6 +117,11 @@ class ParentBounds:
             [c[i] for c in bounds.relu_coeffs or []],
         )
 
+    @property
+    def unstable(self) -> int:
+        """How many ReLUs these bounds leave unstable."""
+        return sum(int(np.sum((lo < 0.0) & (hi > 0.0))) for lo, hi in self.layers[:-1])
+
 
 @dataclass(frozen=True)
 class SearchContext:
@@ -181,13 +186,18 @@ class CaseSearch:
         margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
         if margins.max() < -self.polish_gap:
             return False
-        network = self.ctx.network
-        pattern = activation_pattern(network, points[np.argmax(margins)])
-        polished = [
-            deepest_in_region(network, pattern, self.root.lower, self.root.upper, a, b)
+        pattern = activation_pattern(self.ctx.network, points[np.argmax(margins)])
+        return self.polish([pattern], self.root.lower, self.root.upper)
+
+    def polish(self, patterns: list[list[np.ndarray]], lower, upper) -> bool:
+        """Replay the deepest unsafe input of each activation pattern in the box (an LP per
+        pattern and unsafe conjunction); True when one is confirmed."""
+        found = [
+            deepest_in_region(self.ctx.network, pattern, lower, upper, a, b)
+            for pattern in patterns
             for a, b in self.polytopes_unwidened
         ]
-        return self.try_points(np.array([x for x in polished if x is not None]))
+        return self.try_points(np.array([x for x in found if x is not None]))
 
     def falsify(
         self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30, polish=4
@@ -205,14 +215,8 @@ class CaseSearch:
         )
         if self.try_points(points[:16]):
             return True
-        network = self.ctx.network
         close = points[:polish][margins[:polish] >= -self.polish_gap]
-        polished = [
-            deepest_in_region(network, activation_pattern(network, point), lower, upper, a, b)
-            for point in close
-            for a, b in self.polytopes_unwidened
-        ]
-        return self.try_points(np.array([x for x in polished if x is not None]))
+        return self.polish([activation_pattern(self.ctx.network, x) for x in close], lower, upper)
 
     def deep_falsify_due(self) -> bool:
         return time.monotonic() >= self.next_deep_falsify
@@ -264,17 +268,18 @@ class CaseSearch:
             np.concatenate([0.5 * (lower + upper), corners])
         ):
             return
-        to_split = []
+        to_split, parents = [], []
         for i in open_idx:
-            if self.should_split(batch[i], bounds, i):
+            parent = ParentBounds.of(bounds, i)
+            if self.should_split(batch[i], parent):
                 to_split.append(batch[i])
+                parents.append(parent)
             else:
-                self.decide_exactly(batch[i], ParentBounds.of(bounds, i))
+                self.decide_exactly(batch[i], parent)
                 if self.outcome.counterexample is not None:
                     return
         if to_split:
-            index = {id(r): i for i, r in enumerate(batch)}
-            self.split(to_split, [ParentBounds.of(bounds, index[id(r)]) for r in to_split])
+            self.split(to_split, parents)
 
     def bound(self, regions: list[Region]):
         """Linear bounds of the regions; records and returns which are proved."""
@@ -324,15 +329,19 @@ class CaseSearch:
         (z >= 0) and of z for each split inactive: all are <= 0 on the region."""
         if not region.phases:
             return None
-        coeffs, consts = [], []
         network = self.ctx.network
-        for k, j, active in region.phases:
-            row = np.zeros((1, network.affine_layers[k].n_out))
-            row[0, j] = -1.0 if active else 1.0
-            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, row)
-            coeffs.append(c[0])
-            consts.append(value[0] - np.sum(np.minimum(c[0] * lower, c[0] * upper)))
-        return np.stack(coeffs), np.array(consts)
+        coeffs, values = [], []
+        for k in sorted({k for k, _, _ in region.phases}):
+            phases = [(j, active) for layer, j, active in region.phases if layer == k]
+            rows = np.zeros((len(phases), network.affine_layers[k].n_out))
+            for row, (j, active) in zip(rows, phases, strict=True):
+                row[j] = -1.0 if active else 1.0
+            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, rows)
+            coeffs.append(c)
+            values.append(value)
+        coeffs, values = np.concatenate(coeffs), np.concatenate(values)
+        minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=1)
+        return coeffs, values - minimum
 
     def refuted_by_combination(
         self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
@@ -361,6 +370,9 @@ class CaseSearch:
                 return False
         return True
 
+    def score_of(self, parent: ParentBounds) -> float:
+        return float(self.scores(parent.objective_lower[None, :])[0])
+
     def scores(self, objective_lower: np.ndarray) -> np.ndarray:
         """Per region: min over unsafe conjunctions of the best half-space's clearance.
 
@@ -383,30 +395,27 @@ class CaseSearch:
     def can_split(self, region: Region) -> bool:
         return region.depth < SMT_DEPTH_LIMIT
 
-    def should_split(self, region: Region, bounds, i: int) -> bool:
+    def should_split(self, region: Region, parent: ParentBounds) -> bool:
         """Split while z3 would face too many unstable ReLUs. ReLU splits go on to the end
         (with every ReLU stable the linear bounds are exact up to rounding, and z3's exact
         simplex over many inputs is slow), unless the bounds miss a proof only by rounding:
         a boundary-tight property (e.g. a ReLU output < 0) needs exact arithmetic."""
         if not self.can_split(region):
             return False
-        score = float(self.scores(bounds.objective_lower[i : i + 1])[0])
-        if score > -TIGHT * (1.0 + float(np.abs(self.rhs).max())):
+        if self.score_of(parent) > -TIGHT * (1.0 + float(np.abs(self.rhs).max())):
             return False
-        unstable = sum(int(np.sum((lo[i] < 0) & (hi[i] > 0))) for lo, hi in bounds.layers[:-1])
         # z3 gets one capped attempt when few unstable ReLUs are left, before ReLU splits.
         limit = 0 if region.phases else SMT_UNSTABLE_LIMIT
-        return unstable > limit
+        return parent.unstable > limit
 
     def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
         by_inputs = []
         for region, parent in zip(regions, parents, strict=True):
-            unstable = sum(int(np.sum((lo < 0) & (hi > 0))) for lo, hi in parent.layers[:-1])
-            if self.splits_inputs(region, unstable):
+            if self.splits_inputs(region, parent.unstable):
                 by_inputs.append((region, parent))
                 continue
             choice = self.split_relu(parent)
-            score = float(self.scores(parent.objective_lower[None, :])[0])
+            score = self.score_of(parent)
             if choice is None:  # nothing left to split: z3 decides the region
                 self.decide_exactly(region, parent, final=True)
             else:
@@ -424,7 +433,7 @@ class CaseSearch:
         than any single heuristic on ACAS Xu (trees 5 to 20 times smaller)."""
         halves, options = [], []
         for region, parent in regions:
-            score = float(self.scores(parent.objective_lower[None, :])[0])
+            score = self.score_of(parent)
             choices = []
             dims = self.split_dims(region, parent)
             # The merit below is a min over conjunctions: with several, one stuck conjunction
@@ -443,19 +452,8 @@ class CaseSearch:
             kept[best : best + 2] = True
         proved = self.settle(halves, bounds, (score > 0.0) & kept, empty & kept)
         for i in np.flatnonzero(kept & ~proved):
-            half = halves[i]
             known = [(lo[i], hi[i]) for lo, hi in bounds.layers]
-            self.stack.append(
-                Region(
-                    half.lower,
-                    half.upper,
-                    half.depth,
-                    known,
-                    float(score[i]),
-                    half.phases,
-                    half.share,
-                )
-            )
+            self.stack.append(replace(halves[i], known=known, parent_score=float(score[i])))
 
     def split_dims(self, region: Region, parent: ParentBounds) -> list[int]:
         """Candidate dimensions, the default first (the look-ahead keeps it on a tie): the
@@ -553,15 +551,10 @@ class CaseSearch:
         """A ReLU-split region whose ReLUs are all stable has one activation pattern: the
         LP over it finds the counterexample if there is one (z3's witness, over the whole
         box, might lie outside the region's phases)."""
-        layers = parent.layers[:-1]
-        if any(np.any((lo < 0.0) & (hi > 0.0)) for lo, hi in layers):
+        if parent.unstable:
             return False
-        pattern = [lo >= 0.0 for lo, _ in layers]
-        found = [
-            deepest_in_region(self.ctx.network, pattern, region.lower, region.upper, a, b)
-            for a, b in self.polytopes_unwidened
-        ]
-        return self.try_points(np.array([x for x in found if x is not None]))
+        pattern = [lo >= 0.0 for lo, _ in parent.layers[:-1]]
+        return self.polish([pattern], region.lower, region.upper)
 
     def record(self, region: Region, evidence: Evidence, detail: int) -> None:
         self.outcome.proved_volume += region.share * volume(region.lower, region.upper, self.free)
