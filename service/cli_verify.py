@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,8 +13,6 @@ from service.run_files import is_symbolic, verify_files
 from verifiers.errors import VerifierError
 from verifiers.options import Options, default_workers
 from verifiers.result import Progress, Result, Stats, Verdict
-
-log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+
+from tests.unit.test_api_jobs import wait_done
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -41,16 +42,6 @@ def post(client: TestClient, system: dict[str, Any], files: dict[str, str], **ex
     return client.post("/v1/jobs", json={**body, **extra})
 
 
-def wait_done(client: TestClient, job_id: str, within: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not finished within {within} s")
-
-
 def problem(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM
@@ -66,7 +57,7 @@ def test_equivalence_holds_and_fails_and_is_cached(client: TestClient, worker: o
     assert r_holds.status_code == 202 and r_fails.status_code == 202, r_holds.text + r_fails.text
     held, broken = r_holds.json(), r_fails.json()
     assert held["artefact"] == files["controller_net.onnx"]  # listed under the network
-    held, broken = wait_done(client, held["id"]), wait_done(client, broken["id"])
+    held, broken = wait_done(client, held["id"], 90), wait_done(client, broken["id"], 90)
     assert (held["status"], held["verdict"]) == ("done", "holds"), held
     assert (broken["status"], broken["verdict"]) == ("done", "violated"), broken
     assert len(broken["counterexample"]["inputs"]) == 2

@@ -48,6 +48,6 @@ def test_lp_reports_no_point_beyond_the_true_maximum() -> None:
     a, b = -np.ones((1, 1)), np.array([-(maximum + 0.1)])
     for start in rng.uniform(-1, 1, size=(10, 2)):
         point = deepest_in_region(network, activation_pattern(network, start), lower, upper, a, b)
-        if point is not None:
-            margin, _ = unsafe_margin(network.evaluate(point[None, :]), [(a, b)])
-            assert margin[0] < 0.0
+        assert point is not None  # the start's own pattern is feasible: the LP has an optimum
+        margin, _ = unsafe_margin(network.evaluate(point[None, :]), [(a, b)])
+        assert margin[0] < 0.0

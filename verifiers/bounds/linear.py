@@ -12,7 +12,7 @@ lower bounds subtract it, so they are never above the exact real minimum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -111,6 +111,10 @@ class _Relaxation:
         return cls(
             lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack
         )
+
+    def take(self, i: int) -> _Relaxation:
+        """Box i of the batch, as a batch of one."""
+        return _Relaxation(*(getattr(self, f.name)[i : i + 1] for f in fields(self)))
 
 
 def _relu_back(state: _Backward, relaxation: _Relaxation) -> None:
@@ -226,10 +230,7 @@ def layer_row_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower bounds over box i of the batch of rows (m, n) . (output of affine layer
     `layer`), reusing that batch's relaxations: (lower bounds (m,), input coefficients (m, n))."""
-    relaxations = [
-        _Relaxation(*(np.asarray(a)[i : i + 1] for a in vars(r).values()))
-        for r in bounds.relaxations
-    ]
+    relaxations = [r.take(i) for r in bounds.relaxations]
     magnitudes = [m[i : i + 1] for m in bounds.magnitudes]
     value, coeffs, _ = _back_substitute(
         network, rows[None, :, :], layer, relaxations, magnitudes, (box[0][None], box[1][None])
