@@ -15,7 +15,6 @@ from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
 from verifiers.result import Progress, Result, Stats, Verdict
 from verifiers.search.bab import CaseOutcome, CaseSearch, SearchContext
-from verifiers.search.parallel import search_in_parallel
 from verifiers.spec.property import Property
 
 log = logging.getLogger(__name__)
@@ -80,6 +79,9 @@ def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> 
         return search.run()
     outcome = search.run(until=time.monotonic() + SERIAL_SECONDS)
     if outcome.counterexample is None and search.stack and ctx.remaining() > 0:
+        # Imported here: multiprocessing is start-up time that a serial search never needs.
+        from verifiers.search.parallel import search_in_parallel
+
         outcome = search_in_parallel(component, search, workers, ctx.on_step)
     return outcome
 

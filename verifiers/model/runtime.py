@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from verifiers.model.evaluate import evaluate_graph
 from verifiers.model.ir import Graph, Shape
 from verifiers.model.network import PiecewiseLinearNetwork
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 class Model:
@@ -57,6 +60,10 @@ class Model:
 
     @cached_property
     def _session(self) -> ort.InferenceSession:
+        # onnxruntime is imported here, not at the top: most instances that hold never replay
+        # a point, and its import costs every `proofwell verify` run ~20-50 ms.
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         # One thread: replay runs inside worker processes that already use every core.
         options.intra_op_num_threads = 1

@@ -31,8 +31,7 @@ from verifiers.falsify.regions import activation_pattern, deepest_in_region
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.result import Counterexample
 from verifiers.search.region import Evidence, Leaf, Region, volume
-from verifiers.smt.restricted import decide_region
-from verifiers.smt.solver import SatOutcome
+from verifiers.smt.outcome import SatOutcome
 from verifiers.spec.property import Case
 
 log = logging.getLogger(__name__)
@@ -510,6 +509,8 @@ class CaseSearch:
         ]
         # A capped attempt: a region z3 cannot settle quickly is split further instead.
         budget = min(self.ctx.remaining(), SMT_ATTEMPT_S) if splittable else self.ctx.remaining()
+        from verifiers.smt.restricted import decide_region  # z3 is imported only when needed
+
         answer = decide_region(
             self.ctx.network,
             lower,

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from enum import StrEnum
 from fractions import Fraction
 
 import z3
 
+from verifiers.smt.outcome import SatOutcome  # defined apart so that it imports without z3
+
 log = logging.getLogger(__name__)
-
-
-class SatOutcome(StrEnum):
-    SAT = "sat"
-    UNSAT = "unsat"
-    UNKNOWN = "unknown"
 
 
 def make_solver(timeout_s: float, seed: int = 0, logic: str | None = "QF_LRA") -> z3.Solver:
