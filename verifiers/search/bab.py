@@ -30,6 +30,7 @@ from verifiers.falsify.pgd import unsafe_margin
 from verifiers.falsify.regions import activation_pattern, deepest_in_region
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.result import Counterexample
+from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
 from verifiers.search.region import Evidence, Leaf, Region, volume
 from verifiers.smt.outcome import SatOutcome
 from verifiers.spec.property import Case
@@ -42,6 +43,11 @@ BATCH = 64
 NEAR_UNSAFE = 1e-6
 # z3 gets one capped attempt on a region with this few unstable ReLUs (a cheap case split).
 SMT_UNSTABLE_LIMIT = 6
+# Regions with this few unstable ReLUs are decided by LPs over their ReLU phases ...
+PHASE_LP_UNSTABLE = 24
+# ... with at most this many LPs and seconds, before they are split further.
+PHASE_LP_NODES = 64
+PHASE_LP_S = 1.0
 # Regions this deep have ReLUs split instead of their box: bisecting it has stalled ...
 INPUT_DEPTH_LIMIT = 60
 # ... and this deep are sent to z3 whatever their unstable count.
@@ -81,6 +87,7 @@ class CaseOutcome:
     unknown_reasons: list[str] = field(default_factory=list)
     leaves: list[Leaf] = field(default_factory=list)
     smt_calls: int = 0
+    phase_lps: int = 0
 
     def absorb(self, other: CaseOutcome) -> None:
         """Add the work of a slice searched elsewhere (another process)."""
@@ -90,6 +97,7 @@ class CaseOutcome:
         self.unknown_reasons += other.unknown_reasons
         self.leaves += other.leaves
         self.smt_calls += other.smt_calls
+        self.phase_lps += other.phase_lps
 
     @property
     def decided(self) -> bool:
@@ -401,11 +409,15 @@ class CaseSearch:
         a boundary-tight property (e.g. a ReLU output < 0) needs exact arithmetic."""
         if not self.can_split(region):
             return False
-        if self.score_of(parent) > -TIGHT * (1.0 + float(np.abs(self.rhs).max())):
+        if self.tight(parent):
             return False
-        # z3 gets one capped attempt when few unstable ReLUs are left, before ReLU splits.
-        limit = 0 if region.phases else SMT_UNSTABLE_LIMIT
+        # The phase LP (and z3) get one capped attempt when few unstable ReLUs are left.
+        limit = 0 if region.phases else PHASE_LP_UNSTABLE
         return parent.unstable > limit
+
+    def tight(self, parent: ParentBounds) -> bool:
+        """The bounds miss a proof by rounding only."""
+        return self.score_of(parent) > -TIGHT * (1.0 + float(np.abs(self.rhs).max()))
 
     def split(self, regions: list[Region], parents: list[ParentBounds]) -> None:
         by_inputs = []
@@ -498,6 +510,11 @@ class CaseSearch:
             return
         if region.phases and self.falsify_leaf(region, parent):
             return
+        if parent.unstable <= PHASE_LP_UNSTABLE and self.decided_by_phase_lp(region, parent):
+            return
+        if splittable and parent.unstable > SMT_UNSTABLE_LIMIT and not self.tight(parent):
+            self.split([region], [parent])
+            return
         self.outcome.smt_calls += 1
         lower = [
             max(Fraction(float(v)), lo)
@@ -538,6 +555,32 @@ class CaseSearch:
             self.split([region], [parent])
         else:
             self.outcome.unknown_reasons.append(f"z3: {answer.reason or 'unknown'}")
+
+    def decided_by_phase_lp(self, region: Region, parent: ParentBounds) -> bool:
+        """Refuted or falsified by LPs over the region's ReLU phases (search/phase_lp.py);
+        False leaves the region to z3 or to further splitting."""
+        search = PhaseSearch(
+            self.ctx.network,
+            region.lower,
+            region.upper,
+            parent.layers,
+            self.polytopes,
+            self.phase_masks(region),
+        )
+        deadline = min(self.ctx.deadline, time.monotonic() + PHASE_LP_S)
+        answer = search.decide(PHASE_LP_NODES, deadline)
+        self.outcome.phase_lps += answer.lps
+        if answer.outcome is PhaseOutcome.REFUTED:
+            self.record(region, Evidence.PHASE_LP, -1)
+            return True
+        if not answer.candidates:
+            return False
+        # The LP's point may sit on the unsafe set's edge: the deepest point of its
+        # activation region replays far more robustly.
+        patterns = [activation_pattern(self.ctx.network, x) for x in answer.candidates]
+        return self.polish(patterns, region.lower, region.upper) or self.try_points(
+            np.array(answer.candidates)
+        )
 
     def phase_masks(self, region: Region) -> list[np.ndarray] | None:
         """Per ReLU layer, which ReLUs the region's phases split."""

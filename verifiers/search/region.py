@@ -12,6 +12,7 @@ class Evidence(StrEnum):
     LINEAR = "linear-bound"  # a CROWN lower bound of some unsafe half-space is above its rhs
     COMBINATION = "linear-combination"  # a convex combination of half-space bounds is > 0
     SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
+    PHASE_LP = "lp-phases"  # LPs over the region's ReLU phases refuted every piece
     EMPTY = "empty-split"  # the region's ReLU phases contradict each other: it has no input
 
 
