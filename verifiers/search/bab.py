@@ -412,8 +412,11 @@ class CaseSearch:
         if self.tight(parent):
             return False
         # The phase LP (and z3) get one capped attempt when few unstable ReLUs are left.
-        limit = 0 if region.phases else PHASE_LP_UNSTABLE
+        limit = 0 if region.phases else self.lp_limit(region)
         return parent.unstable > limit
+
+    def lp_limit(self, region: Region) -> int:
+        return PHASE_LP_UNSTABLE if region.lp_limit is None else region.lp_limit
 
     def tight(self, parent: ParentBounds) -> bool:
         """The bounds miss a proof by rounding only."""
@@ -510,8 +513,11 @@ class CaseSearch:
             return
         if region.phases and self.falsify_leaf(region, parent):
             return
-        if parent.unstable <= PHASE_LP_UNSTABLE and self.decided_by_phase_lp(region, parent):
-            return
+        if parent.unstable <= self.lp_limit(region):
+            if self.decided_by_phase_lp(region, parent):
+                return
+            # Given up: the LP waits, in this subtree, for markedly fewer unstable ReLUs.
+            region = replace(region, lp_limit=parent.unstable * 3 // 4)
         if splittable and parent.unstable > SMT_UNSTABLE_LIMIT and not self.tight(parent):
             self.split([region], [parent])
             return

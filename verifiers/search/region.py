@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -33,6 +33,9 @@ class Region:
     # phases (they are also written into `known`), and stands for this share of the box.
     phases: tuple[Phase, ...] = ()
     share: float = 1.0
+    # Decide the region by LPs over its ReLU phases once this few ReLUs are unstable (None:
+    # the search's default); lowered in a subtree where such an attempt gave up.
+    lp_limit: int | None = None
 
     def split(
         self, dim: int, known: LayerBounds | None = None, score: float = 0.0
@@ -41,10 +44,8 @@ class Region:
         left_upper, right_lower = self.upper.copy(), self.lower.copy()
         left_upper[dim] = middle
         right_lower[dim] = middle
-        return (
-            Region(self.lower, left_upper, self.depth + 1, known, score, self.phases, self.share),
-            Region(right_lower, self.upper, self.depth + 1, known, score, self.phases, self.share),
-        )
+        child = replace(self, depth=self.depth + 1, known=known, parent_score=score)
+        return replace(child, upper=left_upper), replace(child, lower=right_lower)
 
     def split_relu(
         self, layer: int, neuron: int, known: LayerBounds, score: float = 0.0
@@ -61,14 +62,13 @@ class Region:
                 upper[neuron] = min(upper[neuron], 0.0)
             bounds = [*known[:layer], (lower, upper), *known[layer + 1 :]]
             children.append(
-                Region(
-                    self.lower,
-                    self.upper,
-                    self.depth + 1,
-                    bounds,
-                    score,
-                    (*self.phases, (layer, neuron, active)),
-                    self.share / 2,
+                replace(
+                    self,
+                    depth=self.depth + 1,
+                    known=bounds,
+                    parent_score=score,
+                    phases=(*self.phases, (layer, neuron, active)),
+                    share=self.share / 2,
                 )
             )
         return children[0], children[1]
