@@ -44,7 +44,7 @@ NEAR_UNSAFE = 1e-6
 # z3 gets one capped attempt on a region with this few unstable ReLUs (a cheap case split).
 SMT_UNSTABLE_LIMIT = 6
 # Regions with this few unstable ReLUs are decided by LPs over their ReLU phases ...
-PHASE_LP_UNSTABLE = 24
+PHASE_LP_UNSTABLE = 28
 # ... with at most this many LPs and seconds, before they are split further.
 PHASE_LP_NODES = 64
 PHASE_LP_S = 1.0
