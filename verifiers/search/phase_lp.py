@@ -1,7 +1,7 @@
 """Deciding a small region exactly: ReLU phase splitting over its joint LP relaxation.
 
 On a small box most ReLUs are stable and the network is affine in the inputs and the few
-unstable ReLU outputs (smt/restricted.py composes that map with a rigorous error bound). Over
+unstable ReLU outputs (model/restricted.py composes that map with a rigorous error bound). Over
 those variables, every ReLU's enclosing triangle and every unsafe half-space are linear
 inequalities; an LP minimises how far the whole system must be relaxed to have a solution.
 A positive minimum refutes the region: the LP's dual multipliers give a combination of the
@@ -26,7 +26,7 @@ import numpy as np
 
 from verifiers.bounds.rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
 from verifiers.model.network import PiecewiseLinearNetwork
-from verifiers.smt.restricted import restrict
+from verifiers.model.restricted import restrict
 
 
 class PhaseOutcome(Enum):
