@@ -64,6 +64,9 @@ TIGHT = 1e-9
 SMT_ATTEMPT_S = 2.0
 # A long gradient search (from the open regions) runs this often while the bounds work.
 DEEP_FALSIFY_PERIOD_S = 4.0
+# ... and each fruitless one waits this many times longer for the next: the longer a search
+# runs without a counterexample, the likelier the property holds.
+DEEP_FALSIFY_BACKOFF = 2.0
 DEEP_FALSIFY_STARTS = 2048
 # Every this many batches, the most unsafe-looking point of a batch is polished by an LP.
 POLISH_EVERY = 4
@@ -165,6 +168,7 @@ class CaseSearch:
         self.batches = 0
         # LPs polish only points this close to unsafe: most searches then never load scipy.
         self.polish_gap = POLISH_GAP * (1.0 + float(np.abs(self.rhs).max(initial=0.0)))
+        self.deep_falsify_period = DEEP_FALSIFY_PERIOD_S
         self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
 
     def out_of_time(self) -> bool:
@@ -238,7 +242,8 @@ class CaseSearch:
         found = self.falsify(
             self.root.lower, self.root.upper, starts, DEEP_FALSIFY_STARTS, 100, DEEP_POLISH
         )
-        self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
+        self.deep_falsify_period *= DEEP_FALSIFY_BACKOFF
+        self.next_deep_falsify = time.monotonic() + self.deep_falsify_period
         return found
 
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
