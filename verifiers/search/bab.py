@@ -46,7 +46,7 @@ SMT_UNSTABLE_LIMIT = 6
 # Regions with this few unstable ReLUs are decided by LPs over their ReLU phases ...
 PHASE_LP_UNSTABLE = 28
 # ... with at most this many LPs and seconds, before they are split further.
-PHASE_LP_NODES = 64
+PHASE_LP_NODES = 256
 PHASE_LP_S = 1.0
 # Regions this deep have ReLUs split instead of their box: bisecting it has stalled ...
 INPUT_DEPTH_LIMIT = 60
