@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifiers.bounds.lp import minimise
 from verifiers.bounds.rounding import gamma, widen_down
 
 
@@ -22,8 +23,6 @@ def combination_lower_bound(
 
     coeffs: (m, n) input-level coefficients; consts: (m,) the bounds' constants, such that
     coeffs_i . x + consts_i is a valid lower bound of row i (slack already subtracted)."""
-    from scipy.optimize import linprog  # only needed deep in a search: keep start-up fast
-
     m, n = coeffs.shape
     # Variables [mu (m), s (n), ]: maximise consts.mu + sum(s), s_d <= g_d lo_d, s_d <= g_d hi_d.
     cost = -np.concatenate([consts, np.ones(n)])
@@ -34,18 +33,18 @@ def combination_lower_bound(
     a_ub = np.concatenate(rows)
     b_ub = np.zeros(2 * n)
     a_eq = np.concatenate([np.ones(m), np.zeros(n)])[None, :]
-    res = linprog(
+    x = minimise(
         cost,
-        A_ub=a_ub,
-        b_ub=b_ub,
-        A_eq=a_eq,
-        b_eq=[1.0],
-        bounds=[(0, None)] * m + [(None, None)] * n,
-        method="highs",
+        a_ub,
+        b_ub,
+        np.concatenate([np.zeros(m), np.full(n, -np.inf)]),
+        np.full(m + n, np.inf),
+        a_eq,
+        np.array([1.0]),
     )
-    if res.status != 0:
+    if x is None:
         return -np.inf
-    mu = np.maximum(res.x[:m], 0.0)
+    mu = np.maximum(x[:m], 0.0)
     return sound_value(mu / mu.sum(), coeffs, consts, lower, upper)
 
 

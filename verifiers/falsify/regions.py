@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifiers.bounds.lp import minimise
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
 
 
@@ -37,8 +38,6 @@ def deepest_in_region(
 ) -> np.ndarray | None:
     """The input of the box with this activation pattern maximising min_i (b_i - a_i . y);
     None when the LP fails (e.g. no input of the box has the pattern)."""
-    from scipy.optimize import linprog  # only needed deep in a search: keep start-up fast
-
     n = lower.size
     gain, offset = np.eye(n), np.zeros(n)  # the current layer's values as gain @ x + offset
     pattern_rows, pattern_rhs = [], []
@@ -60,13 +59,13 @@ def deepest_in_region(
     rhs = [*pattern_rhs, b - a @ offset]
     cost = np.zeros(n + 1)
     cost[-1] = -1.0
-    result = linprog(
+    x = minimise(
         cost,
-        A_ub=np.concatenate(rows),
-        b_ub=np.concatenate(rhs),
-        bounds=[*zip(lower, upper, strict=True), (None, None)],
-        method="highs",
+        np.concatenate(rows),
+        np.concatenate(rhs),
+        np.append(lower, -np.inf),
+        np.append(upper, np.inf),
     )
-    if result.status != 0:
+    if x is None:
         return None
-    return np.clip(result.x[:n], lower, upper)
+    return np.clip(x[:n], lower, upper)

@@ -166,7 +166,7 @@ class CaseSearch:
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
         self.batches = 0
-        # LPs polish only points this close to unsafe: most searches then never load scipy.
+        # LPs polish only points this close to unsafe: the others are not worth an LP.
         self.polish_gap = POLISH_GAP * (1.0 + float(np.abs(self.rhs).max(initial=0.0)))
         self.deep_falsify_period = DEEP_FALSIFY_PERIOD_S
         self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
