@@ -95,7 +95,11 @@ def test_holds_has_a_certificate() -> None:
     data = json.loads(out)
     assert code == 0 and data["verdict"] == "holds" and data["counterexample"] is None
     leaves = data["certificate"]["cases"][0]["leaves"]
-    assert leaves and {leaf["evidence"] for leaf in leaves} <= {"linear-bound", "smt-unsat", "lp-phases"}
+    assert leaves and {leaf["evidence"] for leaf in leaves} <= {
+        "linear-bound",
+        "smt-unsat",
+        "lp-phases",
+    }
     assert data["stats"]["proved_fraction"] == 1.0
 
 
