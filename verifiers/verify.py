@@ -131,7 +131,8 @@ def _result(
     cancel: CancelFlag | None,
 ) -> Result:
     smt_calls = sum(o.smt_calls for o in outcomes)
-    method = "bab+linear" + ("+smt" if smt_calls else "")
+    phase_lps = sum(o.phase_lps for o in outcomes)
+    method = "bab+linear" + ("+lp" if phase_lps else "") + ("+smt" if smt_calls else "")
     stats = Stats(
         seconds=seconds,
         method=method,

@@ -8,8 +8,10 @@ gradient search and activation-region LPs now and then.
 
 An open region with few inputs is bisected along the dimension whose halves bound best (a
 look-ahead over a few candidates). One with many inputs, or with few unstable ReLUs left,
-has its most costly unstable ReLU split into its active and inactive parts instead. z3 gets
-one capped attempt when few unstable ReLUs are left, and the regions splitting cannot close.
+has its most costly unstable ReLU split into its active and inactive parts instead. A region
+with few unstable ReLUs left (PHASE_LP_UNSTABLE) gets a capped attempt by LPs over its ReLU
+phases (search/phase_lp.py), which decide regions far too close to unsafe for the bounds;
+z3 gets one capped attempt when very few are left, and the regions splitting cannot close.
 """
 
 from __future__ import annotations
@@ -408,7 +410,7 @@ class CaseSearch:
         return region.depth < SMT_DEPTH_LIMIT
 
     def should_split(self, region: Region, parent: ParentBounds) -> bool:
-        """Split while z3 would face too many unstable ReLUs. ReLU splits go on to the end
+        """Split while the phase LPs (or z3) would face too many unstable ReLUs. ReLU splits go on to the end
         (with every ReLU stable the linear bounds are exact up to rounding, and z3's exact
         simplex over many inputs is slow), unless the bounds miss a proof only by rounding:
         a boundary-tight property (e.g. a ReLU output < 0) needs exact arithmetic."""
@@ -510,7 +512,8 @@ class CaseSearch:
         return choice
 
     def decide_exactly(self, region: Region, parent: ParentBounds, final: bool = False) -> None:
-        """z3 on the region: a capped attempt while splitting remains possible (`final`: not)."""
+        """The phase LPs, then z3, on the region: capped attempts while splitting remains
+        possible (`final`: z3 is not capped)."""
         layer_bounds = parent.layers
         splittable = self.can_split(region) and not final
         if self.out_of_time():
