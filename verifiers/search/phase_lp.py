@@ -35,6 +35,10 @@ class PhaseOutcome(Enum):
     GAVE_UP = "gave-up"  # out of nodes or time, or the LP failed
 
 
+class LpFailed(Exception):
+    """HiGHS ended without an optimum (numerical trouble): the attempt gives up."""
+
+
 @dataclass
 class PhaseAnswer:
     outcome: PhaseOutcome
@@ -87,11 +91,12 @@ class PhaseSearch:
                 if np.any(low > high):  # sound bounds that cross: no input has the phases
                     continue
                 lps += 1
-                point = solver.refute(low, high)
+                try:
+                    point = solver.refute(low, high)
+                except LpFailed:
+                    return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
                 if point is None:
                     continue
-                if isinstance(point, str):
-                    return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
                 split = self._split_choice(point, low, high)
                 if split is None:
                     return PhaseAnswer(PhaseOutcome.CANDIDATE, [point[: self.n_in]], lps)
@@ -211,14 +216,15 @@ class _Solver:
             np.concatenate([scale, unsafe_scale]),
         )
 
-    def refute(self, low: np.ndarray, high: np.ndarray):
-        """None when the LP refutes the node; else its point v; "failed" if HiGHS failed."""
+    def refute(self, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+        """None when the LP refutes the node; else its point v. Raises LpFailed when HiGHS
+        finds no optimum."""
         import highspy
 
         self._update(low, high)
         self.highs.run()
         if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return "failed"
+            raise LpFailed(str(self.highs.getModelStatus()))
         solution = self.highs.getSolution()
         point = np.array(solution.col_value)
         if point[-1] > 0.0:
