@@ -25,6 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from verifiers.bounds.combine import combination_lower_bound
+from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
 from verifiers.falsify.pgd import search as pgd_search
@@ -156,7 +157,10 @@ class CaseSearch:
         self.ctx = ctx
         self.rng = np.random.default_rng(ctx.seed)
         self.polytopes_unwidened = [c.matrix() for c in ctx.case.unsafe]
-        self.polytopes = [(a, b + ctx.margin) for a, b in self.polytopes_unwidened]
+        # What proofs refute: the exact unsafe set (and margin), widened by its rounding.
+        self.polytopes = [
+            c.outward_matrix(Fraction(ctx.margin), self.output_magnitude()) for c in ctx.case.unsafe
+        ]
         self.rows = np.concatenate([a for a, _ in self.polytopes])
         self.rhs = np.concatenate([b for _, b in self.polytopes])
         self.strict = np.array([h.strict for c in ctx.case.unsafe for h in c.halfspaces])
@@ -172,6 +176,14 @@ class CaseSearch:
         self.polish_gap = POLISH_GAP * (1.0 + float(np.abs(self.rhs).max(initial=0.0)))
         self.deep_falsify_period = DEEP_FALSIFY_PERIOD_S
         self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
+
+    def output_magnitude(self) -> np.ndarray | None:
+        """A bound on |outputs| over the case's box, when the property's coefficients need
+        one (not exact in float64); else None."""
+        if all(c.coefficients_exact_in_float64 for c in self.ctx.case.unsafe):
+            return None
+        low, high = interval_bounds(self.ctx.network, self.ctx.case.lower, self.ctx.case.upper)[-1]
+        return np.maximum(np.abs(low), np.abs(high))
 
     def out_of_time(self) -> bool:
         sliced = self.until is not None and time.monotonic() >= self.until

@@ -105,12 +105,20 @@ class PhaseSearch:
         return PhaseAnswer(PhaseOutcome.REFUTED, [], lps)
 
     def _unsafe_rows(self, output, unsafe):
-        """Per conjunction a y <= b: rows, consts, scales of  b - a.y >= 0  over v."""
+        """Per conjunction a y <= b: rows, consts, scales of  b - a.y >= 0  over v.
+
+        The scale bounds what computing a row rounded, at any v of the root's variable box
+        (a node's box lies inside it): |a| |coeffs| |v|, not |a coeffs| |v|, which
+        cancellation can make far smaller."""
+        var_lower, var_upper = self.variable_box(self.pre_lower, self.pre_upper)
+        var_magnitude = np.maximum(np.abs(var_lower), np.abs(var_upper))
         out = []
         for a, b in unsafe:
             rows = -(a @ output.coeffs)
             consts = b - a @ output.const + np.abs(a) @ output.err
-            scale = np.abs(b) + np.abs(a) @ (np.abs(output.const) + output.err)
+            scale = np.abs(b) + np.abs(a) @ (
+                np.abs(output.const) + output.err + np.abs(output.coeffs) @ var_magnitude
+            )
             out.append((rows, consts, scale))
         return out
 

@@ -6,8 +6,9 @@ case's unsafe conjunctions.
 
 Numbers are kept exactly (``Fraction``) for replay with zero tolerance, and as float64 for
 the bound engines: input boxes are rounded *outward* so the float box always contains the
-exact one, and constraint coefficients carry their rounding error implicitly (|a - fl(a)| is
-at most one ulp; the engines add that to their soundness margin).
+exact one, and the unsafe half-spaces that proofs refute are widened outward
+(`Conjunction.outward_matrix`): their right-hand sides rounded up, and raised by what rounding
+the coefficients can move a.y.
 """
 
 from __future__ import annotations
@@ -75,10 +76,43 @@ class Conjunction:
         return min(h.slack(outputs) for h in self.halfspaces) if self.halfspaces else np.inf
 
     def matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """(A, b) in float64 with the conjunction read as A y <= b."""
+        """(A, b) in float64 with the conjunction read as A y <= b (nearest floats: for
+        searching, not for proofs; see `outward_matrix`)."""
         a = np.array([h.coeffs_f64 for h in self.halfspaces], dtype=np.float64)
         b = np.array([h.rhs_f64 for h in self.halfspaces], dtype=np.float64)
         return a.reshape(len(self.halfspaces), -1), b
+
+    @property
+    def coefficients_exact_in_float64(self) -> bool:
+        return all(Fraction(float(c)) == c for h in self.halfspaces for c in h.coeffs)
+
+    def outward_matrix(
+        self, margin: Fraction, output_magnitude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(A, b) in float64 whose set A y <= b contains every y of the exact widened set
+        a.y <= rhs + margin (with |y_i| <= output_magnitude_i): b is rounded up, and raised by
+        what rounding the coefficients can move a.y. A proof that no output meets A y <= b
+        is then a proof for the exact set. `output_magnitude` is needed only when some
+        coefficient is not a float64 (see `coefficients_exact_in_float64`)."""
+        a, _ = self.matrix()
+        b = [_outward_rhs(h, margin, output_magnitude) for h in self.halfspaces]
+        return a, np.array(b, dtype=np.float64)
+
+
+def _outward_rhs(h: HalfSpace, margin: Fraction, output_magnitude: np.ndarray | None) -> float:
+    """round_up(rhs + margin + a bound on |a.y - fl(a).y|, i.e. sum |a_i - fl(a_i)| |y_i|)."""
+    errors = [abs(c - Fraction(float(c))) for c in h.coeffs]
+    if not any(errors):
+        return round_up(h.rhs + margin)
+    if output_magnitude is None:
+        raise ValueError("inexact coefficients need the output magnitude")
+    if not np.all(np.isfinite(output_magnitude)):
+        return np.inf  # unbounded outputs: this half-space can refute nothing
+    moved = sum(
+        (e * Fraction(float(m)) for e, m in zip(errors, output_magnitude, strict=True)),
+        Fraction(0),
+    )
+    return round_up(h.rhs + margin + moved)
 
 
 @dataclass(frozen=True)
