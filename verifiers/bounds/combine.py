@@ -59,3 +59,25 @@ def sound_value(
         float(np.abs(mu) @ np.abs(consts)) + float((np.abs(mu) @ np.abs(coeffs)) @ magnitude)
     )
     return float(widen_down(np.array(value), np.array(slack)))
+
+
+def box_constants(
+    lower_bounds: np.ndarray,
+    coeffs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    offset: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Constants d_i with  coeffs_i . x + d_i <= f_i(x) - offset_i  on the box, for any f_i
+    that has a linear lower bound coeffs_i . x + c_i whose minimum over the box is at least
+    lower_bounds_i: d_i = lower_bounds_i - min_box(coeffs_i . x) - offset_i, rounded down
+    (it is at most c_i - offset_i). Recovers the constants of linear bounds reported as
+    their box minima, for a combination (the rounding of the subtractions matters when the
+    result is small next to the terms)."""
+    minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=-1)
+    magnitude = np.maximum(np.abs(lower), np.abs(upper))
+    value = lower_bounds - minimum - offset
+    slack = gamma(coeffs.shape[-1] + 2) * (
+        np.abs(coeffs) @ magnitude + np.abs(lower_bounds) + np.abs(offset)
+    )
+    return widen_down(value, slack)

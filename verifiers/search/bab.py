@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifiers.bounds.combine import combination_lower_bound
+from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
 from verifiers.certify.replay import Runner, replay
@@ -365,9 +365,8 @@ class CaseSearch:
             value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, rows)
             coeffs.append(c)
             values.append(value)
-        coeffs, values = np.concatenate(coeffs), np.concatenate(values)
-        minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=1)
-        return coeffs, values - minimum
+        coeffs = np.concatenate(coeffs)
+        return coeffs, box_constants(np.concatenate(values), coeffs, lower, upper)
 
     def refuted_by_combination(
         self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
@@ -378,9 +377,8 @@ class CaseSearch:
         multipliers of beta-CROWN do), which is what proves a region once its ReLUs are
         all stable."""
         coeffs = bounds.objective_coeffs[i]
-        minimum = np.sum(np.minimum(coeffs * lower, coeffs * upper), axis=1)
         # Constants of the linear lower bounds of (a.y - b) per row, slack included.
-        consts = bounds.objective_lower[i] - minimum - self.rhs
+        consts = box_constants(bounds.objective_lower[i], coeffs, lower, upper, self.rhs)
         clearance = bounds.objective_lower[i] - self.rhs
         for g in range(len(self.polytopes)):
             rows = self.groups == g
