@@ -14,7 +14,8 @@ from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
 from verifiers.result import Progress, Result, Stats, Verdict
-from verifiers.search.bab import CaseOutcome, CaseSearch, SearchContext
+from verifiers.search.bab import CaseSearch
+from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.spec.property import Property
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_search_oracle import to_network
-from verifiers.search.bab import CaseSearch, SearchContext
+from verifiers.search.bab import CaseSearch
+from verifiers.search.context import SearchContext
 from verifiers.spec.property import Case, Conjunction, HalfSpace
 
 rationals = st.fractions(min_value=-10, max_value=10, max_denominator=10**9)

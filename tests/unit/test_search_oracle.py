@@ -12,7 +12,8 @@ import pytest
 from tests.oracle import exact_maximum, random_network
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
 from verifiers.search import bab
-from verifiers.search.bab import CaseSearch, SearchContext
+from verifiers.search.bab import CaseSearch
+from verifiers.search.context import SearchContext
 from verifiers.smt.query import BoxQuery, decide_box
 from verifiers.smt.solver import SatOutcome
 from verifiers.spec.property import Case, Conjunction, HalfSpace

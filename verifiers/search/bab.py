@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -27,23 +26,17 @@ import numpy as np
 from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
-from verifiers.certify.replay import Runner, replay
-from verifiers.falsify.pgd import search as pgd_search
-from verifiers.falsify.pgd import unsafe_margin
-from verifiers.falsify.regions import activation_pattern, deepest_in_region
-from verifiers.model.network import PiecewiseLinearNetwork
-from verifiers.result import Counterexample
+from verifiers.falsify.regions import activation_pattern
+from verifiers.search.branching import Branching
+from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.falsification import Falsifier
 from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
-from verifiers.search.region import Evidence, Leaf, Region, volume
+from verifiers.search.region import Evidence, Leaf, ParentBounds, Region, volume
 from verifiers.smt.outcome import SatOutcome
-from verifiers.spec.property import Case
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
-# Points this close to the unsafe set in float64 are replayed too: onnxruntime's float32
-# outputs round differently and may put them inside.
-NEAR_UNSAFE = 1e-6
 # z3 gets one capped attempt on a region with this few unstable ReLUs (a cheap case split).
 SMT_UNSTABLE_LIMIT = 6
 # Regions with this few unstable ReLUs are decided by LPs over their ReLU phases ...
@@ -55,108 +48,23 @@ PHASE_LP_S = 1.0
 INPUT_DEPTH_LIMIT = 60
 # ... and this deep are sent to z3 whatever their unstable count.
 SMT_DEPTH_LIMIT = 100
-# Input splits look ahead at this many dimensions of largest smear, and the widest one ...
-SMEAR_CANDIDATES = 2
-# ... and default to the largest smear unless a dimension this many times wider exists.
-BALANCE_GUARD = 64.0
 # The look-ahead's merit of a split: worse half's score + this x better half's score.
 BETTER_WEIGHT = 1.0
 # A region whose bounds miss a proof by less than this (relative) goes to z3 directly.
 TIGHT = 1e-9
 # Seconds z3 gets on a region that could still be split instead.
 SMT_ATTEMPT_S = 2.0
-# A long gradient search (from the open regions) runs this often while the bounds work.
-DEEP_FALSIFY_PERIOD_S = 4.0
-# ... and each fruitless one waits this many times longer for the next: the longer a search
-# runs without a counterexample, the likelier the property holds.
-DEEP_FALSIFY_BACKOFF = 2.0
-DEEP_FALSIFY_STARTS = 2048
 # Every this many batches, the most unsafe-looking point of a batch is polished by an LP.
 POLISH_EVERY = 4
-# Points polished by an LP must be this close (relative) to the unsafe set.
-POLISH_GAP = 1e-2
-# The deep search's best points polished by an LP in their activation region.
-DEEP_POLISH = 64
 # With many inputs, splitting the input box is hopeless: ReLUs are split instead.
 INPUT_SPLIT_MAX_DIMS = 16
 # Regions with this few unstable ReLUs left have them split too (instead of their box).
 RELU_SPLIT_AT = 6
 
 
-@dataclass
-class CaseOutcome:
-    counterexample: Counterexample | None = None
-    proved_volume: float = 0.0
-    total_volume: float = 1.0
-    subproblems: int = 0
-    open_regions: int = 0
-    unknown_reasons: list[str] = field(default_factory=list)
-    leaves: list[Leaf] = field(default_factory=list)
-    smt_calls: int = 0
-    phase_lps: int = 0
-
-    def absorb(self, other: CaseOutcome) -> None:
-        """Add the work of a slice searched elsewhere (another process)."""
-        self.counterexample = self.counterexample or other.counterexample
-        self.proved_volume += other.proved_volume
-        self.subproblems += other.subproblems
-        self.unknown_reasons += other.unknown_reasons
-        self.leaves += other.leaves
-        self.smt_calls += other.smt_calls
-        self.phase_lps += other.phase_lps
-
-    @property
-    def decided(self) -> bool:
-        return self.counterexample is not None or (
-            self.open_regions == 0 and not self.unknown_reasons
-        )
-
-
-@dataclass(frozen=True)
-class ParentBounds:
-    """One region's slice of a batch's linear bounds."""
-
-    layers: list[tuple[np.ndarray, np.ndarray]]
-    objective_lower: np.ndarray
-    objective_coeffs: np.ndarray
-    relu_coeffs: list[np.ndarray]
-
-    @classmethod
-    def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
-        return cls(
-            [(lo[i], hi[i]) for lo, hi in bounds.layers],
-            bounds.objective_lower[i],
-            bounds.objective_coeffs[i],
-            [c[i] for c in bounds.relu_coeffs or []],
-        )
-
-    @property
-    def unstable(self) -> int:
-        """How many ReLUs these bounds leave unstable."""
-        return sum(int(np.sum((lo < 0.0) & (hi > 0.0))) for lo, hi in self.layers[:-1])
-
-
-@dataclass(frozen=True)
-class SearchContext:
-    network: PiecewiseLinearNetwork
-    case: Case
-    run: Runner  # onnxruntime replay
-    deadline: float
-    margin: float = 0.0
-    seed: int = 0
-    record_tree: bool = True
-    on_step: Callable[[CaseOutcome], None] | None = None
-    cancelled: Callable[[], bool] = lambda: False
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-
 class CaseSearch:
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
-        self.rng = np.random.default_rng(ctx.seed)
-        self.polytopes_unwidened = [c.matrix() for c in ctx.case.unsafe]
         # What proofs refute: the exact unsafe set (and margin), widened by its rounding.
         self.polytopes = [
             c.outward_matrix(Fraction(ctx.margin), self.output_magnitude()) for c in ctx.case.unsafe
@@ -169,13 +77,11 @@ class CaseSearch:
         self.free = self.root.upper > self.root.lower
         self.root_width = np.where(self.free, self.root.upper - self.root.lower, 1.0)
         self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
+        self.falsifier = Falsifier(ctx, self.outcome)
+        self.branching = Branching(self.rhs, self.free, self.root_width)
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
         self.batches = 0
-        # LPs polish only points this close to unsafe: the others are not worth an LP.
-        self.polish_gap = POLISH_GAP * (1.0 + float(np.abs(self.rhs).max(initial=0.0)))
-        self.deep_falsify_period = DEEP_FALSIFY_PERIOD_S
-        self.next_deep_falsify = time.monotonic() + DEEP_FALSIFY_PERIOD_S
 
     def output_magnitude(self) -> np.ndarray | None:
         """A bound on |outputs| over the case's box, when the property's coefficients need
@@ -189,88 +95,17 @@ class CaseSearch:
         sliced = self.until is not None and time.monotonic() >= self.until
         return sliced or self.ctx.remaining() <= 0 or self.ctx.cancelled()
 
-    def engine(self, x: np.ndarray) -> np.ndarray:
-        return self.ctx.network.evaluate(x)
-
-    def try_points(self, points: np.ndarray) -> bool:
-        """Replay the points whose float64 outputs look unsafe; True when one is confirmed."""
-        if len(points) == 0:
-            return False
-        margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
-        order = np.argsort(-margins)
-        likely = points[order][margins[order] >= -NEAR_UNSAFE][:16]
-        if len(likely) == 0:
-            return False
-        cex = replay(likely, self.ctx.case, self.ctx.run, self.engine)
-        if cex is not None:
-            self.outcome.counterexample = cex
-        return cex is not None
-
-    def polish_best(self, points: np.ndarray) -> bool:
-        """An LP in the activation region of the most unsafe-looking point."""
-        margins, _ = unsafe_margin(self.engine(points), self.polytopes_unwidened)
-        if margins.max() < -self.polish_gap:
-            return False
-        pattern = activation_pattern(self.ctx.network, points[np.argmax(margins)])
-        return self.polish([pattern], self.root.lower, self.root.upper)
-
-    def polish(self, patterns: list[list[np.ndarray]], lower, upper) -> bool:
-        """Replay the deepest unsafe input of each activation pattern in the box (an LP per
-        pattern and unsafe conjunction); True when one is confirmed."""
-        found = [
-            deepest_in_region(self.ctx.network, pattern, lower, upper, a, b)
-            for pattern in patterns
-            for a, b in self.polytopes_unwidened
-        ]
-        return self.try_points(np.array([x for x in found if x is not None]))
-
-    def falsify(
-        self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30, polish=4
-    ) -> bool:
-        """Gradient search, then an LP in the activation region of the `polish` best points."""
-        points, margins = pgd_search(
-            self.ctx.network,
-            lower,
-            upper,
-            self.polytopes_unwidened,
-            self.rng,
-            samples=samples,
-            steps=steps,
-            starts=starts,
-        )
-        if self.try_points(points[:16]):
-            return True
-        close = points[:polish][margins[:polish] >= -self.polish_gap]
-        return self.polish([activation_pattern(self.ctx.network, x) for x in close], lower, upper)
-
-    def deep_falsify_due(self) -> bool:
-        return time.monotonic() >= self.next_deep_falsify
-
-    def deep_falsify(self, open_regions: list[Region]) -> bool:
-        """A long gradient search over the whole box, started from the centres of the regions
-        the bounds could not prove (the furthest from proved first): violations, if any, lie
-        in them."""
-        worst = sorted(open_regions, key=lambda r: r.parent_score)[:DEEP_FALSIFY_STARTS]
-        centres = [0.5 * (r.lower + r.upper) for r in worst]
-        starts = np.stack(centres) if centres else None
-        found = self.falsify(
-            self.root.lower, self.root.upper, starts, DEEP_FALSIFY_STARTS, 100, DEEP_POLISH
-        )
-        self.deep_falsify_period *= DEEP_FALSIFY_BACKOFF
-        self.next_deep_falsify = time.monotonic() + self.deep_falsify_period
-        return found
-
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
         """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
         self.until = until
-        if falsify_root and self.falsify(self.root.lower, self.root.upper):
+        if falsify_root and self.falsifier.falsify(self.root.lower, self.root.upper):
             return self.outcome
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
                 break
             if until is not None and time.monotonic() >= until:
                 break
-            if self.deep_falsify_due() and self.deep_falsify(self.stack):
+            if self.falsifier.deep_due() and self.falsifier.deep(self.stack):
                 break
             batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
             self.step(batch)
@@ -287,10 +122,10 @@ class CaseSearch:
         lower = np.stack([batch[i].lower for i in open_idx])
         upper = np.stack([batch[i].upper for i in open_idx])
         corners = bounds.objective_minimizer[open_idx].reshape(-1, lower.shape[1])
-        if self.try_points(np.concatenate([0.5 * (lower + upper), corners])):
+        if self.falsifier.try_points(np.concatenate([0.5 * (lower + upper), corners])):
             return
         self.batches += 1
-        if self.batches % POLISH_EVERY == 0 and self.polish_best(
+        if self.batches % POLISH_EVERY == 0 and self.falsifier.polish_best(
             np.concatenate([0.5 * (lower + upper), corners])
         ):
             return
@@ -445,7 +280,7 @@ class CaseSearch:
             if self.splits_inputs(region, parent.unstable):
                 by_inputs.append((region, parent))
                 continue
-            choice = self.split_relu(parent)
+            choice = self.branching.relu(parent)
             score = self.score_of(parent)
             if choice is None:  # nothing left to split: z3 decides the region
                 self.decide_exactly(region, parent, final=True)
@@ -466,7 +301,7 @@ class CaseSearch:
         for region, parent in regions:
             score = self.score_of(parent)
             choices = []
-            dims = self.split_dims(region, parent)
+            dims = self.branching.input_dims(region, parent)
             # The merit below is a min over conjunctions: with several, one stuck conjunction
             # hides the progress on the others (seen on 16 boundary-tight ones), so the
             # default choice is taken without looking ahead.
@@ -485,41 +320,6 @@ class CaseSearch:
         for i in np.flatnonzero(kept & ~proved):
             known = [(lo[i], hi[i]) for lo, hi in bounds.layers]
             self.stack.append(replace(halves[i], known=known, parent_score=float(score[i])))
-
-    def split_dims(self, region: Region, parent: ParentBounds) -> list[int]:
-        """Candidate dimensions, the default first (the look-ahead keeps it on a tie): the
-        largest |coefficient| x width over the half-spaces still open (how much each moves
-        their linear lower bounds), unless a dimension far wider relative to the root box
-        exists (linear coefficients miss what loose relaxations hide); then the runner-up
-        and the relatively widest."""
-        open_rows = parent.objective_lower <= self.rhs
-        width = region.upper - region.lower
-        coeffs = np.abs(parent.objective_coeffs[open_rows]).sum(axis=0)
-        smear = np.where(self.free, coeffs * width, -1.0)
-        relative = np.where(self.free, width / self.root_width, -1.0)
-        ranked = [int(d) for d in np.argsort(-smear, kind="stable") if smear[d] > 0.0]
-        widest = int(np.argmax(relative))
-        default = ranked[0] if ranked else widest
-        if relative[default] * BALANCE_GUARD < relative[widest]:
-            default = widest
-        return list(dict.fromkeys([default, *ranked[:SMEAR_CANDIDATES], widest]))
-
-    def split_relu(self, parent: ParentBounds) -> tuple[int, int] | None:
-        """The unstable ReLU whose relaxation costs the open objective rows the most (BaBSR's
-        intercept score): |coefficient| x the upper line's height above the ReLU at 0."""
-        open_rows = parent.objective_lower <= self.rhs
-        best, choice = 0.0, None
-        for k, coeffs in enumerate(parent.relu_coeffs):
-            lo, hi = parent.layers[k]
-            unstable = (lo < 0.0) & (hi > 0.0)
-            if not unstable.any():
-                continue
-            height = np.where(unstable, -lo * hi / np.where(unstable, hi - lo, 1.0), 0.0)
-            score = np.abs(coeffs[open_rows]).sum(axis=0) * height
-            j = int(np.argmax(score))
-            if unstable[j] and (choice is None or score[j] > best):
-                best, choice = float(score[j]), (k, j)
-        return choice
 
     def decide_exactly(self, region: Region, parent: ParentBounds, final: bool = False) -> None:
         """The phase LPs, then z3, on the region: capped attempts while splitting remains
@@ -568,8 +368,8 @@ class CaseSearch:
         elif answer.outcome is SatOutcome.SAT:
             witness = np.array([float(v) for v in answer.inputs])
             if not (
-                self.try_points(witness[None, :])
-                or self.falsify(region.lower, region.upper, witness[None, :], 64)
+                self.falsifier.try_points(witness[None, :])
+                or self.falsifier.falsify(region.lower, region.upper, witness[None, :], 64)
             ):
                 self.outcome.unknown_reasons.append(
                     "z3 found an unsafe input that does not replay in onnxruntime float32"
@@ -602,9 +402,9 @@ class CaseSearch:
         # The LP's point may sit on the unsafe set's edge: the deepest point of its
         # activation region replays far more robustly.
         patterns = [activation_pattern(self.ctx.network, x) for x in answer.candidates]
-        return self.polish(patterns, region.lower, region.upper) or self.try_points(
-            np.array(answer.candidates)
-        )
+        return self.falsifier.polish(
+            patterns, region.lower, region.upper
+        ) or self.falsifier.try_points(np.array(answer.candidates))
 
     def phase_masks(self, region: Region) -> list[np.ndarray] | None:
         """Per ReLU layer, which ReLUs the region's phases split."""
@@ -622,7 +422,7 @@ class CaseSearch:
         if parent.unstable:
             return False
         pattern = [lo >= 0.0 for lo, _ in parent.layers[:-1]]
-        return self.polish([pattern], region.lower, region.upper)
+        return self.falsifier.polish([pattern], region.lower, region.upper)
 
     def record(self, region: Region, evidence: Evidence, detail: int) -> None:
         self.outcome.proved_volume += region.share * volume(region.lower, region.upper, self.free)

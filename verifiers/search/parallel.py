@@ -14,7 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 
 from verifiers.components import OnnxComponent
-from verifiers.search.bab import BATCH, CaseOutcome, CaseSearch, SearchContext
+from verifiers.search.bab import BATCH, CaseSearch
+from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.region import Region
 from verifiers.spec.property import Case
 
@@ -90,7 +91,7 @@ def search_in_parallel(
                 seed += 1
                 task = SliceTask(ctx.case, chunk, ctx.deadline, ctx.margin, seed, ctx.record_tree)
                 running.add(pool.submit(_search_slice, task))
-            if search.deep_falsify_due() and search.deep_falsify(pending):
+            if search.falsifier.deep_due() and search.falsifier.deep(pending):
                 break
             done, running = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
             for future in done:

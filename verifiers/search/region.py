@@ -7,6 +7,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from verifiers.bounds.linear import LinearBounds
+
 
 class Evidence(StrEnum):
     LINEAR = "linear-bound"  # a CROWN lower bound of some unsafe half-space is above its rhs
@@ -72,6 +74,30 @@ class Region:
                 )
             )
         return children[0], children[1]
+
+
+@dataclass(frozen=True)
+class ParentBounds:
+    """One region's slice of a batch's linear bounds."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    objective_lower: np.ndarray
+    objective_coeffs: np.ndarray
+    relu_coeffs: list[np.ndarray]
+
+    @classmethod
+    def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
+        return cls(
+            [(lo[i], hi[i]) for lo, hi in bounds.layers],
+            bounds.objective_lower[i],
+            bounds.objective_coeffs[i],
+            [c[i] for c in bounds.relu_coeffs or []],
+        )
+
+    @property
+    def unstable(self) -> int:
+        """How many ReLUs these bounds leave unstable."""
+        return sum(int(np.sum((lo < 0.0) & (hi > 0.0))) for lo, hi in self.layers[:-1])
 
 
 def volume(lower: np.ndarray, upper: np.ndarray, free: np.ndarray) -> float:

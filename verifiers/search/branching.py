@@ -1,0 +1,60 @@
+"""Where to split an open region: which input dimensions to try bisecting, or which ReLU
+to split into its two phases. Both read the region's linear bounds (ParentBounds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifiers.search.region import ParentBounds, Region
+
+# Input splits look ahead at this many dimensions of largest smear, and the widest one ...
+SMEAR_CANDIDATES = 2
+# ... and default to the largest smear unless a dimension this many times wider exists.
+BALANCE_GUARD = 64.0
+
+
+@dataclass(frozen=True)
+class Branching:
+    """Split choices for one case: its unsafe right-hand sides (a row whose lower bound is
+    at most its rhs is still open) and its root box."""
+
+    rhs: np.ndarray
+    free: np.ndarray  # the root box's dimensions of positive width
+    root_width: np.ndarray
+
+    def input_dims(self, region: Region, parent: ParentBounds) -> list[int]:
+        """Candidate dimensions, the default first (the look-ahead keeps it on a tie): the
+        largest |coefficient| x width over the half-spaces still open (how much each moves
+        their linear lower bounds), unless a dimension far wider relative to the root box
+        exists (linear coefficients miss what loose relaxations hide); then the runner-up
+        and the relatively widest."""
+        open_rows = parent.objective_lower <= self.rhs
+        width = region.upper - region.lower
+        coeffs = np.abs(parent.objective_coeffs[open_rows]).sum(axis=0)
+        smear = np.where(self.free, coeffs * width, -1.0)
+        relative = np.where(self.free, width / self.root_width, -1.0)
+        ranked = [int(d) for d in np.argsort(-smear, kind="stable") if smear[d] > 0.0]
+        widest = int(np.argmax(relative))
+        default = ranked[0] if ranked else widest
+        if relative[default] * BALANCE_GUARD < relative[widest]:
+            default = widest
+        return list(dict.fromkeys([default, *ranked[:SMEAR_CANDIDATES], widest]))
+
+    def relu(self, parent: ParentBounds) -> tuple[int, int] | None:
+        """The unstable ReLU whose relaxation costs the open objective rows the most (BaBSR's
+        intercept score): |coefficient| x the upper line's height above the ReLU at 0."""
+        open_rows = parent.objective_lower <= self.rhs
+        best, choice = 0.0, None
+        for k, coeffs in enumerate(parent.relu_coeffs):
+            lo, hi = parent.layers[k]
+            unstable = (lo < 0.0) & (hi > 0.0)
+            if not unstable.any():
+                continue
+            height = np.where(unstable, -lo * hi / np.where(unstable, hi - lo, 1.0), 0.0)
+            score = np.abs(coeffs[open_rows]).sum(axis=0) * height
+            j = int(np.argmax(score))
+            if unstable[j] and (choice is None or score[j] > best):
+                best, choice = float(score[j]), (k, j)
+        return choice
