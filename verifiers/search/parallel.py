@@ -3,14 +3,17 @@
 The parent hands out slices of work: a few open regions and a short time budget. A worker
 searches them with the same `CaseSearch` and returns what it proved, what it found and the
 regions still open, which go back into the common pool. Short slices keep the cores evenly
-busy and let the first counterexample stop the search within a slice.
+busy and let the first counterexample stop the search within a slice. A process that dies
+takes no region with it: what it held is searched again, in the parent.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from verifiers.components import OnnxComponent
@@ -18,6 +21,8 @@ from verifiers.search.bab import BATCH, CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.region import Region
 from verifiers.spec.property import Case
+
+log = logging.getLogger(__name__)
 
 SLICE_S = 0.5
 _worker_model = None
@@ -73,39 +78,67 @@ def search_in_parallel(
     workers: int,
     on_step=None,
 ) -> CaseOutcome:
-    """Continue `search` (its stack of open regions) on `workers` processes."""
+    """Continue `search` (its stack of open regions) on `workers` processes.
+
+    A process that dies (killed, out of memory) breaks the pool: the regions it and the
+    others held go back to the stack and the search goes on in this process, so no region
+    is lost and a `holds` stays possible."""
     ctx, outcome = search.ctx, search.outcome
     pending: list[Region] = list(search.stack)
     search.stack = []
     mp_context = multiprocessing.get_context("forkserver")
     mp_context.set_forkserver_preload(["verifiers.search.parallel", "verifiers.model"])
-    running: set[Future] = set()
+    running: dict[Future, list[Region]] = {}
     seed = ctx.seed
+    broken = False
     with ProcessPoolExecutor(workers, mp_context, _load_worker_model, (component,)) as pool:
-        while (pending or running) and outcome.counterexample is None:
+        while (pending or running) and outcome.counterexample is None and not broken:
             if ctx.remaining() <= 0 or ctx.cancelled():
                 break
-            while pending and len(running) < workers:
+            while pending and len(running) < workers and not broken:
                 share = max(1, min(2 * BATCH, len(pending) // workers + 1))
                 chunk, pending = pending[-share:], pending[:-share]
                 seed += 1
                 task = SliceTask(ctx.case, chunk, ctx.deadline, ctx.margin, seed, ctx.record_tree)
-                running.add(pool.submit(_search_slice, task))
+                try:
+                    running[pool.submit(_search_slice, task)] = chunk
+                except BrokenProcessPool:
+                    pending.extend(chunk)
+                    broken = True
             if search.falsifier.deep_due() and search.falsifier.deep(pending):
                 break
-            done, running = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=SLICE_S, return_when=FIRST_COMPLETED)
             for future in done:
-                try:
-                    result = future.result()
-                except Exception as exc:  # a crashed process: its regions are lost, so no holds
-                    outcome.unknown_reasons.append(f"a search process failed: {exc!r}")
-                    continue
-                outcome.absorb(result.outcome)
-                pending.extend(result.open_regions)
+                broken |= not _collect(future, running.pop(future), outcome, pending)
             if on_step:
                 outcome.open_regions = len(pending)
                 on_step(outcome)
-        for future in running:
-            future.cancel()
-    outcome.open_regions = len(pending) + len(running)
+        for future, chunk in running.items():
+            # Finished meanwhile: its work counts; else its regions are searched again.
+            if not (future.done() and _collect(future, chunk, outcome, pending)):
+                future.cancel()
+                pending.extend(chunk)
+    search.stack = pending
+    if broken and outcome.counterexample is None:
+        log.warning("a search process died: the search goes on in this process")
+        return search.run(falsify_root=False)
+    outcome.open_regions = len(pending)
     return outcome
+
+
+def _collect(
+    future: Future, chunk: list[Region], outcome: CaseOutcome, pending: list[Region]
+) -> bool:
+    """Take a finished slice's work into the outcome; False when its process died (its
+    regions go back to `pending`). A slice that raised loses its regions: no `holds`."""
+    try:
+        result = future.result()
+    except BrokenProcessPool:
+        pending.extend(chunk)
+        return False
+    except Exception as exc:
+        outcome.unknown_reasons.append(f"a search process failed: {exc!r}")
+        return True
+    outcome.absorb(result.outcome)
+    pending.extend(result.open_regions)
+    return True
