@@ -14,7 +14,7 @@ import typer
 from service.run_files import is_symbolic, verify_files
 from verifiers.errors import VerifierError
 from verifiers.options import Options, default_workers
-from verifiers.result import Progress, Result, Stats, Verdict
+from verifiers.result import Progress, Result, Stats, Verdict, percent
 
 
 def register(app: typer.Typer) -> None:
@@ -105,7 +105,7 @@ def _status_updater(status):
     def update(progress: Progress) -> None:
         status.update(
             f"verifying: {progress.subproblems_done} regions bounded, "
-            f"{progress.proved_fraction:.1%} of the input volume proved, "
+            f"{percent(progress.proved_fraction)} of the input volume proved, "
             f"{progress.seconds:.1f} s"
         )
 
@@ -138,7 +138,7 @@ def _print_human(result: Result) -> None:
     stats = result.stats
     out.print(
         f"  ({stats.seconds:.2f} s, {stats.method}, {stats.subproblems} regions, "
-        f"{stats.proved_fraction:.1%} proved)",
+        f"{percent(stats.proved_fraction)} proved)",
         markup=False,
     )
     if result.reason:

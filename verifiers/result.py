@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -49,6 +50,12 @@ class Counterexample:
         if self.trace is not None:
             data["trace"] = self.trace
         return data
+
+
+def percent(fraction: float) -> str:
+    """A proved fraction as a percentage, rounded down to 0.1%: only a whole proof reads
+    100.0%, however little is left open."""
+    return f"{math.floor(fraction * 1000.0) / 10.0:.1f}%"
 
 
 @dataclass(frozen=True)

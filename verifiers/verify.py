@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -13,7 +14,7 @@ from verifiers import __version__
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
-from verifiers.result import Progress, Result, Stats, Verdict
+from verifiers.result import Progress, Result, Stats, Verdict, percent
 from verifiers.search.bab import CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.spec.property import Property
@@ -120,8 +121,14 @@ def _progress_reporter(
 
 
 def _proved_fraction(outcomes: list[CaseOutcome]) -> float:
-    total = sum(o.total_volume for o in outcomes)
-    return sum(o.proved_volume for o in outcomes) / total if total > 0 else 1.0
+    """The proved share of the input volume, the cases weighed by their boxes' volumes
+    (from their logs: high-dimensional boxes underflow)."""
+    if not outcomes:
+        return 1.0
+    top = max(o.log_volume for o in outcomes)
+    weights = [math.exp(o.log_volume - top) for o in outcomes]
+    proved = sum(w * o.proved_share for w, o in zip(weights, outcomes, strict=True))
+    return proved / sum(weights)
 
 
 def _result(
@@ -159,7 +166,7 @@ def _unknown_reason(outcomes: list[CaseOutcome], stats: Stats, cancel: CancelFla
         reasons.insert(0, "cancelled")
     elif any(o.open_regions for o in outcomes) or not reasons:
         reasons.insert(0, "timeout")
-    return f"{'; '.join(reasons)}; {stats.proved_fraction:.1%} of the input volume proved"
+    return f"{'; '.join(reasons)}; {percent(stats.proved_fraction)} of the input volume proved"
 
 
 def _certificate(outcomes: list[CaseOutcome], model_sha256: str, options: Options) -> dict:

@@ -100,4 +100,4 @@ def test_a_dead_search_process_loses_no_region(tmp_path, caplog) -> None:
     assert "a search process died" in caplog.text
     assert outcome.decided and outcome.counterexample is None
     assert not outcome.unknown_reasons
-    assert outcome.proved_volume == pytest.approx(outcome.total_volume)
+    assert outcome.proved_share == pytest.approx(1.0)

@@ -112,7 +112,7 @@ def test_relu_splitting_matches_oracle(index: int, monkeypatch) -> None:
     )
     outcome = CaseSearch(ctx).run()
     assert outcome.counterexample is None and outcome.decided
-    assert outcome.proved_volume == pytest.approx(outcome.total_volume)
+    assert outcome.proved_share == pytest.approx(1.0)
     assert all(leaf.lower == list(lower) for leaf in outcome.leaves)  # never an input split
     verdict, cex = search(network, at_least_case(c, best - delta, lower, upper))
     assert verdict == "violated"

@@ -8,6 +8,7 @@ Candidates found here are only candidates: replay decides.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,18 +59,22 @@ def search(
     samples: int = 256,
     steps: int = 30,
     starts: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points of the box ordered by decreasing margin (best candidates first), and margins."""
+    """Points of the box ordered by decreasing margin (best candidates first), and margins.
+    At most `steps` evaluations; fewer when time.monotonic() passes `deadline`."""
     width = upper - lower
     x = lower + width * rng.random((samples, lower.size))
     if starts is not None:
         x = np.concatenate([np.clip(starts, lower, upper), x])
     best_x, best_m = x.copy(), np.full(len(x), -np.inf)
     step = width / 4.0
-    for _ in range(steps):
+    for i in range(steps):
         margin, direction = unsafe_margin(network.evaluate(x), unsafe)
         better = margin > best_m
         best_x[better], best_m[better] = x[better], margin[better]
+        if i == steps - 1 or (deadline is not None and time.monotonic() > deadline):
+            break
         grad = _gradient(network, x, direction)
         x = np.clip(x + step * np.sign(grad), lower, upper)
         step = step * 0.8

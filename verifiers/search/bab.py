@@ -31,7 +31,14 @@ from verifiers.search.branching import Branching
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
 from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
-from verifiers.search.region import Evidence, Leaf, ParentBounds, Region, volume
+from verifiers.search.region import (
+    Evidence,
+    Leaf,
+    ParentBounds,
+    Region,
+    log_volume,
+    relative_volume,
+)
 from verifiers.smt.outcome import SatOutcome
 
 log = logging.getLogger(__name__)
@@ -76,7 +83,9 @@ class CaseSearch:
         self.root = Region(ctx.case.lower, ctx.case.upper)
         self.free = self.root.upper > self.root.lower
         self.root_width = np.where(self.free, self.root.upper - self.root.lower, 1.0)
-        self.outcome = CaseOutcome(total_volume=volume(self.root.lower, self.root.upper, self.free))
+        self.outcome = CaseOutcome(
+            log_volume=log_volume(self.root.lower, self.root.upper, self.free)
+        )
         self.falsifier = Falsifier(ctx, self.outcome)
         self.branching = Branching(self.rhs, self.free, self.root_width)
         self.stack: list[Region] = [self.root]
@@ -425,7 +434,9 @@ class CaseSearch:
         return self.falsifier.polish([pattern], region.lower, region.upper)
 
     def record(self, region: Region, evidence: Evidence, detail: int) -> None:
-        self.outcome.proved_volume += region.share * volume(region.lower, region.upper, self.free)
+        self.outcome.proved_share += region.share * relative_volume(
+            region.lower, region.upper, self.free, self.root_width
+        )
         if self.ctx.record_tree:
             self.outcome.leaves.append(
                 Leaf(

@@ -16,8 +16,8 @@ from verifiers.spec.property import Case
 @dataclass
 class CaseOutcome:
     counterexample: Counterexample | None = None
-    proved_volume: float = 0.0
-    total_volume: float = 1.0
+    proved_share: float = 0.0  # of the case's box (volume-weighted, phases halving it)
+    log_volume: float = 0.0  # of the case's box: weighs the cases against each other
     subproblems: int = 0
     open_regions: int = 0
     unknown_reasons: list[str] = field(default_factory=list)
@@ -28,7 +28,7 @@ class CaseOutcome:
     def absorb(self, other: CaseOutcome) -> None:
         """Add the work of a slice searched elsewhere (another process)."""
         self.counterexample = self.counterexample or other.counterexample
-        self.proved_volume += other.proved_volume
+        self.proved_share += other.proved_share
         self.subproblems += other.subproblems
         self.unknown_reasons += other.unknown_reasons
         self.leaves += other.leaves

@@ -74,20 +74,31 @@ class Falsifier:
         pattern = activation_pattern(self.ctx.network, points[np.argmax(margins)])
         return self.polish([pattern], self.ctx.case.lower, self.ctx.case.upper)
 
-    def polish(self, patterns: list[list[np.ndarray]], lower, upper) -> bool:
+    def polish(self, patterns: list[list[np.ndarray]], lower, upper, deadline=None) -> bool:
         """Replay the deepest unsafe input of each activation pattern in the box (an LP per
-        pattern and unsafe conjunction); True when one is confirmed."""
-        found = [
-            deepest_in_region(self.ctx.network, pattern, lower, upper, a, b)
-            for pattern in patterns
-            for a, b in self.polytopes
-        ]
+        pattern and unsafe conjunction), as many as time allows; True when one is confirmed."""
+        deadline = self.ctx.deadline if deadline is None else min(deadline, self.ctx.deadline)
+        found = []
+        for pattern in patterns:
+            if found and time.monotonic() > deadline:
+                break
+            for a, b in self.polytopes:
+                found.append(deepest_in_region(self.ctx.network, pattern, lower, upper, a, b))
         return self.try_points(np.array([x for x in found if x is not None]))
 
     def falsify(
-        self, lower: np.ndarray, upper: np.ndarray, starts=None, samples=256, steps=30, polish=4
+        self,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        starts=None,
+        samples=256,
+        steps=30,
+        polish=4,
+        deadline: float | None = None,
     ) -> bool:
-        """Gradient search, then an LP in the activation region of the `polish` best points."""
+        """Gradient search, then an LP in the activation region of the `polish` best points;
+        both stop early at `deadline` (at the latest, the search's)."""
+        deadline = self.ctx.deadline if deadline is None else min(deadline, self.ctx.deadline)
         points, margins = pgd_search(
             self.ctx.network,
             lower,
@@ -97,11 +108,13 @@ class Falsifier:
             samples=samples,
             steps=steps,
             starts=starts,
+            deadline=deadline,
         )
         if self.try_points(points[:16]):
             return True
         close = points[:polish][margins[:polish] >= -self.polish_gap]
-        return self.polish([activation_pattern(self.ctx.network, x) for x in close], lower, upper)
+        patterns = [activation_pattern(self.ctx.network, x) for x in close]
+        return self.polish(patterns, lower, upper, deadline)
 
     def deep_due(self) -> bool:
         return time.monotonic() >= self.next_deep
@@ -113,8 +126,17 @@ class Falsifier:
         worst = sorted(open_regions, key=lambda r: r.parent_score)[:DEEP_FALSIFY_STARTS]
         centres = [0.5 * (r.lower + r.upper) for r in worst]
         starts = np.stack(centres) if centres else None
+        # At most half the wait before it (large networks make each step costly): the
+        # bounds keep most of the time.
+        budget = time.monotonic() + self.period / 2
         found = self.falsify(
-            self.ctx.case.lower, self.ctx.case.upper, starts, DEEP_FALSIFY_STARTS, 100, DEEP_POLISH
+            self.ctx.case.lower,
+            self.ctx.case.upper,
+            starts,
+            DEEP_FALSIFY_STARTS,
+            100,
+            DEEP_POLISH,
+            budget,
         )
         self.period *= DEEP_FALSIFY_BACKOFF
         self.next_deep = time.monotonic() + self.period

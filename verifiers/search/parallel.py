@@ -68,7 +68,6 @@ def _search_slice(task: SliceTask) -> SliceResult:
     search.stack = list(task.regions)
     with threadpool_limits(limits=1, user_api="blas"):
         outcome = search.run(until=time.monotonic() + SLICE_S, falsify_root=False)
-    outcome.total_volume = 0.0  # the parent owns the case's volume
     return SliceResult(outcome, search.stack)
 
 
