@@ -1,6 +1,6 @@
 """Digits benchmark: L-inf robustness of small ReLU classifiers on 8x8 digits, optionally vs Marabou.
 
-    python benchmarks/digits.py [--nets 64-32-32-10] [--epsilons 0.01,0.05] [--images 20]
+    python benchmarks/digits.py [--nets 64-32-32-10,784-256-256-10] [--epsilons 0.01,0.05] [--images 20]
                                 [--timeout 60] [--workers 1] [--csv out.csv] [--vs-marabou]
 
 Built offline from scikit-learn's bundled `load_digits` (64 features scaled to [0, 1]): each
@@ -8,7 +8,8 @@ network is trained with a fixed seed (sklearn MLPClassifier, ReLU), exported to 
 Relu, float32, input [1, 64]) and checked against sklearn in onnxruntime; networks and VNN-LIB
 properties are cached in benchmarks/results/digits/. An instance is the L-inf ball of radius
 epsilon (clipped to [0, 1]) around one of the first test images the network classifies
-correctly; it is unsafe if some other class scores at least as high as the label.
+correctly; it is unsafe if some other class scores at least as high as the label. The
+784-input networks (not run by default) see the images upsampled to 28x28, MNIST's size.
 
 Each instance runs as its own `proofwell verify --json` process with the timeout; with
 --vs-marabou, Marabou (the `bench` extra) runs the same instance right after, with the same core
@@ -38,7 +39,14 @@ from peers import marabou_binary, run_marabou, run_proofwell, write_csv  # noqa:
 
 CACHE = Path(__file__).resolve().parent / "results" / "digits"
 SEED = 0
-NETS = {"64-32-32-10": (32, 32), "64-100-100-10": (100, 100)}
+NETS = {
+    "64-32-32-10": (32, 32),
+    "64-100-100-10": (100, 100),
+    # MNIST-sized (DESIGN section 7): the images upsampled to 28x28, 784 inputs.
+    "784-256-256-10": (256, 256),
+    "784-256-256-256-256-10": (256, 256, 256, 256),
+}
+DEFAULT_NETS = ("64-32-32-10", "64-100-100-10")
 EPSILONS = (0.005, 0.01, 0.02, 0.05)
 DECIDED = ("holds", "violated")
 
@@ -54,6 +62,18 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x, data.target, test_size=0.25, random_state=SEED, stratify=data.target
     )
     return x_train, y_train, x_test, y_test
+
+
+def upsampled(split: tuple) -> tuple:
+    """The split with its 8x8 images zoomed (bilinear) to 28x28: MNIST's 784 inputs."""
+    from scipy.ndimage import zoom
+
+    def grow(x: np.ndarray) -> np.ndarray:
+        images = [zoom(row.reshape(8, 8), 3.5, order=1).ravel() for row in x]
+        return np.clip(np.stack(images), 0.0, 1.0)
+
+    x_train, y_train, x_test, y_test = split
+    return grow(x_train), y_train, grow(x_test), y_test
 
 
 def export_onnx(weights: list[np.ndarray], biases: list[np.ndarray], path: Path) -> None:
@@ -146,10 +166,11 @@ def write_vnnlib(path: Path, image: np.ndarray, label: int, eps: float, classes:
 
 
 def instances(nets: list[str], epsilons: list[float], n_images: int) -> list[dict]:
-    split = digits_split()
-    _, _, x_test, y_test = split
+    small = digits_split()
     out = []
     for name in nets:
+        split = upsampled(small) if name.startswith("784-") else small
+        _, _, x_test, y_test = split
         net = train(name, NETS[name], split)
         logits = onnx_logits(net, x_test)
         correct = np.flatnonzero(logits.argmax(axis=1) == y_test)[:n_images]
@@ -285,7 +306,7 @@ def main() -> int:
     except ImportError:
         print("skipped: scikit-learn is not installed (pip install -e '.[bench]')")
         return 0
-    nets = args.nets.split(",") if args.nets else list(NETS)
+    nets = args.nets.split(",") if args.nets else list(DEFAULT_NETS)
     unknown = [n for n in nets if n not in NETS]
     if unknown:
         parser.error(f"unknown network(s) {', '.join(unknown)}; choose among {', '.join(NETS)}")
