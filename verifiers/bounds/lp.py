@@ -7,7 +7,15 @@ import costs a few milliseconds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class LpAnswer:
+    x: np.ndarray  # the optimal point
+    row_duals: np.ndarray  # one per row, inequalities first, then equalities
 
 
 def minimise(
@@ -22,6 +30,20 @@ def minimise(
     """argmin cost.x subject to a_ub x <= b_ub, a_eq x == b_eq, lower <= x <= upper
     (infinite bounds allowed); None unless HiGHS reports an optimum. The answer is only as
     exact as the solver's tolerances: callers re-check whatever must be sound."""
+    answer = solve(cost, a_ub, b_ub, lower, upper, a_eq, b_eq)
+    return None if answer is None else answer.x
+
+
+def solve(
+    cost: np.ndarray,
+    a_ub: np.ndarray,
+    b_ub: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    a_eq: np.ndarray | None = None,
+    b_eq: np.ndarray | None = None,
+) -> LpAnswer | None:
+    """`minimise`, with the rows' dual values too."""
     import highspy  # deep in a search only: keep start-up fast
 
     highs = highspy.Highs()
@@ -39,7 +61,8 @@ def minimise(
     highs.run()
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
-    return np.array(highs.getSolution().col_value)
+    solution = highs.getSolution()
+    return LpAnswer(np.array(solution.col_value), np.array(solution.row_dual))
 
 
 def _add_rows(highs, matrix: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
