@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from verifiers.errors import ModuleError, SpecError
 from verifiers.options import Options
 from verifiers.result import Verdict
 from verifiers.symbolic import verify_module
+from verifiers.symbolic.check import parse_contract, replay
+from verifiers.symbolic.parser import parse_module
 
 OPTIONS = Options(timeout_s=20.0)
 SOURCE = """
@@ -101,3 +105,25 @@ def test_vnnlib_over_module_inputs_and_outputs():
     assert fails.verdict == Verdict.VIOLATED
     x, y = fails.counterexample.inputs
     assert x - y >= 1 and 0 <= x <= 3 and 0 <= y <= 1
+
+
+def test_a_counterexample_on_a_requires_boundary_keeps_its_float_inputs_inside() -> None:
+    """z3's point (17/6, 7/6) lies on x + y == 4; its nearest floats sum to just above 4,
+    outside `requires`. The reported float inputs must satisfy the contract's assumptions
+    exactly (here: both rounded down), not only the rational point behind them."""
+    module = parse_module("def s(x: Real, y: Real) -> Real:\n    return x + y\n")
+    contract = parse_contract(
+        module,
+        {
+            "function": "s",
+            "inputs": {"x": [-3, 3], "y": [-3, 3]},
+            "requires": ["x + y <= 4"],
+            "ensures": ["result <= 3.999"],
+        },
+    )
+    x, y = Fraction(17, 6), Fraction(7, 6)
+    assert Fraction(float(x)) + Fraction(float(y)) > 4  # nearest rounding leaves the domain
+    cex = replay(module, contract, {"x": x, "y": y})
+    assert cex is not None
+    fx, fy = (Fraction(v) for v in cex.inputs)
+    assert fx + fy <= 4 and fx + fy > Fraction(3999, 1000)

@@ -6,6 +6,7 @@ replays; anything else is `unknown` with the reason.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from verifiers.errors import SpecError
 from verifiers.options import Options
 from verifiers.result import Counterexample, Result, Stats, Verdict
 from verifiers.smt.solver import SatOutcome, check
+from verifiers.spec.property import round_down, round_up
 from verifiers.symbolic import evaluate, ir, spec, to_z3
 from verifiers.symbolic.ir import Scalar
 
+# Up to this many real parameters, every down/up rounding of a z3 model is tried (2**n).
+MAX_ROUNDED_REALS = 6
 CONTRACT_KEYS = {"function", "inputs", "requires", "ensures", "description"}
 
 
@@ -108,12 +112,7 @@ def replay(module: ir.Module, contract: Contract, point: dict[str, Any]) -> Coun
     fn = contract.function
     if any(v is None for v in point.values()):
         return None
-    rounded = {
-        p.name: _to_float_value(point[p.name], p.type)
-        for p in fn.params
-        if point[p.name] is not None
-    }
-    for candidate in (rounded, point):
+    for candidate in (*_float_candidates(point, fn.params), point):
         found = violation(module, contract, candidate)
         if found is not None:
             result, failed, env = found
@@ -132,6 +131,21 @@ def replay(module: ir.Module, contract: Contract, point: dict[str, Any]) -> Coun
                 ],
             )
     return None
+
+
+def _float_candidates(point: dict[str, Any], params) -> list[dict[str, Any]]:
+    """Float points near a rational one: the nearest first, then (for a few real
+    parameters) every choice of rounding each down or up. A z3 model on a `requires`
+    boundary (x + y == 4 exactly) often leaves it when both coordinates round to nearest."""
+    nearest = {p.name: _to_float_value(point[p.name], p.type) for p in params}
+    reals = [p.name for p in params if p.type == Scalar.REAL]
+    if len(reals) > MAX_ROUNDED_REALS:
+        return [nearest]
+    choices = itertools.product((round_down, round_up), repeat=len(reals))
+    return [nearest] + [
+        nearest | {n: Fraction(r(point[n])) for n, r in zip(reals, choice, strict=True)}
+        for choice in choices
+    ]
 
 
 def _to_float_value(value: Any, ty: ir.Type) -> Any:
