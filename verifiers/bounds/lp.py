@@ -18,22 +18,6 @@ class LpAnswer:
     row_duals: np.ndarray  # one per row, inequalities first, then equalities
 
 
-def minimise(
-    cost: np.ndarray,
-    a_ub: np.ndarray,
-    b_ub: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    a_eq: np.ndarray | None = None,
-    b_eq: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """argmin cost.x subject to a_ub x <= b_ub, a_eq x == b_eq, lower <= x <= upper
-    (infinite bounds allowed); None unless HiGHS reports an optimum. The answer is only as
-    exact as the solver's tolerances: callers re-check whatever must be sound."""
-    answer = solve(cost, a_ub, b_ub, lower, upper, a_eq, b_eq)
-    return None if answer is None else answer.x
-
-
 def solve(
     cost: np.ndarray,
     a_ub: np.ndarray,
@@ -43,7 +27,10 @@ def solve(
     a_eq: np.ndarray | None = None,
     b_eq: np.ndarray | None = None,
 ) -> LpAnswer | None:
-    """`minimise`, with the rows' dual values too."""
+    """argmin cost.x subject to a_ub x <= b_ub, a_eq x == b_eq, lower <= x <= upper
+    (infinite bounds allowed), with the rows' dual values; None unless HiGHS reports an
+    optimum. The answer is only as exact as the solver's tolerances: callers re-check
+    whatever must be sound."""
     import highspy  # deep in a search only: keep start-up fast
 
     highs = highspy.Highs()

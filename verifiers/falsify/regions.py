@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifiers.bounds.lp import minimise
+from verifiers.bounds.lp import solve
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork
 
 
@@ -59,13 +59,13 @@ def deepest_in_region(
     rhs = [*pattern_rhs, b - a @ offset]
     cost = np.zeros(n + 1)
     cost[-1] = -1.0
-    x = minimise(
+    answer = solve(
         cost,
         np.concatenate(rows),
         np.concatenate(rhs),
         np.append(lower, -np.inf),
         np.append(upper, np.inf),
     )
-    if x is None:
+    if answer is None:
         return None
-    return np.clip(x[:n], lower, upper)
+    return np.clip(answer.x[:n], lower, upper)
