@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -19,8 +21,9 @@ from verifiers.options import Options
 from verifiers.result import Verdict
 from verifiers.search import parallel
 from verifiers.search.bab import CaseSearch
-from verifiers.search.context import SearchContext
-from verifiers.search.parallel import search_in_parallel
+from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.parallel import SliceResult, _settle_unfinished, search_in_parallel
+from verifiers.search.region import Region
 from verifiers.spec.property import Property
 
 
@@ -101,3 +104,17 @@ def test_a_dead_search_process_loses_no_region(tmp_path, caplog) -> None:
     assert outcome.decided and outcome.counterexample is None
     assert not outcome.unknown_reasons
     assert outcome.proved_share == pytest.approx(1.0)
+
+
+def test_slices_left_when_the_search_stops_return_their_regions_once() -> None:
+    """A slice whose process died and one still running: each region goes back exactly
+    once (a region listed twice would be proved twice and over-count the proved volume)."""
+    dead, unfinished, finished = Future(), Future(), Future()
+    dead.set_exception(BrokenProcessPool("killed"))
+    outcome, pending = CaseOutcome(), []
+    regions = [Region(np.zeros(1), np.ones(1)) for _ in range(3)]
+    finished.set_result(SliceResult(CaseOutcome(proved_share=0.25), [regions[2]]))
+    running = {dead: [regions[0]], unfinished: [regions[1]], finished: []}
+    assert _settle_unfinished(running, outcome, pending) is True
+    assert sorted(map(id, pending)) == sorted(map(id, regions))
+    assert outcome.proved_share == 0.25

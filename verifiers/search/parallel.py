@@ -112,17 +112,28 @@ def search_in_parallel(
             if on_step:
                 outcome.open_regions = len(pending)
                 on_step(outcome)
-        for future, chunk in running.items():
-            # Finished meanwhile: its work counts; else its regions are searched again.
-            if not (future.done() and _collect(future, chunk, outcome, pending)):
-                future.cancel()
-                pending.extend(chunk)
+        broken |= _settle_unfinished(running, outcome, pending)
     search.stack = pending
     if broken and outcome.counterexample is None:
         log.warning("a search process died: the search goes on in this process")
         return search.run(falsify_root=False)
     outcome.open_regions = len(pending)
     return outcome
+
+
+def _settle_unfinished(
+    running: dict[Future, list[Region]], outcome: CaseOutcome, pending: list[Region]
+) -> bool:
+    """When the search stops: a slice finished meanwhile counts; the regions of one still
+    running (or whose process died) go back to `pending`, once. True if a process died."""
+    broken = False
+    for future, chunk in running.items():
+        if future.done():
+            broken |= not _collect(future, chunk, outcome, pending)
+        else:
+            future.cancel()
+            pending.extend(chunk)
+    return broken
 
 
 def _collect(
