@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from verifiers.errors import UnsupportedError
-from verifiers.model import ops
+from verifiers.model import ops, ops_graph
 from verifiers.model.evaluate import Window
 from verifiers.model.ir import Op, Shape
 
@@ -262,12 +262,75 @@ def _leaky_relu(ctx: NodeContext) -> Op:
     return ops.LeakyRelu(alpha=float(ctx.attr("alpha", 0.01)))
 
 
+# --- ops only the graph engine bounds ----------------------------------------------------------
+
+
+def _clip(ctx: NodeContext) -> Op:
+    if ctx.opset < 11:
+        low, high = ctx.attr("min"), ctx.attr("max")
+    else:
+        low = ctx.const(1) if ctx.has_input(1) else None
+        high = ctx.const(2) if ctx.has_input(2) else None
+        if (ctx.has_input(1) and low is None) or (ctx.has_input(2) and high is None):
+            raise ctx.unsupported("the bounds (inputs 1 and 2) must be constants")
+    return ops_graph.Clip(
+        low=None if low is None else float(low), high=None if high is None else float(high)
+    )
+
+
+def _prelu(ctx: NodeContext) -> Op:
+    slope = ctx.required_const(1, "the slope")
+    return ops_graph.PRelu(rank=_out_rank(ctx), slope=slope)
+
+
+def _max_min(cls: type) -> Callable[[NodeContext], Op]:
+    def convert(ctx: NodeContext) -> Op:
+        consts = [ctx.const(i) for i in range(len(ctx.node.input))]
+        consts = [c for c in consts if c is not None]
+        const = None
+        if consts:
+            const = consts[0]
+            for c in consts[1:]:
+                const = np.maximum(const, c) if cls is ops_graph.Max else np.minimum(const, c)
+        return cls(rank=_out_rank(ctx), const=const)
+
+    return convert
+
+
+def _pad(ctx: NodeContext) -> Op:
+    mode = ctx.attr("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise ctx.unsupported(f"mode '{mode}' is not supported (only 'constant')")
+    if ctx.opset < 11:
+        pads, value = ctx.attr("pads"), float(ctx.attr("value", 0.0))
+    else:
+        pads = ctx.required_const(1, "the pads")
+        value = float(ctx.required_const(2, "the value").ravel()[0]) if ctx.has_input(2) else 0.0
+        if ctx.has_input(3):
+            raise ctx.unsupported("the axes input is not supported")
+    pads = tuple(int(p) for p in np.asarray(pads).ravel())
+    if any(p < 0 for p in pads):
+        raise ctx.unsupported("negative pads (cropping) are not supported")
+    return ops_graph.Pad(pads=pads, value=value)
+
+
+def _softmax(ctx: NodeContext) -> Op:
+    rank = len(ctx.shape(0))
+    default = -1 if ctx.opset >= 13 else 1
+    axis = _axis(int(ctx.attr("axis", default)), rank)
+    if ctx.opset < 13 and axis != rank - 1:
+        raise ctx.unsupported("before opset 13, only a Softmax over the last axis is supported")
+    return ops_graph.Softmax(axis=axis)
+
+
 Converter = Callable[[NodeContext], Op]
 
 CONVERTERS: Mapping[str, Converter] = {
     "Add": _add,
     "AveragePool": _average_pool,
     "BatchNormalization": _batch_normalization,
+    "Clip": _clip,
     "Concat": _concat,
     "Conv": _conv,
     "Div": _div,
@@ -276,11 +339,16 @@ CONVERTERS: Mapping[str, Converter] = {
     "Identity": lambda ctx: ops.Identity(),
     "LeakyRelu": _leaky_relu,
     "MatMul": _matmul,
+    "Max": _max_min(ops_graph.Max),
     "MaxPool": _max_pool,
+    "Min": _max_min(ops_graph.Min),
     "Mul": _mul,
+    "PRelu": _prelu,
+    "Pad": _pad,
     "Relu": lambda ctx: ops.Relu(),
     "Reshape": _reshape,
     "Sigmoid": lambda ctx: ops.Sigmoid(),
+    "Softmax": _softmax,
     "Squeeze": _squeeze,
     "Sub": _sub,
     "Tanh": lambda ctx: ops.Tanh(),

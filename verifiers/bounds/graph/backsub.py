@@ -1,0 +1,175 @@
+"""CROWN-style bounds over a DAG of bound ops, on many boxes at once.
+
+Forward, in topological order, every tensor gets interval bounds; the inputs of every
+non-linear op are first tightened by back-substitution (only the entries that matter: for
+piecewise-linear ops, those with a breakpoint inside their interval), and the op's
+relaxation is taken on the tightened bounds. Back-substitution walks the graph backwards
+from a target tensor: a tensor's coefficients are complete once all its consumers (later
+in topological order) have passed theirs back, so residual Adds, Concats of branches and
+tensors with several consumers need nothing special; coefficients meeting at one tensor
+are summed, and the sum's rounding is added to the slack.
+
+Soundness in floating point: as in bounds/linear.py, every step adds to a running slack a
+bound on what float64 rounding (and the ops' composition error) may have changed, and the
+lower bound read off at the input box subtracts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verifiers.bounds.graph.network import GraphNetwork
+from verifiers.bounds.graph.ops.base import Box, Relaxed, magnitude
+from verifiers.bounds.graph.ops.linear import Alias, Linear
+from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.bounds.rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
+
+# Coefficient arrays of at most this many float64 entries per back-substitution pass.
+CHUNK_ENTRIES = 1 << 23
+
+
+@dataclass
+class GraphBounds:
+    boxes: dict[str, Box]
+    relaxed: dict[str, Relaxed]
+    objective_lower: np.ndarray | None = None  # (batch, m)
+    objective_coeffs: np.ndarray | None = None  # (batch, m, n_inputs)
+    objective_minimizer: np.ndarray | None = None  # (batch, m, n_inputs)
+    node_coeffs: dict[str, np.ndarray] = field(default_factory=dict)  # at non-linear outputs
+
+    @property
+    def empty(self) -> np.ndarray:
+        """Boxes on which some tensor's sound bounds cross: no input reaches them."""
+        crossed = [np.any(lo > hi, axis=1) for lo, hi in self.boxes.values()]
+        return np.any(np.stack(crossed), axis=0)
+
+
+def is_nonlinear(op) -> bool:
+    return not isinstance(op, Alias | Linear)
+
+
+def graph_bounds(
+    net: GraphNetwork,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    objective: np.ndarray | None = None,
+    known: dict[str, Box] | None = None,
+) -> GraphBounds:
+    """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
+    bounded output. `known`: per tensor, bounds already valid on each box (intersected in)."""
+    bounds = GraphBounds({net.input_name: (lower, upper)}, {})
+    refined = {net.input_name}
+    for node in net.nodes:
+        if is_nonlinear(node.op):
+            for name in node.inputs:
+                if name not in refined:
+                    bounds.boxes[name] = _refine(net, bounds, name, node.op)
+                    refined.add(name)
+        boxes = [bounds.boxes[name] for name in node.inputs]
+        box = node.op.interval(boxes)
+        if known is not None and node.output in known:
+            box = (
+                np.maximum(box[0], known[node.output][0]),
+                np.minimum(box[1], known[node.output][1]),
+            )
+        bounds.boxes[node.output] = box
+        bounds.relaxed[node.output] = node.op.relax(boxes)
+    if objective is not None:
+        rows = np.broadcast_to(objective, (lower.shape[0], *objective.shape[-2:]))
+        value, coeffs, corner = back_substitute(
+            net, bounds, net.bound_output, np.array(rows, dtype=np.float64), bounds.node_coeffs
+        )
+        bounds.objective_lower, bounds.objective_coeffs = value, coeffs
+        bounds.objective_minimizer = corner
+    return bounds
+
+
+def _refine(net: GraphNetwork, bounds: GraphBounds, name: str, consumer) -> Box:
+    """Tighter bounds of tensor `name` by back-substitution, for the entries its consumer's
+    relaxation depends on."""
+    low, high = bounds.boxes[name]
+    if isinstance(consumer, PiecewiseLinear):
+        targets = consumer.unstable((low, high))
+    else:
+        targets = low < high
+    count = int(targets.sum(axis=1).max(initial=0))
+    if count == 0:
+        return low, high
+    batch, n = low.shape
+    widest = max(net.n_inputs, max(net.sizes[t] for t in bounds.boxes))
+    per_pass = max(1, CHUNK_ENTRIES // (batch * widest * 2))
+    neurons = np.argsort(~targets, axis=1, kind="stable")[:, :count]
+    low, high = low.copy(), high.copy()
+    picks = np.arange(batch)[:, None]
+    for start in range(0, count, per_pass):
+        chosen = neurons[:, start : start + per_pass]
+        k = chosen.shape[1]
+        rows = np.zeros((batch, 2 * k, n))
+        slots = np.arange(k)[None, :]
+        rows[picks, slots, chosen] = 1.0
+        rows[picks, k + slots, chosen] = -1.0
+        value, _, _ = back_substitute(net, bounds, name, rows)
+        old_low = np.take_along_axis(low, chosen, axis=1)
+        old_high = np.take_along_axis(high, chosen, axis=1)
+        np.put_along_axis(low, chosen, _finite_max(old_low, value[:, :k]), axis=1)
+        np.put_along_axis(high, chosen, _finite_min(old_high, -value[:, k:]), axis=1)
+    return low, high
+
+
+def _finite_max(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The tighter lower bound; a NaN from back-substitution never replaces a bound."""
+    return np.where(np.isnan(new), old, np.maximum(old, new))
+
+
+def _finite_min(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(new), old, np.minimum(old, new))
+
+
+def back_substitute(
+    net: GraphNetwork,
+    bounds: GraphBounds,
+    target: str,
+    rows: np.ndarray,
+    record: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower bounds of rows (batch, m, n_target) . target over the boxes, the coefficients
+    on the input and the minimising box corner. `record` receives the coefficients met at
+    each non-linear op's output."""
+    batch, m = rows.shape[:2]
+    coeffs = {target: rows}
+    const, slack = np.zeros((batch, m)), np.zeros((batch, m))
+    stop = net.producer_index.get(target, -1)
+    for node in reversed(net.nodes[: stop + 1]):
+        c = coeffs.pop(node.output, None)
+        if c is None:
+            continue
+        if record is not None and is_nonlinear(node.op):
+            record[node.output] = c
+        parts, add, extra = bounds.relaxed[node.output].back(c)
+        slack = slack + extra + 2.0 * UNIT_ROUNDOFF * (np.abs(const) + np.abs(add))
+        const = const + add
+        for name, part in zip(node.inputs, parts, strict=True):
+            if name in coeffs:
+                summed = np.abs(coeffs[name]) + np.abs(part)
+                mag = magnitude(bounds.boxes[name])
+                slack = slack + 2.0 * UNIT_ROUNDOFF * np.einsum("bmn,bn->bm", summed, mag)
+                coeffs[name] = coeffs[name] + part
+            else:
+                coeffs[name] = part
+    c = coeffs.get(net.input_name, np.zeros((batch, m, net.n_inputs)))
+    return (*_read_off(c, const, slack, bounds.boxes[net.input_name]),)
+
+
+def _read_off(c: np.ndarray, const: np.ndarray, slack: np.ndarray, box: Box):
+    lower, upper = box
+    pos, neg = np.maximum(c, 0.0), np.minimum(c, 0.0)
+    linear = np.einsum("bmn,bn->bm", pos, lower) + np.einsum("bmn,bn->bm", neg, upper)
+    value = linear + const
+    slack = slack * (1.0 + 1e-6) + gamma(lower.shape[-1] + 1) * np.einsum(
+        "bmn,bn->bm", np.abs(c), magnitude(box)
+    )
+    slack = slack + 4.0 * UNIT_ROUNDOFF * (np.abs(linear) + np.abs(const) + np.abs(value))
+    corner = np.where(c >= 0.0, lower[:, None, :], upper[:, None, :])
+    return value - (slack + UNDERFLOW), c, corner
