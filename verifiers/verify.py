@@ -11,12 +11,15 @@ from typing import Protocol
 from threadpoolctl import threadpool_limits
 
 from verifiers import __version__
+from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.components import OnnxComponent
-from verifiers.errors import SpecError, VerifierError
+from verifiers.errors import SpecError, UnsupportedError, VerifierError
+from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.options import Options
 from verifiers.result import Progress, Result, Stats, Verdict, percent
 from verifiers.search.bab import CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.graph_bab import GraphCaseSearch
 from verifiers.spec.property import Property
 
 log = logging.getLogger(__name__)
@@ -41,23 +44,42 @@ def verify(
     started = time.monotonic()
     try:
         model = _load(component, prop)
-        model.network  # noqa: B018  (normalising here reports unsupported ops as errors)
+        network = engine_network(model, prop)  # reports unsupported ops as errors
     except VerifierError as exc:
         return Result(Verdict.ERROR, Stats(seconds=time.monotonic() - started), reason=str(exc))
     # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism comes
     # from whole search processes instead.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _search(component, model, prop, options, on_progress, cancel, started)
+        return _search(component, model, network, prop, options, on_progress, cancel, started)
 
 
-def _search(component, model, prop, options, on_progress, cancel, started) -> Result:
+def engine_network(model, prop: Property) -> PiecewiseLinearNetwork | GraphNetwork:
+    """The Affine/ReLU chain normal form when the model has one (the fast path), else the
+    graph engine's DAG (residual joins, pooling, S-shaped activations, ...)."""
+    try:
+        return model.network
+    except UnsupportedError as chain_error:
+        try:
+            network = model.graph_network
+        except UnsupportedError as graph_error:
+            raise graph_error from chain_error
+    if not all(network.strip_softmax_ok(case) for case in prop.cases):
+        raise UnsupportedError(
+            "the model ends in a Softmax and the property is not a pairwise comparison of "
+            "its outputs (c*Y_i - c*Y_j against 0); Softmax itself is not bounded: state the "
+            "property over the logits (a subnetwork ending before the Softmax) instead"
+        )
+    return network
+
+
+def _search(component, model, network, prop, options, on_progress, cancel, started) -> Result:
     deadline = started + options.timeout_s
     outcomes: list[CaseOutcome] = []
     for index, case in enumerate(prop.cases):
         if case.is_empty():
             continue
         ctx = SearchContext(
-            network=model.network,
+            network=network,
             case=case,
             run=model.run_onnxruntime,
             deadline=deadline,
@@ -67,11 +89,15 @@ def _search(component, model, prop, options, on_progress, cancel, started) -> Re
             on_step=_progress_reporter(on_progress, outcomes, started),
             cancelled=(cancel.is_set if cancel is not None else lambda: False),
         )
-        outcome = _search_case(component, ctx, options.workers)
+        if isinstance(network, GraphNetwork):  # serial: the pool runs chain searches only
+            outcome = GraphCaseSearch(ctx).run()
+        else:
+            outcome = _search_case(component, ctx, options.workers)
         outcomes.append(outcome)
         if outcome.counterexample is not None:
             break
-    return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel)
+    engine = "graph" if isinstance(network, GraphNetwork) else "linear"
+    return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel, engine)
 
 
 def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> CaseOutcome:
@@ -137,10 +163,11 @@ def _result(
     model_sha256: str,
     options: Options,
     cancel: CancelFlag | None,
+    engine: str = "linear",
 ) -> Result:
     smt_calls = sum(o.smt_calls for o in outcomes)
     phase_lps = sum(o.phase_lps for o in outcomes)
-    method = "bab+linear" + ("+lp" if phase_lps else "") + ("+smt" if smt_calls else "")
+    method = f"bab+{engine}" + ("+lp" if phase_lps else "") + ("+smt" if smt_calls else "")
     stats = Stats(
         seconds=seconds,
         method=method,

@@ -59,6 +59,14 @@ class Model:
         return normalize(self.graph)
 
     @cached_property
+    def graph_network(self):
+        """The graph engine's view (bounds/graph); UnsupportedError names every node it
+        cannot bound."""
+        from verifiers.bounds.graph.network import GraphNetwork
+
+        return GraphNetwork.of(self.graph)
+
+    @cached_property
     def _session(self) -> ort.InferenceSession:
         # onnxruntime is imported here, not at the top: most instances that hold never replay
         # a point, and its import costs every `proofwell verify` run ~20-50 ms.

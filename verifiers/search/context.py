@@ -44,7 +44,7 @@ class CaseOutcome:
 
 @dataclass(frozen=True)
 class SearchContext:
-    network: PiecewiseLinearNetwork
+    network: PiecewiseLinearNetwork  # or a GraphNetwork for the graph search (graph_bab.py)
     case: Case
     run: Runner  # onnxruntime replay
     deadline: float

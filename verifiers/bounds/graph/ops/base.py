@@ -78,11 +78,6 @@ class Lines:
         slack = np.einsum("bmn,bn->bm", np.abs(coeffs), per_unit)
         return [new], const, slack
 
-    def gap(self, at: np.ndarray) -> np.ndarray:
-        """The height between the lines at `at` (a branching score)."""
-        upper = self.upper_slope * at + self.upper_icpt
-        return upper - (self.lower_slope * at + self.lower_icpt)
-
 
 def guard(lines: Lines, floor: np.ndarray, ceiling: np.ndarray) -> Lines:
     """Lines with every non-finite entry replaced by the constant lines floor / ceiling

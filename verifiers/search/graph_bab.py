@@ -1,0 +1,242 @@
+"""Branch and bound on a graph network (bounds/graph): the search for models that are not
+an Affine/ReLU chain (residual joins, pooling, S-shaped activations, ...).
+
+Regions are bounded in batches by graph_bounds; a region is proved when, for every unsafe
+conjunction, some half-space's sound lower bound clears its right-hand side (a finite
+value > 0: NaN and -inf never prove). Open regions are split:
+- few inputs (INPUT_SPLIT_MAX_DIMS): the input box, along the dimension of largest
+  |coefficient| x width over the open half-spaces;
+- otherwise the input interval of one element of an elementwise non-linear op, the one of
+  largest |coefficient| x gap between its relaxation's lines: at a breakpoint inside it
+  (a ReLU phase split) or, for Sigmoid/Tanh, at 0 if inside, else its midpoint. Each part
+  asserts its interval (the parts cover the region), like a ReLU phase split; bounds that
+  then cross show a part empty.
+Relaxations of Sigmoid/Tanh/MaxPool never become exact, so the search is complete only up
+to its split budget (MAX_DEPTH): a region at the budget is left unproved and the verdict is
+`unknown` with the proved fraction, never a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import numpy as np
+
+from verifiers.bounds.graph.backsub import GraphBounds, graph_bounds
+from verifiers.bounds.graph.network import GraphNetwork
+from verifiers.bounds.graph.ops.base import Lines
+from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.graph_falsify import GraphFalsifier
+from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
+
+log = logging.getLogger(__name__)
+
+BATCH = 32
+INPUT_SPLIT_MAX_DIMS = 16
+MAX_DEPTH = 40
+BUDGET_REASON = "split budget exhausted on regions the relaxations could not prove"
+
+Box = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class GraphRegion:
+    lower: np.ndarray
+    upper: np.ndarray
+    depth: int = 0
+    known: dict[str, Box] | None = None  # per tensor, bounds valid on this region
+    share: float = 1.0  # of the box (halved by each element split)
+    splits: tuple[tuple[str, int, float, bool], ...] = ()  # (tensor, index, at, upper part)
+    parent_score: float = -np.inf
+
+
+class GraphCaseSearch:
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        self.net: GraphNetwork = ctx.network  # type: ignore[assignment]
+        polytopes = [
+            c.outward_matrix(Fraction(ctx.margin), self._magnitude()) for c in ctx.case.unsafe
+        ]
+        self.rows = np.concatenate([a for a, _ in polytopes])
+        self.rhs = np.concatenate([b for _, b in polytopes])
+        self.strict = np.array([h.strict for c in ctx.case.unsafe for h in c.halfspaces])
+        self.groups = np.repeat(np.arange(len(polytopes)), [len(b) for _, b in polytopes])
+        self.n_groups = len(polytopes)
+        lower, upper = ctx.case.lower, ctx.case.upper
+        self.free = upper > lower
+        self.root_width = np.where(self.free, upper - lower, 1.0)
+        self.outcome = CaseOutcome(log_volume=log_volume(lower, upper, self.free))
+        self.falsifier = GraphFalsifier(ctx, self.outcome)
+        self.stack: list[GraphRegion] = [GraphRegion(lower, upper)]
+        self.budget_hit = False
+
+    def _magnitude(self) -> np.ndarray | None:
+        if all(c.coefficients_exact_in_float64 for c in self.ctx.case.unsafe):
+            return None
+        case = self.ctx.case
+        box = graph_bounds(self.net, case.lower[None], case.upper[None]).boxes[
+            self.net.bound_output
+        ]
+        return np.maximum(np.abs(box[0][0]), np.abs(box[1][0]))
+
+    def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
+        case = self.ctx.case
+        if falsify_root and self.falsifier.falsify(case.lower, case.upper):
+            return self.outcome
+        while self.stack and self.outcome.counterexample is None:
+            if self.ctx.remaining() <= 0 or self.ctx.cancelled():
+                break
+            if self.falsifier.deep_due():
+                starts = np.stack([0.5 * (r.lower + r.upper) for r in self.stack[-256:]])
+                if self.falsifier.deep(starts):
+                    break
+            batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
+            self.step(batch)
+            if self.ctx.on_step:
+                self.ctx.on_step(self.outcome)
+        self.outcome.open_regions = len(self.stack)
+        if self.budget_hit:
+            self.outcome.unknown_reasons.append(BUDGET_REASON)
+        return self.outcome
+
+    def step(self, batch: list[GraphRegion]) -> None:
+        bounds, score = self.bound(batch)
+        empty = bounds.empty
+        open_idx = []
+        for i, region in enumerate(batch):
+            if empty[i]:
+                self.record(region, Evidence.EMPTY, -1)
+            elif score[i] > 0.0:
+                self.record(
+                    region, Evidence.LINEAR, int(np.argmax(bounds.objective_lower[i] - self.rhs))
+                )
+            else:
+                open_idx.append(i)
+        if not open_idx:
+            return
+        centres = np.stack([0.5 * (batch[i].lower + batch[i].upper) for i in open_idx])
+        corners = bounds.objective_minimizer[open_idx].reshape(-1, centres.shape[1])
+        if self.falsifier.try_points(np.concatenate([centres, corners])):
+            return
+        for i in open_idx:
+            self.split(batch[i], bounds, i, float(score[i]))
+
+    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray]:
+        lower = np.stack([r.lower for r in regions])
+        upper = np.stack([r.upper for r in regions])
+        known = None
+        if all(r.known is not None for r in regions):
+            names = regions[0].known.keys()  # type: ignore[union-attr]
+            known = {
+                name: (
+                    np.stack([r.known[name][0] for r in regions]),  # type: ignore[index]
+                    np.stack([r.known[name][1] for r in regions]),  # type: ignore[index]
+                )
+                for name in names
+            }
+        with np.errstate(invalid="ignore", over="ignore"):
+            bounds = graph_bounds(self.net, lower, upper, self.rows, known)
+        self.outcome.subproblems += len(regions)
+        return bounds, self.scores(bounds.objective_lower)
+
+    def scores(self, objective_lower: np.ndarray) -> np.ndarray:
+        """Per region: min over unsafe conjunctions of the best half-space's clearance; only a
+        finite value > 0 proves (NaN counts as -inf)."""
+        clearance = np.nan_to_num(objective_lower - self.rhs[None, :], nan=-np.inf, posinf=-np.inf)
+        clearance = np.where(self.strict & (clearance == 0.0), np.finfo(float).tiny, clearance)
+        per_group = [clearance[:, self.groups == g].max(axis=1) for g in range(self.n_groups)]
+        return np.min(np.stack(per_group, axis=1), axis=1)
+
+    def split(self, region: GraphRegion, bounds: GraphBounds, i: int, score: float) -> None:
+        if region.depth >= MAX_DEPTH:
+            self.budget_hit = True
+            return
+        known = {name: (lo[i], hi[i]) for name, (lo, hi) in bounds.boxes.items()}
+        child = replace(region, depth=region.depth + 1, known=known, parent_score=score)
+        open_rows = bounds.objective_lower[i] <= self.rhs
+        element = None
+        if region.lower.size > INPUT_SPLIT_MAX_DIMS:
+            element = self.element_choice(bounds, i, open_rows)
+        if element is None:
+            self.stack.extend(self.split_input(child, bounds, i, open_rows))
+        else:
+            self.stack.extend(self.split_element(child, *element))
+
+    def split_input(self, child: GraphRegion, bounds: GraphBounds, i: int, open_rows) -> list:
+        width = child.upper - child.lower
+        coeffs = np.abs(bounds.objective_coeffs[i][open_rows]).sum(axis=0)
+        smear = np.where(self.free, np.nan_to_num(coeffs) * width, -1.0)
+        dim = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax(width / self.root_width))
+        middle = 0.5 * (child.lower[dim] + child.upper[dim])
+        left_upper, right_lower = child.upper.copy(), child.lower.copy()
+        left_upper[dim] = right_lower[dim] = middle
+        # Input bounds of the parent stay valid on each half: keep them as `known`.
+        return [replace(child, upper=left_upper), replace(child, lower=right_lower)]
+
+    def element_choice(self, bounds: GraphBounds, i: int, open_rows):
+        """(tensor, index, split point) of the element whose relaxation costs the open rows
+        the most, or None."""
+        best, choice = 0.0, None
+        for node in self.net.nodes:
+            relaxed = bounds.relaxed.get(node.output)
+            coeffs = bounds.node_coeffs.get(node.output)
+            if not isinstance(relaxed, Lines) or coeffs is None:
+                continue
+            name = node.inputs[0]
+            lo, hi = bounds.boxes[name][0][i], bounds.boxes[name][1][i]
+            at = _split_points(node.op, lo, hi)
+            gap = _gap(relaxed, i, at)
+            merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(gap)
+            merit = np.where((lo < at) & (at < hi), merit, 0.0)
+            j = int(np.argmax(merit))
+            if merit[j] > best:
+                best, choice = float(merit[j]), (name, j, float(at[j]))
+        return choice
+
+    def split_element(self, child: GraphRegion, name: str, j: int, at: float) -> list:
+        parts = []
+        for upper_part in (False, True):
+            lo, hi = child.known[name][0].copy(), child.known[name][1].copy()  # type: ignore[index]
+            if upper_part:
+                lo[j] = max(lo[j], at)
+            else:
+                hi[j] = min(hi[j], at)
+            known = {**child.known, name: (lo, hi)}  # type: ignore[dict-item]
+            parts.append(
+                replace(
+                    child,
+                    known=known,
+                    share=child.share / 2,
+                    splits=(*child.splits, (name, j, at, upper_part)),
+                )
+            )
+        return parts
+
+    def record(self, region: GraphRegion, evidence: Evidence, detail: int) -> None:
+        self.outcome.proved_share += region.share * relative_volume(
+            region.lower, region.upper, self.free, self.root_width
+        )
+        if self.ctx.record_tree:
+            self.outcome.leaves.append(
+                Leaf(region.lower.tolist(), region.upper.tolist(), evidence, detail, [])
+            )
+
+
+def _split_points(op, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per element: a breakpoint inside (lo, hi) for piecewise-linear ops, else 0 if inside,
+    else the midpoint."""
+    middle = 0.5 * lo + 0.5 * hi
+    if isinstance(op, PiecewiseLinear):
+        at = middle
+        for point in op.breakpoints[::-1]:
+            at = np.where((lo < point) & (point < hi), point, at)
+        return at
+    return np.where((lo < 0.0) & (hi > 0.0), 0.0, middle)
+
+
+def _gap(lines: Lines, i: int, at: np.ndarray) -> np.ndarray:
+    upper = lines.upper_slope[i] * at + lines.upper_icpt[i]
+    return upper - (lines.lower_slope[i] * at + lines.lower_icpt[i])
