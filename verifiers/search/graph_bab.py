@@ -27,6 +27,7 @@ import numpy as np
 from verifiers.bounds.graph.backsub import GraphBounds, graph_bounds
 from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Lines
+from verifiers.bounds.graph.ops.maxes import MaxOf, MaxRelaxed
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.graph_falsify import GraphFalsifier
@@ -35,7 +36,7 @@ from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 log = logging.getLogger(__name__)
 
 BATCH = 32
-INPUT_SPLIT_MAX_DIMS = 16
+INPUT_SPLIT_MAX_DIMS = 8
 MAX_DEPTH = 40
 BUDGET_REASON = "split budget exhausted on regions the relaxations could not prove"
 
@@ -50,6 +51,9 @@ class GraphRegion:
     known: dict[str, Box] | None = None  # per tensor, bounds valid on this region
     share: float = 1.0  # of the box (halved by each element split)
     splits: tuple[tuple[str, int, float, bool], ...] = ()  # (tensor, index, at, upper part)
+    # Max case splits: per Max/MaxPool output tensor, the candidates (n_out, K) the max is
+    # taken over on this region.
+    cases: dict[str, np.ndarray] | None = None
     parent_score: float = -np.inf
 
 
@@ -137,10 +141,22 @@ class GraphCaseSearch:
                 )
                 for name in names
             }
+        cases = None
+        if any(r.cases for r in regions):
+            cases = {
+                node.output: np.stack([self.allowed(r, node) for r in regions])
+                for node in self.net.nodes
+                if isinstance(node.op, MaxOf)
+            }
         with np.errstate(invalid="ignore", over="ignore"):
-            bounds = graph_bounds(self.net, lower, upper, self.rows, known)
+            bounds = graph_bounds(self.net, lower, upper, self.rows, known, cases)
         self.outcome.subproblems += len(regions)
         return bounds, self.scores(bounds.objective_lower)
+
+    def allowed(self, region: GraphRegion, node) -> np.ndarray:
+        if region.cases and node.output in region.cases:
+            return region.cases[node.output]
+        return np.ones((self.net.sizes[node.output], node.op.width), dtype=bool)
 
     def scores(self, objective_lower: np.ndarray) -> np.ndarray:
         """Per region: min over unsafe conjunctions of the best half-space's clearance; only a
@@ -158,6 +174,7 @@ class GraphCaseSearch:
         child = replace(region, depth=region.depth + 1, known=known, parent_score=score)
         open_rows = bounds.objective_lower[i] <= self.rhs
         element = None
+        # Few inputs: the box is split; else the loosest element (the box when none is).
         if region.lower.size > INPUT_SPLIT_MAX_DIMS:
             element = self.element_choice(bounds, i, open_rows)
         if element is None:
@@ -177,13 +194,22 @@ class GraphCaseSearch:
         return [replace(child, upper=left_upper), replace(child, lower=right_lower)]
 
     def element_choice(self, bounds: GraphBounds, i: int, open_rows):
-        """(tensor, index, split point) of the element whose relaxation costs the open rows
-        the most, or None."""
+        """The element whose relaxation costs the open rows the most, or None:
+        ("interval", input tensor, index, split point) for an elementwise op, ("case",
+        output tensor, index, candidate) for a Max/MaxPool output."""
         best, choice = 0.0, None
         for node in self.net.nodes:
             relaxed = bounds.relaxed.get(node.output)
             coeffs = bounds.node_coeffs.get(node.output)
-            if not isinstance(relaxed, Lines) or coeffs is None:
+            if coeffs is None:
+                continue
+            if isinstance(relaxed, MaxRelaxed):
+                merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(relaxed.gap[i])
+                j = int(np.argmax(merit))
+                if merit[j] > best:
+                    best, choice = float(merit[j]), ("case", node.output, j, int(relaxed.b[i, j]))
+                continue
+            if not isinstance(relaxed, Lines):
                 continue
             name = node.inputs[0]
             lo, hi = bounds.boxes[name][0][i], bounds.boxes[name][1][i]
@@ -193,10 +219,12 @@ class GraphCaseSearch:
             merit = np.where((lo < at) & (at < hi), merit, 0.0)
             j = int(np.argmax(merit))
             if merit[j] > best:
-                best, choice = float(merit[j]), (name, j, float(at[j]))
+                best, choice = float(merit[j]), ("interval", name, j, float(at[j]))
         return choice
 
-    def split_element(self, child: GraphRegion, name: str, j: int, at: float) -> list:
+    def split_element(self, child: GraphRegion, kind: str, name: str, j: int, at) -> list:
+        if kind == "case":
+            return self.split_case(child, name, j, at)
         parts = []
         for upper_part in (False, True):
             lo, hi = child.known[name][0].copy(), child.known[name][1].copy()  # type: ignore[index]
@@ -214,6 +242,18 @@ class GraphCaseSearch:
                 )
             )
         return parts
+
+    def split_case(self, child: GraphRegion, name: str, j: int, b: int) -> list:
+        """The part of the region where candidate b is the max of output j (the max is then
+        x_b) and the part where the max is taken over the other candidates: they cover it."""
+        node = self.net.nodes[self.net.producer_index[name]]
+        allowed = self.allowed(child, node)
+        only, without = np.zeros_like(allowed), allowed.copy()
+        only[j, b], without[j, b] = True, False
+        return [
+            replace(child, cases={**(child.cases or {}), name: mask}, share=child.share / 2)
+            for mask in (only, without)
+        ]
 
     def record(self, region: GraphRegion, evidence: Evidence, detail: int) -> None:
         self.outcome.proved_share += region.share * relative_volume(

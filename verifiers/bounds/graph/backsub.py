@@ -56,9 +56,12 @@ def graph_bounds(
     upper: np.ndarray,
     objective: np.ndarray | None = None,
     known: dict[str, Box] | None = None,
+    cases: dict[str, np.ndarray] | None = None,
 ) -> GraphBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
-    bounded output. `known`: per tensor, bounds already valid on each box (intersected in)."""
+    bounded output. `known`: per tensor, bounds already valid on each box (intersected in).
+    `cases`: per Max/MaxPool output, the candidates (batch, n_out, K) the max is taken over
+    on each region (branch and bound's case splits)."""
     bounds = GraphBounds({net.input_name: (lower, upper)}, {})
     refined = {net.input_name}
     for node in net.nodes:
@@ -68,14 +71,15 @@ def graph_bounds(
                     bounds.boxes[name] = _refine(net, bounds, name, node.op)
                     refined.add(name)
         boxes = [bounds.boxes[name] for name in node.inputs]
-        box = node.op.interval(boxes)
+        extra = (cases[node.output],) if cases and node.output in cases else ()
+        box = node.op.interval(boxes, *extra)
         if known is not None and node.output in known:
             box = (
                 np.maximum(box[0], known[node.output][0]),
                 np.minimum(box[1], known[node.output][1]),
             )
         bounds.boxes[node.output] = box
-        bounds.relaxed[node.output] = node.op.relax(boxes)
+        bounds.relaxed[node.output] = node.op.relax(boxes, *extra)
     if objective is not None:
         rows = np.broadcast_to(objective, (lower.shape[0], *objective.shape[-2:]))
         value, coeffs, corner = back_substitute(
