@@ -16,6 +16,7 @@ from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.region import log_volume
 
 RANDOM_POINTS = 64
+FINITE = 1e307  # uniform sampling needs high - low finite
 
 
 def search_unconstrained(ctx: SearchContext) -> CaseOutcome:
@@ -24,8 +25,9 @@ def search_unconstrained(ctx: SearchContext) -> CaseOutcome:
     outcome = CaseOutcome(log_volume=log_volume(lower, upper, free))
     with np.errstate(all="ignore"):
         rng = np.random.default_rng(ctx.seed)
-        finite_lower = np.maximum(lower, -np.finfo(np.float32).max)
-        finite_upper = np.minimum(upper, np.finfo(np.float32).max)
+        # Sampled within the float range (a box beyond it keeps its nearest finite part).
+        finite_lower = np.clip(lower, -FINITE, FINITE)
+        finite_upper = np.maximum(np.clip(upper, -FINITE, FINITE), finite_lower)
         points = np.concatenate(
             [
                 [0.5 * finite_lower + 0.5 * finite_upper, finite_lower, finite_upper],
