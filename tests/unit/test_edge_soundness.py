@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.onnx_builders import dense_relu_model, to_bytes
@@ -203,6 +203,7 @@ def test_no_verdict_the_oracle_refutes(tmp_path_factory, net, data, margin, seed
     path.write_bytes(to_bytes(dense_relu_model(net.weights, net.biases)))
     options = Options(timeout_s=0.5, seed=seed, margin=margin)
     result = verify(OnnxComponent(path), prop, options)
+    event(result.verdict.value)
     assert result.verdict is not Verdict.ERROR, result.reason
     if result.verdict is Verdict.HOLDS:
         assert not refutes_holds(net, prop, Fraction(margin)), text
