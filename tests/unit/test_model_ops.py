@@ -175,6 +175,28 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "average_pool_pads_include": lambda: single_op_model(
         "AveragePool", [1, 1, 5, 5], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1
     ),
+    "dropout_inference": lambda: single_op_model("Dropout", [1, 5]),
+    "clip": lambda: single_op_model(
+        "Clip", [1, 5], inputs=["x", "lo", "hi"], initializers={"lo": -0.5, "hi": 0.25}
+    ),
+    "clip_only_max": lambda: single_op_model(
+        "Clip", [1, 5], inputs=["x", "", "hi"], initializers={"hi": 0.25}
+    ),
+    "clip_opset6": lambda: single_op_model("Clip", [1, 5], opset=6, min=-0.5, max=0.25),
+    "prelu": lambda: single_op_model(
+        "PRelu", [1, 3, 2, 2], inputs=["x", "s"], initializers={"s": _w(3, 1, 1)}
+    ),
+    "max_two_variables": lambda: _two_var("Max"),
+    "min_with_constant": lambda: single_op_model(
+        "Min", [1, 4], inputs=["x", "c"], initializers={"c": _w(4)}
+    ),
+    "pad": lambda: single_op_model(
+        "Pad",
+        [1, 2, 3, 3],
+        inputs=["x", "p", "v"],
+        initializers={"p": np.array([0, 0, 1, 2, 0, 0, 2, 1]), "v": 0.5},
+    ),
+    "softmax": lambda: single_op_model("Softmax", [1, 6]),
     "max_pool": lambda: single_op_model(
         "MaxPool", [1, 2, 6, 6], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
     ),

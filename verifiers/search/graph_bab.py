@@ -29,6 +29,7 @@ from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Lines
 from verifiers.bounds.graph.ops.maxes import MaxOf, MaxRelaxed
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.bounds.rounding import proves
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.graph_falsify import GraphFalsifier
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
@@ -113,7 +114,7 @@ class GraphCaseSearch:
         for i, region in enumerate(batch):
             if empty[i]:
                 self.record(region, Evidence.EMPTY, -1)
-            elif score[i] > 0.0:
+            elif proves(score[i]):
                 self.record(
                     region, Evidence.LINEAR, int(np.argmax(bounds.objective_lower[i] - self.rhs))
                 )

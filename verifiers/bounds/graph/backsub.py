@@ -24,7 +24,7 @@ from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Box, Relaxed, magnitude
 from verifiers.bounds.graph.ops.linear import Alias, Linear
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
-from verifiers.bounds.rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
+from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
 
 # Coefficient arrays of at most this many float64 entries per back-substitution pass.
 CHUNK_ENTRIES = 1 << 23
@@ -176,4 +176,4 @@ def _read_off(c: np.ndarray, const: np.ndarray, slack: np.ndarray, box: Box):
     )
     slack = slack + 4.0 * UNIT_ROUNDOFF * (np.abs(linear) + np.abs(const) + np.abs(value))
     corner = np.where(c >= 0.0, lower[:, None, :], upper[:, None, :])
-    return value - (slack + UNDERFLOW), c, corner
+    return widen_down(value, slack), c, corner

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from verifiers.bounds.rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
+from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down, widen_up
 
 Box = tuple[np.ndarray, np.ndarray]  # (lower, upper), each (batch, n)
 Back = tuple[list[np.ndarray], np.ndarray, np.ndarray]  # input coeffs, const, slack
@@ -46,12 +46,13 @@ def magnitude(box: Box) -> np.ndarray:
 
 
 def push_down(value: np.ndarray, terms: np.ndarray) -> np.ndarray:
-    """value minus a bound on the rounding of a few operations on terms of size `terms`."""
-    return value - (8.0 * UNIT_ROUNDOFF * terms + UNDERFLOW)
+    """value minus a bound on the rounding of a few operations on terms of size `terms`;
+    not finite becomes -inf (no bound: it fails closed)."""
+    return widen_down(value, 8.0 * UNIT_ROUNDOFF * terms)
 
 
 def push_up(value: np.ndarray, terms: np.ndarray) -> np.ndarray:
-    return value + (8.0 * UNIT_ROUNDOFF * terms + UNDERFLOW)
+    return widen_up(value, 8.0 * UNIT_ROUNDOFF * terms)
 
 
 @dataclass(frozen=True)

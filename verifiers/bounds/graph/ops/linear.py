@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verifiers.bounds.graph.ops.base import Back, Box, magnitude
-from verifiers.bounds.rounding import UNDERFLOW, gamma
+from verifiers.bounds.rounding import gamma, widen_down, widen_up
 from verifiers.errors import UnsupportedError
 from verifiers.model.ir import LinearOp
 from verifiers.model.normalize import UNIT_ROUNDOFF
@@ -90,7 +90,7 @@ class Linear:
             high = high + hi @ pos.T + lo @ neg.T
             mag = magnitude((lo, hi))
             slack = slack + gamma(depth) * (mag @ np.abs(w).T) + mag @ err.T
-        return low - (slack + UNDERFLOW), high + (slack + UNDERFLOW)
+        return widen_down(low, slack), widen_up(high, slack)
 
     def relax(self, boxes: list[Box]) -> LinearRelaxed:
         return LinearRelaxed(self, [magnitude(b) for b in boxes])
