@@ -19,6 +19,7 @@ to its split budget (MAX_DEPTH): a region at the budget is left unproved and the
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -88,11 +89,17 @@ class GraphCaseSearch:
         return np.maximum(np.abs(box[0][0]), np.abs(box[1][0]))
 
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
+        """Bound the root first (cheap, and it decides most robust instances), then a
+        gradient search for a counterexample, then branch and bound."""
         case = self.ctx.case
-        if falsify_root and self.falsifier.falsify(case.lower, case.upper):
-            return self.outcome
+        self.step([self.stack.pop()])
+        if self.stack and falsify_root and self.outcome.counterexample is None:
+            self.falsifier.falsify(case.lower, case.upper)
+        self.falsifier.restart_clock()
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
+                break
+            if until is not None and time.monotonic() >= until:
                 break
             if self.falsifier.deep_due():
                 starts = np.stack([0.5 * (r.lower + r.upper) for r in self.stack[-256:]])

@@ -80,6 +80,10 @@ class GraphFalsifier:
             )
         return self.try_points(points[:16])
 
+    def restart_clock(self) -> None:
+        """The first long search waits a full period from now (the root search just ran)."""
+        self.next_deep = time.monotonic() + self.period
+
     def deep_due(self) -> bool:
         return time.monotonic() >= self.next_deep
 
