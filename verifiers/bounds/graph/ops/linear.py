@@ -82,8 +82,9 @@ class Linear:
 
     def interval(self, boxes: list[Box]) -> Box:
         low = high = self.bias
-        slack = np.abs(self.bias) * gamma(1) + self.bias_err
+        # One long sum of every product and the bias: within gamma(its length) of its terms.
         depth = sum(w.shape[1] for w in self.weights) + 1
+        slack = np.abs(self.bias) * gamma(depth) + self.bias_err
         for (lo, hi), w, err in zip(boxes, self.weights, self.weight_errs, strict=True):
             pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
             low = low + lo @ pos.T + hi @ neg.T
