@@ -6,13 +6,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from verifiers import __version__
-from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, UnsupportedError, VerifierError
 from verifiers.model.network import PiecewiseLinearNetwork
@@ -20,9 +19,11 @@ from verifiers.options import Options
 from verifiers.result import Progress, Result, Stats, Verdict, internal_error, percent
 from verifiers.search.bab import CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
-from verifiers.search.graph_bab import GraphCaseSearch
 from verifiers.search.unconstrained import search_unconstrained
 from verifiers.spec.property import Property
+
+if TYPE_CHECKING:
+    from verifiers.bounds.graph.network import GraphNetwork
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,18 @@ def _search(component, model, network, prop, options, on_progress, cancel, start
             on_step=_progress_reporter(on_progress, outcomes, started),
             cancelled=(cancel.is_set if cancel is not None else lambda: False),
         )
-        if isinstance(network, GraphNetwork) and case.constrains_outputs:
+        graph = not isinstance(network, PiecewiseLinearNetwork)
+        if graph and case.constrains_outputs:
+            # Imported here: a chain (the fast path) never pays for the graph engine's import.
+            from verifiers.search.graph_bab import GraphCaseSearch
+
             outcome = GraphCaseSearch(ctx).run()  # serial: the pool runs chain searches only
         else:
             outcome = _search_case(component, ctx, options.workers)
         outcomes.append(outcome)
         if outcome.counterexample is not None:
             break
-    engine = "graph" if isinstance(network, GraphNetwork) else "linear"
+    engine = "linear" if isinstance(network, PiecewiseLinearNetwork) else "graph"
     return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel, engine)
 
 

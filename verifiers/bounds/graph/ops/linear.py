@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from verifiers.bounds.graph.ops.base import Back, Box, magnitude
-from verifiers.bounds.rounding import gamma, widen_down, widen_up
+from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down, widen_up
 from verifiers.errors import UnsupportedError
 from verifiers.model.ir import LinearOp
-from verifiers.model.normalize import UNIT_ROUNDOFF
 
 BASIS_CHUNK = 256
 
