@@ -88,11 +88,55 @@ class SShaped:
         through_hi = push_up(f_hi + F_ERR - least * hi, 1.0 + np.abs(least * hi))
         chord_is_low = concave | (~convex & (d_lo >= chord * (1.0 + CHORD_ROOM)))
         chord_is_high = convex | (~concave & (d_hi >= chord * (1.0 + CHORD_ROOM)))
-        low_slope = np.where(convex, d_mid, np.where(chord_is_low, chord, least))
+        # CROWN's tangent lines through the far endpoint, where tighter than DeepPoly's.
+        (pin_low_slope, pin_low), (pin_high_slope, pin_high) = self._pinned(lo, hi)
+        middle_x = 0.5 * lo + 0.5 * hi
+        use_pin_low = pin_low_slope * middle_x + pin_low > least * middle_x + through_lo
+        use_pin_high = pin_high_slope * middle_x + pin_high < least * middle_x + through_hi
+        least_low = np.where(use_pin_low, pin_low_slope, least)
+        through_lo = np.where(use_pin_low, pin_low, through_lo)
+        least_high = np.where(use_pin_high, pin_high_slope, least)
+        through_hi = np.where(use_pin_high, pin_high, through_hi)
+        low_slope = np.where(convex, d_mid, np.where(chord_is_low, chord, least_low))
         low_icpt = np.where(convex, tangent_low, np.where(chord_is_low, chord_low, through_lo))
-        high_slope = np.where(concave, d_mid, np.where(chord_is_high, chord, least))
+        high_slope = np.where(concave, d_mid, np.where(chord_is_high, chord, least_high))
         high_icpt = np.where(concave, tangent_high, np.where(chord_is_high, chord_high, through_hi))
         return (low_slope, low_icpt), (high_slope, high_icpt)
+
+    def _pinned(self, lo: np.ndarray, hi: np.ndarray):
+        """Mixed intervals (l < 0 < u): the lower line tangent at some d in [l, 0] (below f on
+        the convex part) and at most f(u) at u (so below f on the concave part too, f - line
+        being concave there and >= 0 at both ends); d is found by bisection so that the line
+        nearly passes through (u, f(u)), but any d is sound: the intercept is the smaller of
+        the tangent's (lowered by REL * f'(d) * (u - l)) and f(u) - slope * u. The upper line
+        mirrors it, tangent at some d in [0, u] and at least f(l) at l."""
+        width = np.maximum(hi - lo, 0.0)
+        low_d = self._bisect(np.minimum(lo, 0.0), np.zeros_like(lo), hi, lower=True)
+        high_d = self._bisect(np.zeros_like(hi), np.maximum(hi, 0.0), lo, lower=False)
+        lines = []
+        for d, far, sign in ((low_d, hi, -1.0), (high_d, lo, 1.0)):
+            slope, f_d, f_far = self.derivative(d), self.evaluate(d), self.evaluate(far)
+            slack = REL * slope * width
+            tangent = f_d + sign * F_ERR - slope * d + sign * slack
+            at_far = f_far + sign * F_ERR - slope * far
+            size = 1.0 + np.abs(slope * d) + np.abs(slope * far) + slack
+            if sign < 0:
+                lines.append((slope, push_down(np.minimum(tangent, at_far), size)))
+            else:
+                lines.append((slope, push_up(np.maximum(tangent, at_far), size)))
+        return lines[0], lines[1]
+
+    def _bisect(self, a: np.ndarray, b: np.ndarray, far: np.ndarray, lower: bool) -> np.ndarray:
+        """A tangent point in [a, b] whose tangent line passes near (far, f(far))."""
+        f_far = self.evaluate(far)
+        for _ in range(24):
+            d = 0.5 * a + 0.5 * b
+            line = self.evaluate(d) + self.derivative(d) * (far - d)
+            # Either way the tangent's value at `far` rises as d moves right: keep the
+            # largest d below f(far) for the lower line, the smallest above for the upper.
+            too_high = line > f_far
+            b, a = np.where(too_high, d, b), np.where(too_high, a, d)
+        return a if lower else b
 
     def vjp(self, xs: list[np.ndarray], grad: np.ndarray) -> list[np.ndarray]:
         return [grad * self.derivative(xs[0])]
