@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from verifiers.errors import VerifierError
@@ -20,6 +21,15 @@ from verifiers.errors import VerifierError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# How long a client should wait before retrying while the database is unreachable.
+RETRY_AFTER_S = 5
+# Errors that mean the database is unreachable or overloaded (not a bad request).
+DATABASE_DOWN = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
 
 
 @dataclass
@@ -31,6 +41,7 @@ class ServiceError(Exception):
     detail: str
     slug: str = "error"
     errors: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] | None = None
 
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}"
@@ -80,9 +91,31 @@ def problem_of(exc: Exception) -> ServiceError:
     if isinstance(exc, VerifierError):
         return invalid_input(exc, "/")
     if isinstance(exc, HTTPException):
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+        title = titles.get(exc.status_code, "HTTP error")
         return ServiceError(
-            exc.status_code, title, str(exc.detail), title.lower().replace(" ", "-")
+            exc.status_code,
+            title,
+            str(exc.detail),
+            title.lower().replace(" ", "-"),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+    if isinstance(exc, DATABASE_DOWN):
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return ServiceError(
+            503,
+            "Unavailable",
+            "the database is unreachable; retry later",
+            "unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if isinstance(exc, RecursionError):
+        return ServiceError(
+            422,
+            "Invalid request",
+            "the request is nested too deeply",
+            "invalid-request",
+            [{"pointer": "/", "detail": "nested too deeply"}],
         )
     log.exception("internal error", exc_info=exc)
     return ServiceError(

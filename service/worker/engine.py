@@ -209,11 +209,21 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+MAX_PATH = 1024
+MAX_PATH_PARTS = 32
+
+
 def check_relative_path(path: str) -> PurePosixPath:
     """A file name under the job's folder: relative, without `..`; raises ValueError."""
     pure = PurePosixPath(path)
     if not path or "\x00" in path:
         raise ValueError("expected a file path")
+    if len(path) > MAX_PATH or len(pure.parts) > MAX_PATH_PARTS:
+        raise ValueError(
+            f"'{path[:60]}…' is too long: at most {MAX_PATH} characters in {MAX_PATH_PARTS} parts"
+        )
+    if any(len(part.encode()) > 255 for part in pure.parts):
+        raise ValueError("a file or folder name is longer than 255 bytes")
     if pure.is_absolute():
         raise ValueError(f"'{path}' is absolute: give a path relative to the system")
     if ".." in pure.parts:

@@ -302,7 +302,7 @@ def _term_case(
     """The box and unsafe conjunction of one DNF term; None when the term is infeasible."""
     lower: list[_Bound | None] = [None] * n_in
     upper: list[_Bound | None] = [None] * n_in
-    halfspaces: list[HalfSpace] = []
+    halfspaces: dict[HalfSpace, None] = {}  # an ordered set: linear in the number of atoms
     for atom in term:
         kinds = {kind for kind, _ in atom.expr.coeffs}
         if not kinds:
@@ -312,8 +312,7 @@ def _term_case(
             _tighten(atom, ctx, lower, upper)
         elif kinds == {"Y"}:
             for h in _halfspaces(atom, n_out):
-                if h not in halfspaces:
-                    halfspaces.append(h)
+                halfspaces[h] = None
         else:
             raise ctx.error("not supported: a constraint mixing inputs (X) and outputs (Y)", atom)
     if any(lo and hi and _empty(lo, hi) for lo, hi in zip(lower, upper, strict=True)):
