@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from service.api.deps import ServicesDep
+from service.api.deps import AdminAuth, ServicesDep
 from service.queue.states import Status
 
 router = APIRouter(tags=["metrics"])
@@ -43,7 +43,8 @@ def render(counts: dict[str, int], seconds: list[float], workers: int) -> str:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(services: ServicesDep) -> PlainTextResponse:
+def metrics(services: ServicesDep, _who: AdminAuth) -> PlainTextResponse:
+    """Counts over every project: an ``admin`` token (or open mode)."""
     text = render(
         services.jobs.status_counts(),
         services.jobs.finished_seconds(),
