@@ -90,6 +90,14 @@ def problem_of(exc: Exception) -> ServiceError:
         return ServiceError(422, "Invalid request", detail, "invalid-request", errors)
     if isinstance(exc, VerifierError):
         return invalid_input(exc, "/")
+    if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
+        return ServiceError(
+            422,
+            "Invalid request",
+            "the request is nested too deeply",
+            "invalid-request",
+            [{"pointer": "/", "detail": "nested too deeply"}],
+        )
     if isinstance(exc, HTTPException):
         titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
         title = titles.get(exc.status_code, "HTTP error")
@@ -108,14 +116,6 @@ def problem_of(exc: Exception) -> ServiceError:
             "the database is unreachable; retry later",
             "unavailable",
             headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    if isinstance(exc, RecursionError):
-        return ServiceError(
-            422,
-            "Invalid request",
-            "the request is nested too deeply",
-            "invalid-request",
-            [{"pointer": "/", "detail": "nested too deeply"}],
         )
     log.exception("internal error", exc_info=exc)
     return ServiceError(
