@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
+from service.store.db import DATABASE_DOWN
 from verifiers.errors import VerifierError
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,6 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 # How long a client should wait before retrying while the database is unreachable.
 RETRY_AFTER_S = 5
-# Errors that mean the database is unreachable or overloaded (not a bad request).
-DATABASE_DOWN = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-)
 
 
 @dataclass

@@ -341,10 +341,29 @@ class JobStore:
             .with_for_update()
         ).first()
 
-    def finish(self, job_id: int, worker_id: str, result: dict[str, Any], seconds: float) -> bool:
-        """Store the result and mark the job done, if this worker still holds it."""
+    def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        result: dict[str, Any],
+        seconds: float,
+        adopt: bool = False,
+    ) -> bool:
+        """Store the result and mark the job done, if this worker still holds it; with
+        ``adopt`` also if its lease ran out meanwhile (a database outage) and no other worker
+        has claimed it yet: the work is done, so it is not run again."""
         with self.db.session() as s:
             row = self._held(s, job_id, worker_id)
+            if row is None and adopt:
+                row = s.scalars(
+                    select(JobRow)
+                    .where(
+                        JobRow.id == job_id,
+                        JobRow.status == Status.QUEUED.value,
+                        JobRow.worker_id.is_(None),
+                    )
+                    .with_for_update()
+                ).first()
             if row is None:
                 return False
             res = ResultRow(
