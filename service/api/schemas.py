@@ -156,3 +156,39 @@ class Health(BaseModel):
     status: str
     database: str
     workers_seen: int
+
+
+class ProblemError(BaseModel):
+    pointer: str
+    detail: str | None = None
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error the API returns has this shape."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers a route may give."""
+    why = {
+        401: "No valid token",
+        403: "The token lacks the scope, or the request is cross-site",
+        404: "Not found (or another project's)",
+        413: "The body is over the limit",
+        422: "Invalid input (with a JSON pointer to it)",
+        503: "The database is unavailable (see Retry-After)",
+    }
+    schema = Problem.model_json_schema()
+    return {
+        code: {
+            "description": why[code],
+            "content": {"application/problem+json": {"schema": schema}},
+        }
+        for code in codes
+    }

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from service.api.deps import ReadAuth, ServicesDep, SubmitAuth
-from service.api.schemas import ArtefactOut
+from service.api.schemas import ArtefactOut, problem_responses
 from service.budget import Budget, check_model
 from service.config import Settings
 from service.errors import ServiceError, invalid_input, not_found, too_large
@@ -20,7 +21,11 @@ from service.worker.engine import detect_kind
 from service.worker.inspect import run_check
 from verifiers.errors import VerifierError
 
-router = APIRouter(prefix="/v1/artefacts", tags=["artefacts"])
+router = APIRouter(
+    prefix="/v1/artefacts",
+    tags=["artefacts"],
+    responses=problem_responses(401, 403, 404, 413, 422, 503),
+)
 ArtefactId = Annotated[str, Path(min_length=1, max_length=64, pattern="^[0-9a-f]+$")]
 CHUNK = 1024 * 1024
 
@@ -93,10 +98,21 @@ async def upload_artefact(
 ) -> ArtefactOut:
     """Store an ONNX model or module source: 201 when new to the project, 200 when known."""
     limit = services.settings.max_upload_bytes
-    async with request.form(max_files=1, max_fields=4) as form:
-        upload = _file_field(form)
-        data, sha = await _read_limited(upload, limit)
-        filename = (upload.filename or "")[:255] or None
+    try:
+        async with request.form(max_files=1, max_fields=4) as form:
+            upload = _file_field(form)
+            data, sha = await _read_limited(upload, limit)
+            filename = (upload.filename or "")[:255] or None
+    except HTTPException as exc:  # starlette's multipart parser: malformed form data
+        if exc.status_code != 400:
+            raise
+        raise ServiceError(
+            422,
+            "Invalid request",
+            f"the multipart body is malformed: {exc.detail}",
+            "invalid-request",
+            [{"pointer": "/", "detail": str(exc.detail)}],
+        ) from exc
     stored = await run_in_threadpool(services.artefacts.get, sha)
     if stored is None:
         try:

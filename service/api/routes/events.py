@@ -16,11 +16,14 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import ReadAuth, ServicesDep
 from service.api.hub import EventHub
 from service.api.routes.jobs import JobId, job_or_404
+from service.api.schemas import problem_responses
 from service.errors import ServiceError
 from service.queue.states import EventKind, Status
 from service.store.jobs import Event
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 404, 422, 503)
+)
 KEEPALIVE_S = 15.0
 MAX_EVENT_ID = 2**63 - 1
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from service.api.deps import ReadAuth, Services, ServicesDep, SubmitAuth
-from service.api.schemas import JobIn, JobList, JobOut
+from service.api.schemas import JobIn, JobList, JobOut, problem_responses
 from service.errors import ServiceError, invalid_input, not_found
 from service.store.cache import cache_key, digest
 from service.store.jobs import Job, JobSpec
@@ -22,7 +22,9 @@ from service.worker.inspect import run_check
 from verifiers.errors import ModelError, VerifierError
 from verifiers.options import Options
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 404, 413, 422, 503)
+)
 # Job ids are 32-bit integer columns on PostgreSQL: anything beyond is a 422, never a 500.
 MAX_ID = 2**31 - 1
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
