@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from service.store.db import DATABASE_DOWN
-from verifiers.errors import VerifierError
+from verifiers.errors import OptionsError, VerifierError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def problem_of(exc: Exception) -> ServiceError:
         ]
         detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
         return ServiceError(422, "Invalid request", detail, "invalid-request", errors)
+    if isinstance(exc, OptionsError):
+        return invalid_input(exc, f"/options/{exc.field}")
     if isinstance(exc, VerifierError):
         return invalid_input(exc, "/")
     if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
