@@ -144,11 +144,15 @@ class JobStore:
             ).first()
             if hit is None:
                 running = s.scalars(
-                    select(JobRow).where(JobRow.inflight_key == spec.cache_key).with_for_update()
+                    select(JobRow).where(JobRow.inflight_key == spec.cache_key)
                 ).first()
                 if running is not None:
-                    if running.status == Status.QUEUED.value:
-                        running.priority = max(running.priority, spec.priority)
+                    if running.status == Status.QUEUED.value and spec.priority > running.priority:
+                        s.execute(
+                            update(JobRow)
+                            .where(JobRow.id == running.id, JobRow.priority < spec.priority)
+                            .values(priority=spec.priority)
+                        )
                     return _job(running, None)
             row = JobRow(
                 project_id=spec.project_id,
