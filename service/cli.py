@@ -33,3 +33,7 @@ cli_gate.register(app)
 from service import cli_supports  # noqa: E402
 
 cli_supports.register(app)
+
+from service import cli_token  # noqa: E402
+
+cli_token.register(app)

@@ -149,7 +149,9 @@ def run_submit(
     json_out: bool,
 ) -> int:
     try:
-        with httpx.Client(base_url=server, timeout=60) as client:
+        token = os.environ.get("PROOFWELL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=server, headers=headers, timeout=60) as client:
             job = submit_job(client, model, spec, timeout)
             if not wait:
                 if json_out:
