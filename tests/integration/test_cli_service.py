@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import VNNCOMP_TEST
 from tests.live_server import running_server
-from tests.shared_data import VNNCOMP_TEST, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from service.cli import app; app()"
-pytestmark = needs_shared
 
 
 def cli(*args: str, cwd: Path) -> list[str]:
