@@ -22,9 +22,12 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_command(
-    model: Annotated[Path, typer.Argument(help="MODEL.onnx, MODULE.py or SYSTEM.json")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="MODEL.onnx, MODULE.py or SYSTEM.json")
+    ],
     spec: Annotated[
-        Path | None, typer.Argument(help="SPEC.vnnlib, a JSON preset, or a module SPEC.json")
+        Path | None,
+        typer.Argument(metavar="SPEC", help="SPEC.vnnlib, a JSON preset, or a module SPEC.json"),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the verdict is unknown")] = 60.0,
     workers: Annotated[int, typer.Option(help="Search processes (default: all cores)")] = 0,
@@ -34,10 +37,12 @@ def verify_command(
     ] = None,
     margin: Annotated[float, typer.Option(help="Prove with this much room to spare")] = 0.0,
     input_names: Annotated[
-        list[str] | None, typer.Option("--input", help="Subnetwork input tensor name")
+        list[str] | None,
+        typer.Option("--input", metavar="NAME", help="Subnetwork input tensor name"),
     ] = None,
     output_names: Annotated[
-        list[str] | None, typer.Option("--output", help="Subnetwork output tensor name")
+        list[str] | None,
+        typer.Option("--output", metavar="NAME", help="Subnetwork output tensor name"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
 ) -> None:

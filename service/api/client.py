@@ -129,14 +129,19 @@ def exit_code(job: dict[str, Any]) -> int:
     return 2 if job["status"] == "cancelled" else 3
 
 
-def _report(job: dict[str, Any], json_out: bool) -> None:
+def _report(job: dict[str, Any], json_out: bool, url: str) -> None:
     if json_out:
-        out.print_json(data=job)
+        out.print_json(data={**job, "url": url})
         return
     verdict = job.get("verdict") or job["status"]
     cached = " (cached)" if job.get("cached") else ""
     reason = f": {job['reason']}" if job.get("reason") else ""
     out.print(f"{verdict}{cached}{reason}")
+
+
+def job_url(server: str, job_id: str) -> str:
+    """The dashboard page of a job."""
+    return f"{server.rstrip('/')}/jobs/{job_id}"
 
 
 def run_submit(
@@ -151,15 +156,18 @@ def run_submit(
     try:
         with httpx.Client(base_url=server, timeout=60) as client:
             job = submit_job(client, model, spec, timeout)
+            url = job_url(server, job["id"])
             if not wait:
                 if json_out:
-                    out.print_json(data=job)
+                    out.print_json(data={**job, "url": url})
                 else:
-                    out.print(f"job {job['id']}: {job['status']}")
+                    out.print(f"job {job['id']}: {job['status']}  {url}", markup=False)
                 return 0
+            # Before waiting, so a user (or a CI log) can follow the job in the dashboard.
+            err.print(f"job {job['id']}: {url}", markup=False, highlight=False)
             job = wait_for(client, job)
     except (ApiError, httpx.HTTPError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 3
-    _report(job, json_out)
+    _report(job, json_out, job_url(server, job["id"]))
     return exit_code(job)
