@@ -62,7 +62,7 @@ def verify_command(
     if json_output:
         print(json.dumps(result.to_json()))
     else:
-        _print_human(result)
+        _print_human(result, model, spec, input_names, output_names)
     _skip_collections_at_exit()
     raise typer.Exit(result.verdict.exit_code)
 
@@ -130,26 +130,20 @@ def vnncomp_text(result: Result) -> str:
     return result.verdict.vnncomp + "\n"
 
 
-def _print_human(result: Result) -> None:
-    from rich.console import Console
+def _print_human(
+    result: Result,
+    model: Path,
+    spec: Path | None,
+    input_names: list[str] | None,
+    output_names: list[str] | None,
+) -> None:
+    from service import cli_report
 
-    out = Console()
-    colour = {"holds": "green", "violated": "red", "unknown": "yellow", "error": "red"}
-    if result.verdict is Verdict.ERROR:
-        # One plain line: rich would wrap it at the terminal width.
-        print(f"error: {result.reason}", file=sys.stderr)
-        return
-    out.print(f"[bold {colour[result.verdict.value]}]{result.verdict.value}[/]", end="")
-    stats = result.stats
-    out.print(
-        f"  ({stats.seconds:.2f} s, {stats.method}, {stats.subproblems} regions, "
-        f"{percent(stats.proved_fraction)} proved)",
-        markup=False,
-    )
-    if result.reason:
-        out.print(f"reason: {result.reason}", markup=False)
-    if result.counterexample is not None:
-        cex = result.counterexample
-        out.print(f"counterexample inputs: {cex.inputs}", markup=False)
-        out.print(f"onnxruntime outputs:   {cex.onnxruntime_outputs}", markup=False)
-        out.print(f"margin: {cex.margin:.6g}", markup=False)
+    names = None
+    cex = result.counterexample
+    if cex is not None and not is_symbolic(model, spec):
+        inputs = tuple(input_names) if input_names else None
+        outputs = tuple(output_names) if output_names else None
+        n_out = len(cex.outputs)
+        names = cli_report.onnx_names(model, spec, len(cex.inputs), n_out, inputs, outputs)
+    cli_report.print_result(result, names, cli_report.context_of(model, spec))
