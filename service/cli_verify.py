@@ -11,10 +11,11 @@ from typing import Annotated
 
 import typer
 
+from service.progress_text import ProgressLines, describe
 from service.run_files import is_symbolic, verify_files
 from verifiers.errors import VerifierError
 from verifiers.options import Options, default_workers
-from verifiers.result import Progress, Result, Stats, Verdict, percent
+from verifiers.result import Progress, Result, Stats, Verdict
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +46,9 @@ def verify_command(
         typer.Option("--output", metavar="NAME", help="Subnetwork output tensor name"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines on stderr")
+    ] = False,
 ) -> None:
     """Verify a component against a property. Exit 0 holds, 1 violated, 2 unknown, 3 error."""
     options = Options(
@@ -52,7 +56,7 @@ def verify_command(
     )
     live = sys.stderr.isatty() and not json_output
     try:
-        result = _run(model, spec, options, input_names, output_names, live)
+        result = _run(model, spec, options, input_names, output_names, live, quiet)
     except VerifierError as exc:
         result = Result(Verdict.ERROR, Stats(), reason=str(exc))
     except OSError as exc:
@@ -87,11 +91,17 @@ def _run(
     input_names: list[str] | None,
     output_names: list[str] | None,
     live: bool,
+    quiet: bool,
 ) -> Result:
+    """Verify, reporting progress on stderr: a status line on a terminal, else a plain line
+    every few seconds (elapsed, rate, estimate) unless ``quiet``."""
     inputs = tuple(input_names) if input_names else None
     outputs = tuple(output_names) if output_names else None
-    if not live or is_symbolic(model, spec):
-        return verify_files(model, spec, options, inputs=inputs, outputs=outputs)
+    if is_symbolic(model, spec):
+        return verify_files(model, spec, options)
+    if not live:
+        lines = None if quiet else ProgressLines(options.timeout_s)
+        return verify_files(model, spec, options, inputs=inputs, outputs=outputs, on_progress=lines)
     # rich is imported where it is used: a `--json` run never needs it.
     from rich.console import Console
 
@@ -102,17 +112,13 @@ def _run(
             options,
             inputs=inputs,
             outputs=outputs,
-            on_progress=_status_updater(status),
+            on_progress=_status_updater(status, options.timeout_s),
         )
 
 
-def _status_updater(status):
+def _status_updater(status, timeout: float):
     def update(progress: Progress) -> None:
-        status.update(
-            f"verifying: {progress.subproblems_done} regions bounded, "
-            f"{percent(progress.proved_fraction)} of the input volume proved, "
-            f"{progress.seconds:.1f} s"
-        )
+        status.update(f"verifying: {describe(progress, timeout)}")
 
     return update
 

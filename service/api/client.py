@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,22 +105,41 @@ def submit_job(
 
 
 def _describe(job: dict[str, Any]) -> str:
-    progress = job.get("progress") or {}
+    from service.progress_text import describe
+    from verifiers.result import Progress
+
     text = f"job {job['id']}: {job['status']}"
-    if progress:
-        text += (
-            f", {progress.get('subproblems_done', 0)} subproblems done, "
-            f"{100 * float(progress.get('proved_fraction', 0)):.1f}% proved"
+    p = job.get("progress") or {}
+    if p:
+        progress = Progress(
+            int(p.get("subproblems_done", 0)),
+            int(p.get("subproblems_open", 0)),
+            float(p.get("proved_fraction", 0.0)),
+            float(p.get("seconds", 0.0)),
         )
+        timeout = (job.get("options") or {}).get("timeout_s")
+        text += ", " + describe(progress, float(timeout) if timeout else None)
     return text
 
 
-def wait_for(client: httpx.Client, job: dict[str, Any], poll_s: float = 0.5) -> dict[str, Any]:
-    with err.status(_describe(job)) as status:
-        while job["status"] not in TERMINAL:
-            time.sleep(poll_s)
-            job = checked(client.get(f"/v1/jobs/{job['id']}"))
-            status.update(_describe(job))
+def wait_for(
+    client: httpx.Client, job: dict[str, Any], poll_s: float = 0.5, every_s: float = 5.0
+) -> dict[str, Any]:
+    """Poll until the job ends: a status line on a terminal, else a line every ``every_s``."""
+    if err.is_terminal:
+        with err.status(_describe(job)) as status:
+            while job["status"] not in TERMINAL:
+                time.sleep(poll_s)
+                job = checked(client.get(f"/v1/jobs/{job['id']}"))
+                status.update(_describe(job))
+        return job
+    next_line = time.monotonic() + every_s
+    while job["status"] not in TERMINAL:
+        time.sleep(poll_s)
+        job = checked(client.get(f"/v1/jobs/{job['id']}"))
+        if time.monotonic() >= next_line and job["status"] not in TERMINAL:
+            next_line = time.monotonic() + every_s
+            print(_describe(job), file=sys.stderr, flush=True)
     return job
 
 

@@ -67,7 +67,6 @@ def y0_vnnlib(threshold: float) -> str:
     return "\n".join([*lines, f"(assert (>= Y_0 {threshold!r}))"])
 
 
-@pytest.mark.slow
 def test_acasxu_shaped_network_end_to_end(tmp_path: Path) -> None:
     """ACAS Xu's shape (Sub, Flatten, six MatMul+Add+Relu layers of 50): a bound interval
     arithmetic proves holds; a threshold below a sampled output is violated, replayed here."""

@@ -73,6 +73,7 @@ def _system_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_gate_on_a_server_checks_systems(tmp_path: Path, server: str) -> None:
     repo = _system_repo(tmp_path)
     args = ["gate", "--server", server, "--config", str(repo / "proofwell.toml")]

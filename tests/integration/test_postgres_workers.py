@@ -196,6 +196,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_api_and_two_workers_on_postgres(tmp_path: Path) -> None:
     """The documented topology without Docker: db upgrade, serve --workers 0, 2 workers."""
     import httpx

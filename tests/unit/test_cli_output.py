@@ -89,3 +89,32 @@ def test_equivalence_lines_show_reference_deviation_and_epsilon() -> None:
     lines = traces.text_lines([entry], system)
     assert lines[0] == "deviation 0.01 > epsilon 0.005"
     assert "speed=7" in lines[1] and "dist=0" in lines[1] and lines[3] == "reference: 1"
+
+
+def test_progress_lines_give_elapsed_rate_and_estimate() -> None:
+    import io
+
+    from service.progress_text import ProgressLines, estimate_left
+    from verifiers.result import Progress
+
+    stream = io.StringIO()
+    lines = ProgressLines(timeout=60.0, every_s=0.0, stream=stream)
+    lines(Progress(subproblems_done=200, subproblems_open=8, proved_fraction=0.25, seconds=10.0))
+    (line,) = stream.getvalue().splitlines()
+    assert line.startswith("verifying: 10 s elapsed, 200 regions (20/s), 8 open")
+    assert "25.0% proved" in line and "~30 s left" in line
+    assert estimate_left(50.0, 0.1, timeout=60.0) == 10.0  # capped by the timeout
+    assert estimate_left(5.0, 0.0, timeout=None) is None
+
+
+def test_progress_lines_are_rate_limited() -> None:
+    import io
+
+    from service.progress_text import ProgressLines
+    from verifiers.result import Progress
+
+    stream = io.StringIO()
+    lines = ProgressLines(timeout=None, every_s=3600.0, stream=stream)
+    for k in range(100):
+        lines(Progress(k, 1, 0.0, float(k)))
+    assert stream.getvalue() == ""  # nothing before the first interval has passed

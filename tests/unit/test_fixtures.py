@@ -12,11 +12,13 @@ import csv
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from tests.fixtures import VNNCOMP_TEST
 from tests.fixtures.make_fixtures import BOX5, fixture_files
 
 
+@pytest.mark.slow
 def test_shipped_fixtures_are_the_generated_ones() -> None:
     expected = fixture_files()
     shipped = {p.name: p.read_bytes() for p in VNNCOMP_TEST.iterdir()}

@@ -410,6 +410,7 @@ def properties(draw: st.DrawFn) -> Property:
     return Property(n_in, n_out, tuple(cases))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(properties())
 def test_random_properties_round_trip_exactly(prop: Property) -> None:
