@@ -118,3 +118,27 @@ def test_progress_lines_are_rate_limited() -> None:
     for k in range(100):
         lines(Progress(k, 1, 0.0, float(k)))
     assert stream.getvalue() == ""  # nothing before the first interval has passed
+
+
+def test_a_wrong_tensor_name_lists_the_valid_ones() -> None:
+    model, spec = QUICK / "advisory.onnx", QUICK / "clear_always_top.vnnlib"
+    code, _, err = run("verify", str(model), str(spec), "--output", "nope")
+    assert code == 3
+    assert str(model) in err and "nope" in err and "valid names: input, " in err
+    assert "scores" in err
+
+
+@pytest.mark.parametrize("kind", ["system", "module spec", "model"])
+def test_every_error_names_the_users_file(tmp_path: Path, kind: str) -> None:
+    bad = tmp_path / ("broken.json" if kind != "model" else "broken.onnx")
+    bad.write_text("{\n  oops" if kind != "model" else "not a model")
+    args = {
+        "system": [str(bad)],
+        "module spec": [str(ROOT / "examples" / "controller" / "controller.py"), str(bad)],
+        "model": [str(bad), str(QUICK / "clear_always_top.vnnlib")],
+    }[kind]
+    code, out, err = run("verify", *args)
+    assert code == 3 and "Traceback" not in out + err
+    assert err.startswith(f"error: {bad}")
+    if kind != "model":
+        assert f"{bad}:2:3: invalid JSON" in err
