@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.api.deps import Services
-from service.api.routes import artefacts, events, health, jobs, metrics
+from service.api.routes import artefacts, downloads, events, health, jobs, metrics
 from service.config import Settings
+from service.dashboard import actions as dashboard_actions
 from service.dashboard import routes as dashboard
 from service.errors import PROBLEM_JSON, ServiceError, problem_body, problem_of
 from service.store.db import Database
@@ -58,10 +59,12 @@ def create_app(
     for router in (
         artefacts.router,
         jobs.router,
+        downloads.router,
         events.router,
         health.router,
         metrics.router,
         dashboard.router,
+        dashboard_actions.router,
     ):
         app.include_router(router)
     return app

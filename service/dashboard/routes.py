@@ -17,11 +17,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from service.api.deps import Read, Services, ServicesDep
-from service.dashboard import charts, views
+from service.dashboard import charts, job_extras, views
 from service.queue.states import Status
 
 HERE = Path(__file__).parent
-STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript"}
+STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript", "copy.js": "text/javascript"}
 PAGE_SIZE = 25
 VERDICTS = ("holds", "violated", "unknown", "error")
 
@@ -153,10 +153,13 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
     parsed, problem = (None, None)
     if info is not None and info.kind == "onnx":
         parsed, problem = views.parse_property(job.prop, _sizes(services, job, job.counterexample))
-    cex = None
+    cex = trace = None
     if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
+        trace = job_extras.trace_view(job)
         spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
-        cex = views.counterexample_view(job.counterexample, parsed, spec)
+        if "system" not in job.prop:  # a system's trace says it all, with names and boxes
+            cex = views.counterexample_view(job.counterexample, parsed, spec)
+    has_certificate = job.verdict == "holds" and services.jobs.certificate(job.id) is not None
     return _page(
         request,
         "job.html",
@@ -166,7 +169,12 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
         model=views.model_name(info, job.artefact),
         prop=views.property_view(job.prop, parsed, problem),
         cex=cex,
-        has_certificate=job.verdict == "holds" and services.jobs.certificate(job.id) is not None,
+        trace=trace,
+        has_certificate=has_certificate,
+        downloads=job_extras.downloads(job, info, has_certificate),
+        command=job_extras.command(job, info),
+        elapsed=job_extras.elapsed_s(job),
+        info=info,
         when=views.when,
     )
 
