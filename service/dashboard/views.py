@@ -65,6 +65,7 @@ class JobRow:
     seconds: float | None
     created: str
     cached: bool
+    elapsed: float | None = None  # seconds a running job has run so far
 
 
 def when(value: Any) -> str:
@@ -83,9 +84,18 @@ def job_rows(jobs: list[Job], infos: dict[str, ArtefactInfo]) -> list[JobRow]:
             seconds=j.seconds,
             created=when(j.created_at),
             cached=j.cached,
+            elapsed=_elapsed(j),
         )
         for j in jobs
     ]
+
+
+def _elapsed(job: Job) -> float | None:
+    if job.status.value != "running" or job.started_at is None:
+        return None
+    from service.store.models import utcnow
+
+    return max(0.0, (utcnow() - job.started_at).total_seconds())
 
 
 # -- the property, readable ------------------------------------------------------------
