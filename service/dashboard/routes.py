@@ -236,3 +236,13 @@ def model_page(request: Request, artefact: str, services: ServicesDep) -> HTMLRe
         chart=chart,
         when=views.when,
     )
+
+
+def _include_pages() -> None:
+    """Pages with their own modules, served under this router."""
+    from service.dashboard import compare
+
+    router.include_router(compare.router)
+
+
+_include_pages()

@@ -13,6 +13,7 @@ from typing import Any
 from markupsafe import Markup
 
 from service.dashboard import charts
+from service.regressions import regressed, representative, resource_limited
 from service.store.artefacts import ArtefactInfo
 from service.store.cache import digest
 from service.store.jobs import Job
@@ -381,22 +382,25 @@ class PropertyHistory:
     regression: bool
 
 
-def _regressed(before: list[Cell | None], state: str) -> bool:
+def _regressed(before: list[Cell | None], job: Job) -> bool:
+    """Held on an earlier version, fails on this one (resource-limited unknowns ignored)."""
     seen = [c.state for c in before if c is not None]
-    return state == "violated" and "holds" in seen
+    return "holds" in seen and not resource_limited(job) and regressed("holds", state_of(job))
 
 
 def property_histories(
     jobs: list[Job], versions: list[ArtefactInfo]
 ) -> tuple[list[PropertyHistory], list[charts.HistoryPoint]]:
-    """The newest verdict of each property on each version, and every job as a point."""
+    """The verdict of each property on each version (the newest decided run; see
+    service/regressions.py), and every job as a point."""
     column = {v.id: k for k, v in enumerate(versions)}
     labels: dict[str, str] = {}
-    latest: dict[tuple[str, int], Job] = {}
-    for job in jobs:  # oldest first: later jobs win
+    runs: dict[tuple[str, int], list[Job]] = {}
+    for job in jobs:  # oldest first
         key = digest(job.prop)
         labels.setdefault(key, property_label(job.prop))
-        latest[(key, column[job.artefact])] = job
+        runs.setdefault((key, column[job.artefact]), []).append(job)
+    latest = {k: representative(v) for k, v in runs.items()}
     histories = []
     for key, label in labels.items():
         cells: list[Cell | None] = []
@@ -404,8 +408,7 @@ def property_histories(
             job = latest.get((key, k))
             cell = None
             if job is not None:
-                state = state_of(job)
-                cell = Cell(job.id, state, _regressed(cells, state))
+                cell = Cell(job.id, state_of(job), _regressed(cells, job))
             cells.append(cell)
         histories.append(PropertyHistory(label, cells, any(c and c.regression for c in cells)))
     rows = {key: i for i, key in enumerate(labels)}
