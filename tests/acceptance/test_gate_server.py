@@ -30,13 +30,22 @@ def test_gate_on_a_server_submits_everything_and_uses_its_cache(
 ) -> None:
     monkeypatch.setenv("PROOFWELL_TOKEN", "ci-token")
     repo = make_repo(tmp_path, VIOLATED_CHECK)
-    junit = tmp_path / "j.xml"
+    junit, sarif, summary = tmp_path / "j.xml", tmp_path / "r.sarif", tmp_path / "summary.md"
     args = ["gate", "--server", server, "--config", str(repo / "proofwell.toml")]
-    first = CliRunner().invoke(app, [*args, "--junit", str(junit)])
+    reports = ["--junit", str(junit), "--sarif", str(sarif), "--summary", str(summary)]
+    first = CliRunner().invoke(app, [*args, *reports])
     assert first.exit_code == 1, first.output
     assert "FAILED   clear-on-top::properties/clear_always_top.vnnlib: violated" in first.output
     assert "6 checks, 5 passed, 1 failed" in first.output
     assert 'classname="clear-on-top"' in junit.read_text()
+    # Every report links the failing job's dashboard page.
+    (result,) = json.loads(sarif.read_text())["runs"][0]["results"]
+    url = result["hostedViewerUri"]
+    assert url.startswith(f"{server}/jobs/") and url in result["message"]["text"]
+    assert httpx.get(url).status_code == 200
+    assert f'<property name="url" value="{url}"' in junit.read_text()
+    assert junit.read_text().count(f'value="{server}/jobs/') == 6
+    assert f"[violated]({url})" in summary.read_text() and f"([job]({url}))" in summary.read_text()
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 1, second.output
     assert "6 from cache, 0 run" in second.output
