@@ -11,7 +11,7 @@ from markupsafe import Markup, escape
 from service.dashboard.charts import _svg, _text, fmt
 from service.traces import Signal
 
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 150, 80, 20, 14, 26
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 160, 80, 20, 30, 26
 
 
 def _range(signal: Signal) -> tuple[float, float]:
@@ -37,7 +37,7 @@ def step_chart(signal: Signal, failed_step: int | None) -> Markup:
     def y_of(v: float) -> float:
         return TOP + plot_h * (1 - (v - lo) / (hi - lo))
 
-    body = [_text(10, TOP + 12, signal.name, "lbl mono strong")]
+    body = [_text(10, 16, signal.name, "lbl mono strong")]
     for v in (lo, hi):
         body.append(_text(LEFT - 6, y_of(v) + 4, fmt(v, 4), "lbl dim", "end"))
     body.append(
