@@ -36,7 +36,7 @@ def test_gate_on_a_server_submits_everything_and_uses_its_cache(
     first = CliRunner().invoke(app, [*args, *reports])
     assert first.exit_code == 1, first.output
     assert "FAILED   clear-on-top::properties/clear_always_top.vnnlib: violated" in first.output
-    assert "6 checks, 5 passed, 1 failed" in first.output
+    assert "6 properties in 5 checks, 5 passed, 1 failed" in first.output
     assert 'classname="clear-on-top"' in junit.read_text()
     # Every report links the failing job's dashboard page.
     (result,) = json.loads(sarif.read_text())["runs"][0]["results"]
@@ -89,7 +89,7 @@ def test_gate_on_a_server_checks_systems(tmp_path: Path, server: str) -> None:
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "not supported" not in first.output and "only with --local" not in first.output
-    assert "7 checks, 7 passed" in first.output
+    assert "7 properties in 6 checks, 7 passed" in first.output
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     assert "7 from cache, 0 run" in second.output
