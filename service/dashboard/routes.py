@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from service.api.deps import Read, Services, ServicesDep
 from service.dashboard import charts, job_extras, views
+from service.names import labels_of
 from service.queue.states import Status
 from service.store.job_search import JobQuery, recent_properties, search
 
@@ -192,7 +193,8 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
         trace = job_extras.trace_view(job)
         spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
         if "system" not in job.prop:  # a system's trace says it all, with names and boxes
-            cex = views.counterexample_view(job.counterexample, parsed, spec)
+            labels = labels_of(job.prop)
+            cex = views.counterexample_view(job.counterexample, parsed, spec, labels)
     has_certificate = job.verdict == "holds" and services.jobs.certificate(job.id) is not None
     return _page(
         request,

@@ -116,3 +116,16 @@ def test_a_failing_closed_loop_is_drawn_step_by_step(client: TestClient, worker:
     assert "dist at each step" in html and 'class="threshold"' in html
     assert html.count("fails here") == 1 and "X_0" not in html
     assert f"proofwell verify job-{job}-SYSTEM.json --timeout 60" in html
+
+
+def test_a_label_map_names_the_counterexample_in_the_charts(
+    client: TestClient, worker: object
+) -> None:
+    sat = upload(client, "test_sat.onnx", "ctl.onnx")
+    labels = "; label X_0 = rho\n; label Y_0 = clear of conflict\n"
+    job = submit(client, sat, {"vnnlib": labels + prop()})
+    wait_done(client, job)
+    html = page(client, f"/jobs/{job}")
+    charts = html.split('<section class="panel verdict-violated"', 1)[1].split("</section>", 1)[0]
+    assert ">rho</text>" in charts and ">clear of…</text>" in charts  # cut to fit the chart
+    assert ">X_1</text>" in charts and ">Y_1</text>" in charts  # unlabelled: the variable
