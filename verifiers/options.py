@@ -14,14 +14,13 @@ MAX_SEED = 2**63 - 1
 MAX_WORKERS = 1024
 
 
-def _check_number(name: str, value: object, minimum: float, inclusive: bool = True) -> None:
+def _check_number(name: str, value: object, minimum: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OptionsError(f"must be a number, not {value!r}", field=name)
     if not math.isfinite(value):
         raise OptionsError(f"must be finite, not {value!r}", field=name)
-    if value < minimum or (not inclusive and value == minimum):
-        relation = ">=" if inclusive else ">"
-        raise OptionsError(f"must be {relation} {minimum:g}, not {value!r}", field=name)
+    if value < minimum:
+        raise OptionsError(f"must be >= {minimum:g}, not {value!r}", field=name)
 
 
 def _check_integer(name: str, value: object, minimum: int, maximum: int) -> None:
@@ -50,7 +49,7 @@ class Options:
     def __post_init__(self) -> None:
         """One rule for every caller (CLI, API, gate, Python): a negative margin would prove
         a shrunken property, and NaN or inf make no sense for any of these."""
-        _check_number("timeout_s", self.timeout_s, minimum=0.0, inclusive=False)
+        _check_number("timeout_s", self.timeout_s, minimum=0.0)
         _check_number("margin", self.margin, minimum=0.0)
         _check_integer("workers", self.workers, 1, MAX_WORKERS)
         _check_integer("seed", self.seed, 0, MAX_SEED)
