@@ -43,11 +43,16 @@ def test_submit_waits_and_exits_with_the_verdict(server: str) -> None:
     prop = str(VNNCOMP_TEST / "test_prop.vnnlib")
     held = submit(server, str(VNNCOMP_TEST / "test_unsat.onnx"), prop, "--wait")
     assert held.returncode == 0 and "holds" in held.stdout, held.stderr
+    # The job's id and dashboard page come first, before the wait (stderr: stdout stays clean).
+    first = held.stderr.splitlines()[0]
+    assert first.startswith("job ") and f"{server}/jobs/" in first, held.stderr
     broken = submit(server, str(VNNCOMP_TEST / "test_sat.onnx"), prop, "--wait", "--json")
     assert broken.returncode == 1, broken.stderr
     assert json.loads(broken.stdout)["verdict"] == "violated"
     queued = submit(server, str(VNNCOMP_TEST / "test_unsat.onnx"), prop, "--timeout", "30")
     assert queued.returncode == 0 and queued.stdout.startswith("job ")
+    job_id = queued.stdout.split()[1].rstrip(":")
+    assert f"{server}/jobs/{job_id}" in queued.stdout
 
 
 def test_submit_reports_a_bad_property(server: str, tmp_path: Path) -> None:

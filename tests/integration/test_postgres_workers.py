@@ -137,6 +137,7 @@ def status_events(svc: Service, job_id: int) -> list[str]:
     return [e.data["status"] for e in svc.jobs.events_after(job_id) if e.kind.value == "status"]
 
 
+@pytest.mark.slow
 def test_three_workers_do_each_of_100_jobs_once(service: Service) -> None:
     ids = [service.submit(f"job-{i}").id for i in range(100)]
     for _ in range(3):
