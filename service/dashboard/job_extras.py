@@ -36,7 +36,7 @@ class StepRow:
 
 @dataclass(frozen=True)
 class TraceView:
-    kind: str  # "steps" | "equivalence" | "contract"
+    kind: str  # "steps" | "equivalence"
     summary: str
     columns: tuple[str, ...] = ()
     rows: tuple[StepRow, ...] = ()
@@ -109,10 +109,7 @@ def trace_view(job: Job) -> TraceView | None:
         ]
         drawn = (interval_chart(rows, "Inputs within the input box"),) if rows else ()
         return TraceView("equivalence", lines[0], charts=drawn, lines=tuple(lines[1:]))
-    if kind == "contract":
-        lines = traces.text_lines(trace, context)
-        return TraceView("contract", lines[-1], lines=tuple(lines[:-1]))
-    return None
+    return None  # a contract's counterexample is drawn by the module view (counterexample.py)
 
 
 def _context(prop: dict[str, Any]) -> dict[str, Any]:

@@ -192,7 +192,8 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
     if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
         trace = job_extras.trace_view(job)
         spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
-        if "system" not in job.prop:  # a system's trace says it all, with names and boxes
+        stepped = trace is not None and trace.kind == "steps"
+        if "system" not in job.prop and not stepped:  # a trace says it all, with names
             labels = labels_of(job.prop)
             cex = views.counterexample_view(job.counterexample, parsed, spec, labels)
     has_certificate = job.verdict == "holds" and services.jobs.certificate(job.id) is not None

@@ -129,3 +129,21 @@ def test_a_label_map_names_the_counterexample_in_the_charts(
     charts = html.split('<section class="panel verdict-violated"', 1)[1].split("</section>", 1)[0]
     assert ">rho</text>" in charts and ">clear of…</text>" in charts  # cut to fit the chart
     assert ">X_1</text>" in charts and ">Y_1</text>" in charts  # unlabelled: the variable
+
+
+def test_a_module_bmc_trace_is_drawn_by_name(client: TestClient, worker: object) -> None:
+    source = "def step(x: Real, u: Real) -> Real:\n    return x + u\n"
+    r = client.post("/v1/artefacts", files={"file": ("counter.py", source.encode())})
+    spec = {
+        "step": "step",
+        "init": {"x": [0, 1]},
+        "inputs": {"u": [-1, 1]},
+        "invariant": ["x <= 3.5"],
+        "steps": 5,
+    }
+    job = submit(client, r.json()["id"], {"spec": spec})
+    wait_done(client, job)
+    html = page(client, f"/jobs/{job}")
+    assert "Invariant “x &lt;= 3.5” failed at step 3." in html
+    assert "x at each step" in html and "u at each step" in html
+    assert ">X_0<" not in html and html.count("fails here") == 1
