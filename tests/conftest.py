@@ -29,10 +29,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Leave out the slow tests unless --slow (or a -m expression) asks for them."""
     if config.getoption("--slow") or config.getoption("-m"):
         return
-    slow = [item for item in items if item.get_closest_marker("slow")]
+    # A test named on the command line (path::test) runs, slow or not.
+    named = [a.split("::", 1)[1] for a in config.args if "::" in a]
+
+    def left_out(item: pytest.Item) -> bool:
+        wanted = any(item.nodeid.split("::", 1)[-1].startswith(n) for n in named)
+        return item.get_closest_marker("slow") is not None and not wanted
+
+    slow = [item for item in items if left_out(item)]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        items[:] = [item for item in items if not left_out(item)]
 
 
 @pytest.fixture
