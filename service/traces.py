@@ -160,10 +160,33 @@ def step_lines(view: StepTrace) -> list[str]:
         )
         mark = "  <- fails" if k == view.failed_step else ""
         lines.append(f"{k:>4}  {cells}{mark}")
+    lines.append("per step (lowest to highest value; ! marks the failing step):")
+    lines += [f"  {s.name.ljust(width)}{sparkline(s, view.failed_step)}" for s in columns]
     bounded = [s for s in columns if s.lower is not None or s.upper is not None]
     for s in bounded:
         lines.append(f"bounds of {s.name}: [{fmt(s.lower)}, {fmt(s.upper)}]")
     return lines
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(signal: Signal, failed_step: int | None) -> str:
+    """The signal over the steps as one bar per step, scaled to its own range and bounds;
+    ``!`` after the failing step, ``·`` where the step has no value."""
+    known = [v for v in signal.values if v is not None]
+    scale = known + [b for b in (signal.lower, signal.upper) if b is not None]
+    if not known:
+        return ""
+    lo, hi = min(scale), max(scale)
+    cells = []
+    for k, v in enumerate(signal.values):
+        if v is None:
+            cells.append("·")
+            continue
+        level = 0 if hi <= lo else round((v - lo) / (hi - lo) * (len(BARS) - 1))
+        cells.append(BARS[level] + ("!" if k == failed_step else ""))
+    return "".join(cells) + f"  {fmt(min(known))} .. {fmt(max(known))}"
 
 
 def equivalence_lines(view: EquivalenceTrace) -> list[str]:

@@ -36,7 +36,10 @@ def counterexample_text(outcome: Outcome) -> str | None:
     outputs = cex.onnxruntime_outputs if cex.onnxruntime_outputs is not None else cex.outputs
     # Inputs in full precision, so the counterexample can be replayed exactly.
     inputs = "[" + ", ".join(repr(v) for v in cex.inputs) + "]"
-    return f"inputs {inputs} give outputs {_short(outputs)} (margin {cex.margin:.6g})"
+    return (
+        f"inputs {inputs} give outputs {_short(outputs)} (margin {cex.margin:.6g}: how far the "
+        "output lies past the property's bound)"
+    )
 
 
 def _short(values: list[float] | None) -> str:

@@ -81,6 +81,9 @@ def test_step_trace_reads_rationals_and_finds_the_failing_step() -> None:
     x, v = view.signals
     assert x.values == (1.0, 1.5, 2.5) and (x.lower, x.upper) == (None, 2.0)
     assert v.lower == -1.0 and view.inputs[0].values == (0.5, -1.0, None)
+    # x rises to its bound (2.0) and past it: the last bar is the highest, marked failing.
+    assert traces.sparkline(x, view.failed_step).startswith("▁▃█!")
+    assert traces.sparkline(view.inputs[0], None).startswith("█▁·")
 
 
 def test_equivalence_lines_show_reference_deviation_and_epsilon() -> None:
