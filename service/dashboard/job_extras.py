@@ -78,6 +78,20 @@ def downloads(job: Job, info: ArtefactInfo | None, has_certificate: bool) -> lis
     return found
 
 
+def tensor_note(job: Job, info: ArtefactInfo | None) -> str | None:
+    """Which ONNX tensors the X_i and Y_j of a counterexample are the elements of."""
+    sub = job.subnetwork or {}
+    meta = info.meta if info is not None and info.kind == "onnx" else {}
+    inputs = sub.get("inputs") or ([meta["input_name"]] if meta.get("input_name") else [])
+    outputs = sub.get("outputs") or ([meta["output_name"]] if meta.get("output_name") else [])
+    if not inputs or not outputs:
+        return None
+    return (
+        f"X_0, X_1, … are the elements of the ONNX input tensor {', '.join(inputs)} "
+        f"(flattened in order); Y_0, Y_1, … those of {', '.join(outputs)}."
+    )
+
+
 def command(job: Job, info: ArtefactInfo | None) -> str:
     return reproduce_command(job, info.filename if info is not None else None)
 

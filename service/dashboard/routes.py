@@ -211,6 +211,7 @@ def job_page(request: Request, job_id: str, services: ServicesDep) -> HTMLRespon
         downloads=job_extras.downloads(job, info, has_certificate),
         command=job_extras.command(job, info),
         elapsed=job_extras.elapsed_s(job),
+        tensors=job_extras.tensor_note(job, info) if cex is not None else None,
         info=info,
         when=views.when,
     )

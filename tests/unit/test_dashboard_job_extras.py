@@ -33,6 +33,7 @@ def test_downloads_and_reproduce_command_of_a_violated_and_a_held_job(
     for href in ("counterexample", "vnncomp-result", "property"):
         assert f'href="/v1/jobs/{broken}/{href}"' in html
     assert f'href="/v1/artefacts/{sat}/file"' in html and sat[:12] in html
+    assert "elements of the ONNX input tensor input " in html and "those of output." in html
 
     cex = client.get(f"/v1/jobs/{broken}/counterexample")
     assert cex.status_code == 200 and "attachment" in cex.headers["content-disposition"]
