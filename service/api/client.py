@@ -19,7 +19,29 @@ EXIT_CODES = {"holds": 0, "violated": 1, "unknown": 2, "error": 3}
 
 
 class ApiError(Exception):
-    """A problem+json answer, or no answer at all."""
+    """A problem+json answer, or no answer at all; ``pointer`` is the offending field."""
+
+    def __init__(self, message: str, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+
+
+# The names the server gives uploaded text in its messages; the CLI puts the user's back.
+SERVER_NAMES = ("property.vnnlib", "module.py")
+
+
+def in_users_file(exc: Exception, model: Path, spec: Path | None) -> str:
+    """An error message that names the user's file: the property's for a problem in the
+    property, else the model's (or the system's)."""
+    pointer = getattr(exc, "pointer", None) or ""
+    path = spec if spec is not None and pointer.startswith("/property") else model
+    text = str(exc)
+    if any(str(p) in text for p in (model, spec) if p is not None):
+        return text
+    for name in SERVER_NAMES:
+        if f"{name}:" in text:
+            return text.replace(f"{name}:", f"{path}:", 1)
+    return text if str(path) in text else f"{path}: {text}"
 
 
 def checked(response: httpx.Response) -> dict[str, Any]:
@@ -32,11 +54,21 @@ def checked(response: httpx.Response) -> dict[str, Any]:
             " ".join(f"{k}={v}" for k, v in e.items() if k != "detail")
             for e in body.get("errors", [])
         )
+        pointers = [e.get("pointer") for e in body.get("errors", []) if e.get("pointer")]
         raise ApiError(
-            f"{body.get('title')}: {body.get('detail')}" + (f" ({where})" if where else "")
+            f"{body.get('title')}: {body.get('detail')}" + (f" ({where})" if where else ""),
+            pointers[0] if pointers else None,
         )
     data: dict[str, Any] = response.json()
     return data
+
+
+def read_json_text(text: str, path: Path) -> Any:
+    """JSON text read from ``path``; invalid JSON is a ValueError at its line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
 
 
 def property_body(model: Path, spec: Path) -> dict[str, Any]:
@@ -44,11 +76,17 @@ def property_body(model: Path, spec: Path) -> dict[str, Any]:
     if spec.suffix.lower() != ".json":
         return {"vnnlib": text}
     key = "spec" if model.suffix == ".py" else "preset"
-    return {key: json.loads(text)}
+    return {key: read_json_text(text, spec)}
 
 
 def upload(client: httpx.Client, path: Path) -> str:
     """Upload a file as an artefact; its id (the sha256 of its bytes)."""
+    if path.suffix.lower() == ".onnx":
+        from service.worker.engine import detect_kind
+
+        with path.open("rb") as fh:
+            if detect_kind(fh.read(4096)) == "module":  # the server would read it as source
+                raise ValueError(f"{path}: not an ONNX model (the file is text)")
     with path.open("rb") as fh:
         return str(checked(client.post("/v1/artefacts", files={"file": (path.name, fh)}))["id"])
 
@@ -63,7 +101,7 @@ def system_body(path: Path, upload_file: Callable[[Path], str]) -> dict[str, Any
     from service.worker.engine import system_files
     from verifiers.errors import VerifierError
 
-    system = json.loads(path.read_text(encoding="utf-8"))
+    system = read_json_text(path.read_text(encoding="utf-8"), path)
     try:
         named = system_files(system)
     except VerifierError as exc:
@@ -186,8 +224,12 @@ def run_submit(
             # Before waiting, so a user (or a CI log) can follow the job in the dashboard.
             err.print(f"job {job['id']}: {url}", markup=False, highlight=False)
             job = wait_for(client, job)
-    except (ApiError, httpx.HTTPError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except httpx.HTTPError as exc:
+        print(f"error: {server}: {exc}", file=sys.stderr)
+        return 3
+    except (ApiError, OSError, ValueError) as exc:
+        # One plain line (rich would wrap it), naming the user's file.
+        print(f"error: {in_users_file(exc, model, spec)}", file=sys.stderr)
         return 3
     _report(job, json_out, job_url(server, job["id"]))
     return exit_code(job)

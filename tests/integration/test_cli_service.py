@@ -60,3 +60,15 @@ def test_submit_reports_a_bad_property(server: str, tmp_path: Path) -> None:
     bad.write_text("(assert (<= X_0")
     r = submit(server, str(VNNCOMP_TEST / "test_unsat.onnx"), str(bad), "--wait")
     assert r.returncode == 3 and "Invalid input" in r.stderr
+    assert r.stderr.startswith(f"error: Invalid input: {bad}:1:"), r.stderr  # the user's file
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    r = submit(server, str(text), str(bad))
+    assert (
+        r.returncode == 3
+        and r.stderr.strip() == f"error: {text}: not an ONNX model (the file is text)"
+    )
+    broken = tmp_path / "preset.json"
+    broken.write_text("{\n  oops")
+    r = submit(server, str(VNNCOMP_TEST / "test_unsat.onnx"), str(broken))
+    assert r.returncode == 3 and f"error: {broken}:2:3: invalid JSON" in r.stderr
