@@ -50,3 +50,7 @@ cli_service.register(app)
 from service import cli_gate  # noqa: E402
 
 cli_gate.register(app)
+
+from service import cli_token  # noqa: E402
+
+cli_token.register(app)

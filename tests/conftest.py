@@ -52,7 +52,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     from service.app import create_app
 
     app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
         yield c
     app.state.services.db.dispose()
 

@@ -81,12 +81,6 @@ def property_body(model: Path, spec: Path) -> dict[str, Any]:
 
 def upload(client: httpx.Client, path: Path) -> str:
     """Upload a file as an artefact; its id (the sha256 of its bytes)."""
-    if path.suffix.lower() == ".onnx":
-        from service.worker.engine import detect_kind
-
-        with path.open("rb") as fh:
-            if detect_kind(fh.read(4096)) == "module":  # the server would read it as source
-                raise ValueError(f"{path}: not an ONNX model (the file is text)")
     with path.open("rb") as fh:
         return str(checked(client.post("/v1/artefacts", files={"file": (path.name, fh)}))["id"])
 
@@ -128,6 +122,17 @@ def _set(document: dict[str, Any], pointer: str, value: str) -> None:
     node[last] = value
 
 
+def _check_onnx(path: Path) -> None:
+    """A text file named .onnx would reach the server as module source: say what it is."""
+    if path.suffix.lower() != ".onnx":
+        return
+    from service.worker.engine import detect_kind
+
+    with path.open("rb") as fh:
+        if detect_kind(fh.read(4096)) == "module":
+            raise ValueError(f"{path}: not an ONNX model (the file is text)")
+
+
 def submit_job(
     client: httpx.Client, model: Path, spec: Path | None, timeout: float | None
 ) -> dict[str, Any]:
@@ -136,6 +141,7 @@ def submit_job(
     elif spec is None:
         raise ValueError("give a property file (only a SYSTEM.json holds its own)")
     else:
+        _check_onnx(model)
         body = {"artefact": upload(client, model), "property": property_body(model, spec)}
     if timeout:
         body["options"] = {"timeout_s": timeout}
@@ -212,7 +218,9 @@ def run_submit(
     json_out: bool,
 ) -> int:
     try:
-        with httpx.Client(base_url=server, timeout=60) as client:
+        token = os.environ.get("PROOFWELL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=server, headers=headers, timeout=60) as client:
             job = submit_job(client, model, spec, timeout)
             url = job_url(server, job["id"])
             if not wait:

@@ -1,39 +1,25 @@
 """The dashboard's buttons: cancel a job, rerun it (with more time or memory).
 
 Plain HTML forms posting here, answered with a redirect to the job's page (303), so they
-work without JavaScript. A cross-site form post is refused: when the browser sends an
-``Origin`` header, its host must be this server's.
+work without JavaScript. They need the submit scope; a cross-site post is refused by the
+app's CrossSiteGuard (service/api/guards.py).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from service.api.deps import ServicesDep, Submit
-from service.api.routes.jobs import _spec
+from service.api.deps import ServicesDep, SubmitAuth
+from service.api.routes.jobs import JobId, _spec, job_or_404
 from service.api.schemas import JobIn, OptionsIn
 from service.errors import ServiceError, not_found
 from service.store.jobs import Job
 
 router = APIRouter(include_in_schema=False)
-
-
-def _same_origin(request: Request) -> None:
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-        raise ServiceError(403, "Forbidden", "cross-site form posts are refused", "forbidden")
-
-
-def _job(services: ServicesDep, job_id: int) -> Job:
-    job = services.jobs.get(job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    return job
 
 
 def rerun_body(job: Job, timeout_s: float | None, memory_mb: int | None) -> JobIn:
@@ -55,28 +41,26 @@ def rerun_body(job: Job, timeout_s: float | None, memory_mb: int | None) -> JobI
     )
 
 
-@router.post("/jobs/{job_id}/cancel", dependencies=[Submit])
-def cancel(job_id: int, request: Request, services: ServicesDep) -> RedirectResponse:
-    _same_origin(request)
-    if services.jobs.cancel(job_id) is None:
+@router.post("/jobs/{job_id}/cancel")
+def cancel(job_id: JobId, services: ServicesDep, who: SubmitAuth) -> RedirectResponse:
+    if services.jobs.cancel(job_id, who.project_id) is None:
         raise not_found("job", job_id)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
-@router.post("/jobs/{job_id}/rerun", dependencies=[Submit])
+@router.post("/jobs/{job_id}/rerun")
 def rerun(
-    job_id: int,
-    request: Request,
+    job_id: JobId,
     services: ServicesDep,
+    who: SubmitAuth,
     timeout_s: Annotated[float | None, Form()] = None,
     memory_mb: Annotated[int | None, Form()] = None,
 ) -> RedirectResponse:
     """Submit the job again; a decided verdict on unchanged work comes from the cache."""
-    _same_origin(request)
     try:
-        body = rerun_body(_job(services, job_id), timeout_s, memory_mb)
+        body = rerun_body(job_or_404(services, job_id, who), timeout_s, memory_mb)
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ServiceError(422, "Invalid request", detail, "invalid-request") from None
-    new = services.jobs.submit(_spec(body, services))
+    new = services.jobs.submit(_spec(body, services, who.project_id))
     return RedirectResponse(f"/jobs/{new.id}", status_code=303)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from service.api.deps import Read, ServicesDep
+from service.api.deps import PageAuth, ServicesDep
 from service.regressions import fixed, regressed, representative, resource_limited, state
 from service.store.cache import digest
 from service.store.jobs import Job
@@ -84,10 +84,11 @@ def compare_rows(a_jobs: list[Job], b_jobs: list[Job]) -> list[Row]:
     return sorted(rows, key=lambda r: (order[r.change], r.label))
 
 
-@router.get("/compare", response_class=HTMLResponse, dependencies=[Read])
+@router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
     services: ServicesDep,
+    who: PageAuth,
     a: Annotated[str | None, Query(max_length=64)] = None,
     b: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:

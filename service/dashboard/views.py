@@ -168,7 +168,25 @@ def case_view(case: Case) -> CaseView:
 def parse_property(
     prop: dict[str, Any], sizes: tuple[int, int] | None
 ) -> tuple[Property | None, str | None]:
-    """The parsed property, or why it could not be parsed here."""
+    """The parsed property, or why it could not be parsed here. Parsed once per property
+    and sizes in a process (pages are viewed again and again; properties never change)."""
+    key = (digest(prop), sizes)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse(prop, sizes)
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = found
+    return found
+
+
+MAX_PARSED = 128
+_PARSED: dict[tuple[str, tuple[int, int] | None], tuple[Property | None, str | None]] = {}
+
+
+def _parse(
+    prop: dict[str, Any], sizes: tuple[int, int] | None
+) -> tuple[Property | None, str | None]:
     from verifiers.errors import VerifierError
     from verifiers.spec import parse_preset, parse_vnnlib
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import String, cast, func, or_, select
 
 from service.store.db import Database
-from service.store.jobs import Job, _job, _joined
-from service.store.models import Artefact, JobRow, ResultRow
+from service.store.jobs import Job, _in_project, _job, _joined
+from service.store.models import JobRow, ProjectArtefact, ResultRow
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class JobQuery:
     reason: str | None = None  # a part of the reason (timeout, memory, cancelled, ...)
     since: datetime | None = None
     until: datetime | None = None
+    project: int | None = None  # the caller's project (None: every project)
 
 
 def _like(text: str) -> str:
@@ -31,6 +32,7 @@ def _like(text: str) -> str:
 
 
 def _where(stmt, q: JobQuery):  # type: ignore[no-untyped-def]
+    stmt = _in_project(stmt, q.project)
     if q.status:
         stmt = stmt.where(JobRow.status == q.status)
     if q.verdict:
@@ -48,15 +50,20 @@ def _where(stmt, q: JobQuery):  # type: ignore[no-untyped-def]
         stmt = stmt.where(JobRow.created_at < q.until)
     if q.text:
         pattern = _like(q.text)
+        # The file name a project gave the model (each project names its own uploads).
+        named = select(ProjectArtefact.artefact_id).where(
+            ProjectArtefact.project_id == JobRow.project_id,
+            ProjectArtefact.filename.ilike(pattern, escape="\\"),
+        )
         matches = [
-            Artefact.filename.ilike(pattern, escape="\\"),
+            JobRow.artefact_id.in_(named),
             JobRow.artefact_id.ilike(pattern, escape="\\"),
             cast(JobRow.prop, String).ilike(pattern, escape="\\"),
             reason.ilike(pattern, escape="\\"),
         ]
         if q.text.strip().lstrip("#").isdigit():
             matches.append(JobRow.id == int(q.text.strip().lstrip("#")))
-        stmt = stmt.outerjoin(Artefact, Artefact.id == JobRow.artefact_id).where(or_(*matches))
+        stmt = stmt.where(or_(*matches))
     return stmt
 
 
@@ -68,10 +75,12 @@ def search(db: Database, q: JobQuery, limit: int = 25, offset: int = 0) -> tuple
         return [_job(*r) for r in rows], total
 
 
-def recent_properties(db: Database, limit: int = 100) -> list[tuple[str, dict]]:
+def recent_properties(
+    db: Database, limit: int = 100, project: int | None = None
+) -> list[tuple[str, dict]]:
     """(property hash, property) of the most recently used properties, newest first."""
     newest = (
-        select(JobRow.property_hash, func.max(JobRow.id).label("last"))
+        _in_project(select(JobRow.property_hash, func.max(JobRow.id).label("last")), project)
         .group_by(JobRow.property_hash)
         .subquery()
     )

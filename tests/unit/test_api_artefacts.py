@@ -71,7 +71,7 @@ def test_module_source_is_parsed_not_run(client: TestClient) -> None:
 
 def test_upload_over_the_limit_is_413(tmp_path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/small.db", max_upload_mb=0.001)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         r = upload(client, b"x" * 5000)
         assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
         assert r.json()["errors"][0]["pointer"] == "/file"

@@ -162,10 +162,11 @@ def test_unknown_pages_are_404_and_assets_are_local(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("url", ["/", "/jobs", "/jobs/1", "/models/x"])
-def test_pages_need_the_read_scope_outside_open_mode(settings: Settings, url: str) -> None:
+def test_pages_redirect_to_login_outside_open_mode(settings: Settings, url: str) -> None:
     from service.app import create_app
 
     app = create_app(settings.model_copy(update={"open_mode": False}))
-    with TestClient(app) as c:
-        assert c.get(url).status_code == 401
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as c:
+        r = c.get(url)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
     app.state.services.db.dispose()

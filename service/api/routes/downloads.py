@@ -7,10 +7,10 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from service.api.deps import Read, ServicesDep
+from service.api.deps import ReadAuth, ServicesDep
+from service.api.routes.jobs import JobId, job_or_404
 from service.errors import ServiceError, not_found
 from service.job_files import counterexample_document, property_file, vnncomp_result
-from service.store.jobs import Job
 
 router = APIRouter(tags=["downloads"])
 
@@ -24,18 +24,11 @@ def _attachment(body: str | bytes, media_type: str, filename: str) -> Response:
     )
 
 
-def _job(services: ServicesDep, job_id: int) -> Job:
-    job = services.jobs.get(job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    return job
-
-
-@router.get("/v1/jobs/{job_id}/counterexample", dependencies=[Read])
-def counterexample(job_id: int, services: ServicesDep) -> Response:
+@router.get("/v1/jobs/{job_id}/counterexample")
+def counterexample(job_id: JobId, services: ServicesDep, who: ReadAuth) -> Response:
     """The counterexample of a violated job, with the job, model and stats it belongs to."""
-    job = _job(services, job_id)
-    info = services.artefacts.get(job.artefact)
+    job = job_or_404(services, job_id, who)
+    info = services.artefacts.get(job.artefact, who.project_id)
     document = counterexample_document(job, info.filename if info and info.filename else "")
     if document is None:
         raise ServiceError(
@@ -48,27 +41,28 @@ def counterexample(job_id: int, services: ServicesDep) -> Response:
     return _attachment(text, "application/json", f"job-{job_id}-counterexample.json")
 
 
-@router.get("/v1/jobs/{job_id}/vnncomp-result", dependencies=[Read])
-def vnncomp(job_id: int, services: ServicesDep) -> Response:
+@router.get("/v1/jobs/{job_id}/vnncomp-result")
+def vnncomp(job_id: JobId, services: ServicesDep, who: ReadAuth) -> Response:
     """The VNN-COMP result file (unsat, sat with the assignment, timeout, unknown, error)."""
-    job = _job(services, job_id)
+    job = job_or_404(services, job_id, who)
     return _attachment(vnncomp_result(job), "text/plain", f"job-{job_id}-result.txt")
 
 
-@router.get("/v1/jobs/{job_id}/property", dependencies=[Read])
-def job_property(job_id: int, services: ServicesDep) -> Response:
+@router.get("/v1/jobs/{job_id}/property")
+def job_property(job_id: JobId, services: ServicesDep, who: ReadAuth) -> Response:
     """The property as it was submitted (VNN-LIB text, or the preset, SPEC or SYSTEM JSON)."""
-    found = property_file(_job(services, job_id))
+    found = property_file(job_or_404(services, job_id, who))
     if found is None:
         raise not_found("property of job", job_id)
     name, media_type, text = found
     return _attachment(text, media_type, name)
 
 
-@router.get("/v1/artefacts/{artefact_id}/file", dependencies=[Read])
-def artefact_file(artefact_id: str, services: ServicesDep) -> Response:
-    """An artefact's bytes (the model or module as uploaded), under its uploaded name."""
-    info = services.artefacts.get(artefact_id)
+@router.get("/v1/artefacts/{artefact_id}/file")
+def artefact_file(artefact_id: str, services: ServicesDep, who: ReadAuth) -> Response:
+    """An artefact's bytes (the model or module as uploaded), under its uploaded name; only
+    a project that uploaded them may read them."""
+    info = services.artefacts.get(artefact_id[:64], who.project_id)
     data = services.artefacts.data(artefact_id) if info is not None else None
     if info is None or data is None:
         raise not_found("artefact", artefact_id)
