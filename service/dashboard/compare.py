@@ -95,12 +95,16 @@ def compare_page(
     from service.dashboard.routes import _page
     from service.dashboard.views import model_name, when
 
-    models = services.artefacts.recent(limit=200)
-    info_a = services.artefacts.get(a) if a else None
-    info_b = services.artefacts.get(b) if b else None
+    project = who.project_id
+    models = services.artefacts.recent(limit=200, project=project)
+    info_a = services.artefacts.get(a, project) if a else None
+    info_b = services.artefacts.get(b, project) if b else None
     rows: list[Row] = []
     if info_a is not None and info_b is not None:
-        rows = compare_rows(services.jobs.history([info_a.id]), services.jobs.history([info_b.id]))
+        rows = compare_rows(
+            services.jobs.history([info_a.id], project=project),
+            services.jobs.history([info_b.id], project=project),
+        )
     missing = [x for x, info in ((a, info_a), (b, info_b)) if x and info is None]
     return _page(
         request,
