@@ -211,3 +211,15 @@ def test_sigmoid_split_budget_gives_unknown_with_fraction(monkeypatch) -> None:
     assert result.verdict in (Verdict.UNKNOWN, Verdict.HOLDS)
     if result.verdict is Verdict.UNKNOWN:
         assert "split budget" in result.reason and result.stats.proved_fraction < 1.0
+
+
+def test_graph_search_stops_near_its_deadline() -> None:
+    rng = np.random.default_rng(7)
+    data = to_bytes(cnn_maxpool(rng))
+    model = load_model(data)
+    lower, upper = np.full(9, -1.0), np.full(9, 1.0)
+    low, high = sampled_range(model, lower, upper, rng)
+    prop = at_least(high + 1e-4 * (high - low), lower, upper)  # too tight to prove in time
+    result = verify(OnnxComponent(data), prop, Options(timeout_s=1.0))
+    assert result.verdict in (Verdict.UNKNOWN, Verdict.HOLDS)
+    assert result.stats.seconds < 2.0

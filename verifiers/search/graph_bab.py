@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifiers.bounds.graph.backsub import GraphBounds, graph_bounds
+from verifiers.bounds.graph.backsub import DeadlinePassed, GraphBounds, graph_bounds
 from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Lines
 from verifiers.bounds.graph.ops.maxes import MaxOf, MaxRelaxed
@@ -119,7 +119,11 @@ class GraphCaseSearch:
         return self.outcome
 
     def step(self, batch: list[GraphRegion]) -> None:
-        bounds, score = self.bound(batch)
+        try:
+            bounds, score = self.bound(batch)
+        except DeadlinePassed:  # the regions stay open: the verdict will say timeout
+            self.stack.extend(batch)
+            return
         empty = bounds.empty
         open_idx = []
         for i, region in enumerate(batch):
@@ -161,7 +165,9 @@ class GraphCaseSearch:
                 if isinstance(node.op, MaxOf)
             }
         with np.errstate(invalid="ignore", over="ignore"):
-            bounds = graph_bounds(self.net, lower, upper, self.rows, known, cases)
+            bounds = graph_bounds(
+                self.net, lower, upper, self.rows, known, cases, deadline=self.ctx.deadline
+            )
         self.outcome.subproblems += len(regions)
         return bounds, self.scores(bounds.objective_lower)
 

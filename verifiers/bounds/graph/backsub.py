@@ -16,6 +16,7 @@ lower bound read off at the input box subtracts it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,10 @@ from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
 
 # Coefficient arrays of at most this many float64 entries per back-substitution pass.
 CHUNK_ENTRIES = 1 << 23
+
+
+class DeadlinePassed(Exception):
+    """The bound computation stopped at its deadline: nothing was bounded."""
 
 
 @dataclass
@@ -57,14 +62,18 @@ def graph_bounds(
     objective: np.ndarray | None = None,
     known: dict[str, Box] | None = None,
     cases: dict[str, np.ndarray] | None = None,
+    deadline: float | None = None,
 ) -> GraphBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
     bounded output. `known`: per tensor, bounds already valid on each box (intersected in).
     `cases`: per Max/MaxPool output, the candidates (batch, n_out, K) the max is taken over
-    on each region (branch and bound's case splits)."""
+    on each region (branch and bound's case splits). Past `deadline` (time.monotonic), it
+    raises DeadlinePassed between two ops."""
     bounds = GraphBounds({net.input_name: (lower, upper)}, {})
     refined = {net.input_name}
     for node in net.nodes:
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlinePassed
         if is_nonlinear(node.op):
             for name in node.inputs:
                 if name not in refined:
