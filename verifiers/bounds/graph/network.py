@@ -41,7 +41,7 @@ class GraphNetwork:
 
     @classmethod
     def of(cls, graph: Graph) -> GraphNetwork:
-        nodes, problems = [], []
+        nodes, problems, first = [], [], None
         sizes = {name: int(np.prod(s, dtype=np.int64)) for name, s in graph.shapes.items()}
         sizes[graph.input_name] = graph.n_inputs
         bound_output, softmax = graph.output_name, None
@@ -49,19 +49,21 @@ class GraphNetwork:
             if isinstance(node.op, ops_graph.Softmax) and node.output == graph.output_name:
                 if node.op.axis != len(graph.shapes[node.output]) - 1:
                     problems.append(f"'{node.name}' (Softmax): only over the last axis")
+                    first = first or node.name
                 bound_output, softmax = node.inputs[0], graph.shapes[node.output][-1]
                 continue
             rule = RULES.get(type(node.op))
             if rule is None:
                 why = NO_BOUNDS.get(type(node.op), "no bound rule")
                 problems.append(f"'{node.name}' ({node.op_type}): {why}")
+                first = first or node.name
                 continue
             in_shapes = [graph.shapes[name] for name in node.inputs]
             bound_op = rule(node, in_shapes, graph.shapes[node.output])
             nodes.append(BoundNode(node.name, node.op_type, bound_op, node.inputs, node.output))
         if problems:
             raise UnsupportedError(
-                "the graph engine cannot bound: " + "; ".join(problems), node=graph.nodes[0].name
+                "the graph engine cannot bound: " + "; ".join(problems), node=first
             )
         return cls(graph.input_name, graph.output_name, bound_output, tuple(nodes), sizes, softmax)
 
