@@ -40,6 +40,10 @@ def verify_command(
         list[str] | None, typer.Option("--output", help="Subnetwork output tensor name")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(help="Write the proof certificate of a holds here (JSON)"),
+    ] = None,
 ) -> None:
     """Verify a component against a property. Exit 0 holds, 1 violated, 2 unknown, 3 error."""
     options = Options(
@@ -54,6 +58,8 @@ def verify_command(
         result = Result(Verdict.ERROR, Stats(), reason=f"{exc.filename}: {exc.strerror}")
     if vnncomp_result is not None:
         vnncomp_result.write_text(vnncomp_text(result))
+    if certificate is not None and result.certificate is not None:
+        certificate.write_text(json.dumps(result.certificate, separators=(",", ":")))
     if json_output:
         print(json.dumps(result.to_json()))
     else:

@@ -19,6 +19,13 @@ from verifiers.bounds.rounding import gamma, widen_down
 def combination_lower_bound(
     coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
 ) -> float:
+    """The sound value of the best combination (see combination_weights)."""
+    return combination_weights(coeffs, consts, lower, upper)[0]
+
+
+def combination_weights(
+    coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[float, np.ndarray]:
     """max over mu of the sound minimum over the box of sum_i mu_i (coeffs_i . x + consts_i).
 
     coeffs: (m, n) input-level coefficients; consts: (m,) the bounds' constants, such that
@@ -39,11 +46,12 @@ def combination_lower_bound(
         np.append(upper, np.inf),
     )
     if answer is None:
-        return -np.inf
+        return -np.inf, np.zeros(m)
     mu = np.abs(answer.row_duals)
     if not mu.sum() > 0.0:
-        return -np.inf
-    return sound_value(mu / mu.sum(), coeffs, consts, lower, upper)
+        return -np.inf, np.zeros(m)
+    mu = mu / mu.sum()
+    return sound_value(mu, coeffs, consts, lower, upper), mu
 
 
 def sound_value(
