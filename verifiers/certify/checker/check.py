@@ -125,27 +125,64 @@ class _Walker:
         self.leaves = 0
         self.kinds: dict[str, int] = {}
         self.last_report = 0.0
+        self.tightened: dict = {}
 
     def case(self, entry, case) -> None:
         index = entry["index"]
         lower = np.array(entry["lower"], dtype=np.float64)
         upper = np.array(entry["upper"], dtype=np.float64)
-        # (node, lower, upper, phases, parent bounds, name)
-        stack = [(entry["tree"], lower, upper, (), None, f"case {index} /")]
+        # (node, lower, upper, phases, parent bounds, name, regions from the root)
+        stack = [(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
         while stack:
-            node, lo, hi, phases, parent, name = stack.pop()
+            node, lo, hi, phases, parent, name, chain = stack.pop()
             self.tick()
             if not isinstance(node, dict) or ("split" in node) == ("leaf" in node):
                 raise Invalid(f"{name}: a split is missing a case (no split or leaf here)")
             region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases))
+            chain = (*chain, (lo, hi, phases, name))
             if "leaf" in node:
-                self.leaf(node, region, empty, case, phases, name)
+                self.count(node)
+                try:
+                    self.leaf(node, region, empty, case, phases, name)
+                except Invalid:
+                    # The search bounds regions in batches (which tightens some bounds
+                    # more) and most of them twice: the checker tries again with every
+                    # neuron tightened, twice: here, then down the whole path.
+                    try:
+                        region, empty = self.retighten(chain[-1:], parent)
+                        self.leaf(node, region, empty, case, phases, name)
+                    except Invalid:
+                        region, empty = self.retighten(chain, None)
+                        self.leaf(node, region, empty, case, phases, name)
                 continue
             if empty:  # no input here: nothing below needs a proof
                 self.done += _count(node) - 1
                 continue
             for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
-                stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}"))
+                stack.append(
+                    (child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain)
+                )
+
+    def retighten(self, chain, parent):
+        """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
+        other leaves below the same regions)."""
+        for lo, hi, phases, name in chain:
+            key = (name, parent is None)
+            if key not in self.tightened:
+                region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases), True)
+                if not empty:
+                    region, empty = lg.tighten_again(self.net, region, list(phases), True)
+                self.tightened[key] = (region, empty)
+            region, empty = self.tightened[key]
+            if empty:
+                return region, True
+            parent = region.bounds
+        return region, False
+
+    def count(self, node) -> None:
+        kind = str(node["leaf"])
+        self.leaves += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
     def tick(self) -> None:
         self.done += 1
@@ -189,8 +226,6 @@ class _Walker:
 
     def leaf(self, node, region, empty, case, phases, name) -> None:
         kind = node["leaf"]
-        self.leaves += 1
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if empty:
             return
         if kind == "smt-unsat":
@@ -298,8 +333,7 @@ class _Walker:
                         lo[j] = max(lo[j], 0.0)
                     else:
                         hi[j] = min(hi[j], 0.0)
-                    bounds = [*here.bounds[:k], (lo, hi), *here.bounds[k + 1 :]]
-                    child_region = lg.Region(here.lower, here.upper, bounds, here.errors)
+                    child_region = here.with_bounds(k, lo, hi)
                     stack.append((child, child_region, [*node_phases, (k, j, active)], label + tag))
                 continue
             if node.get("empty") is True:
@@ -388,6 +422,7 @@ def _scale(rows) -> int:
 def _dyadic_rows(rows) -> tuple[np.ndarray, np.ndarray]:
     """Dyadic rationals exactly, one exponent per row."""
     out = np.zeros((len(rows), len(rows[0])), dtype=object)
+    small = True
     exps = np.zeros(len(rows), dtype=np.int64)
     for i, row in enumerate(rows):
         fractions = [Fraction(v) for v in row]
@@ -396,7 +431,8 @@ def _dyadic_rows(rows) -> tuple[np.ndarray, np.ndarray]:
             assert (f.denominator & (f.denominator - 1)) == 0, "not dyadic"
             out[i, j] = f.numerator << (k - (f.denominator.bit_length() - 1))
         exps[i] = -k
-    return out, exps
+        small = small and all(abs(v).bit_length() < 62 for v in out[i])
+    return (out.astype(np.int64) if small else out), exps
 
 
 def _fractions(ints, exp) -> list[Fraction]:

@@ -1,13 +1,14 @@
-"""Exact dyadic arithmetic on arrays: every number is m * 2**e with a Python int m.
+"""Exact dyadic arithmetic on arrays: every number is m * 2**e with an integer m.
 
 A matrix is a pair (ints, exps): `ints` an array (rows, cols) of Python ints (dtype object)
-or of int64, `exps` an int64 array (rows,) of per-row exponents; a row vector of scalars
-is (ints (rows,), exps (rows,)). Nothing here rounds, except the functions named round_*.
+or of int64, `exps` an int64 array (rows,) of per-row exponents; a vector of per-row scalars
+is (ints (rows,), exps (rows,)). Nothing here rounds, except the functions that say so
+(round_rows, snap, fixed, floor_rows), each in a stated direction.
 
-Products of matrices are exact and fast: the integers are cut into 20-bit limbs, each pair
-of limb matrices is multiplied in float64 BLAS (exact: a dot product of fewer than 8192
-terms below 2**40 each stays below 2**53), and the partial products are put back together
-in Python ints.
+Products of matrices are exact and fast: the integers are cut into limbs of b bits, each
+pair of limb matrices is multiplied in float64 BLAS, exact because n terms below 2**(2b)
+each sum below 2**53 (b is chosen from n: limb_bits), and the partial products are put back
+together in Python ints.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from fractions import Fraction
 
 import numpy as np
 
-LIMB = 20
-MASK = (1 << LIMB) - 1
-MAX_TERMS = 8192
-
 
 class NotFinite(ValueError):
     """A number that is not a finite float (a certificate's, or a bound's)."""
 
 
+def limb_bits(n: int) -> int:
+    """Limb size for dot products of n terms: n * 2**(2b) <= 2**52."""
+    return max(8, (52 - max(n, 1).bit_length()) // 2)
+
+
 def from_floats(values) -> tuple[np.ndarray, int]:
-    """Floats exactly, as Python ints with one common exponent: (ints, exp)."""
+    """Floats exactly, as integers with one common exponent: (ints, exp); int64 when they
+    fit in 62 bits, else Python ints."""
     a = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise NotFinite("a number is not finite")
@@ -37,29 +40,22 @@ def from_floats(values) -> tuple[np.ndarray, int]:
     shift = e.astype(np.int64) - 53
     nz = m != 0
     if not nz.any():
-        return np.zeros(a.shape, dtype=object), 0
+        return np.zeros(a.shape, dtype=np.int64), 0
     # Drop trailing zero bits: a float32 weight has at most 24 significant ones.
     low = np.where(nz, m & -m, 1)
     tz = np.round(np.log2(low.astype(np.float64))).astype(np.int64)
     m = m >> tz
     shift = shift + tz
     exp = int(shift[nz].min())
-    ints = m.astype(object) << np.where(nz, shift - exp, 0).astype(object)
-    return ints, exp
+    rel = np.where(nz, shift - exp, 0)
+    if int(rel.max()) + 53 <= 62:
+        return m << rel, exp
+    return m.astype(object) << rel.astype(object), exp
 
 
-def rows_from_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A float matrix exactly, one exponent per row."""
-    out = np.zeros(values.shape, dtype=object)
-    exps = np.zeros(values.shape[0], dtype=np.int64)
-    for i, row in enumerate(values):
-        out[i], exps[i] = from_floats(row)
-    return out, exps
-
-
-def fixed(values: np.ndarray, bits: int = 53) -> tuple[np.ndarray, np.ndarray]:
-    """Rows rounded to `bits` bits relative to their largest entry: (int64 ints, exps).
-    Used for multipliers, which may take any value: rounding them costs no soundness."""
+def fixed(values: np.ndarray, bits: int = 46) -> tuple[np.ndarray, np.ndarray]:
+    """Rows rounded to nearest on a grid of `bits` bits relative to their largest entry:
+    (int64 ints, exps). For multipliers, which may take any value."""
     values = np.where(np.isfinite(values), values, 0.0)
     top = np.max(np.abs(values), axis=1) if values.shape[1] else np.zeros(values.shape[0])
     _, e = np.frexp(top)
@@ -68,8 +64,9 @@ def fixed(values: np.ndarray, bits: int = 53) -> tuple[np.ndarray, np.ndarray]:
     return ints, exps
 
 
-def limbs(ints: np.ndarray) -> list[np.ndarray]:
-    """Signed 20-bit limbs, least significant first, as float64 arrays."""
+def limbs(ints: np.ndarray, bits: int) -> list[np.ndarray]:
+    """Signed limbs of `bits` bits, least significant first, as float64 arrays."""
+    mask = (1 << bits) - 1
     if ints.dtype == object:
         neg = np.asarray(ints < 0, dtype=bool)
         mag = np.where(neg, -ints, ints)
@@ -79,31 +76,40 @@ def limbs(ints: np.ndarray) -> list[np.ndarray]:
     sign = np.where(neg, -1.0, 1.0)
     out = []
     while True:
-        out.append((mag & MASK).astype(np.int64).astype(np.float64) * sign)
-        mag = mag >> LIMB
+        out.append((mag & mask).astype(np.int64).astype(np.float64) * sign)
+        mag = mag >> bits
         if not np.any(mag != 0):
             return out
 
 
-def matmul(
-    a: np.ndarray, a_exps: np.ndarray, b_limbs: list[np.ndarray], b_exp: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(a * 2**a_exps) @ (b * 2**b_exp) exactly, b given by its limbs."""
-    if a.shape[1] >= MAX_TERMS:
+class Matrix:
+    """A fixed right factor: exact integers with one exponent, kept as limbs."""
+
+    def __init__(self, ints: np.ndarray, exp: int) -> None:
+        self.bits = limb_bits(ints.shape[0])
+        self.limbs = limbs(ints, self.bits)
+        self.exp = exp
+
+    @classmethod
+    def of_floats(cls, values: np.ndarray) -> Matrix:
+        return cls(*from_floats(values))
+
+
+def matmul(a: np.ndarray, a_exps: np.ndarray, b: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(a * 2**a_exps) @ (b * 2**b.exp), exactly: (Python ints, exps)."""
+    if a.shape[1] >= (1 << 20):
         raise ValueError(f"dot products of {a.shape[1]} terms are beyond the exact product")
+    bits = b.bits
     diagonals: dict[int, np.ndarray] = {}
-    for i, la in enumerate(limbs(a)):
-        for j, lb in enumerate(b_limbs):
+    for i, la in enumerate(limbs(a, bits)):
+        for j, lb in enumerate(b.limbs):
             part = (la @ lb).astype(np.int64)
             diagonals[i + j] = diagonals[i + j] + part if i + j in diagonals else part
     acc = None
     for d in range(max(diagonals), -1, -1):
-        acc = (
-            diagonals[d].astype(object)
-            if acc is None
-            else (acc << LIMB) + diagonals[d].astype(object)
-        )
-    return acc, a_exps + b_exp
+        part = diagonals[d].astype(object)
+        acc = part if acc is None else (acc << bits) + part
+    return acc, a_exps + b.exp
 
 
 def align(x: np.ndarray, x_exps: np.ndarray, y: np.ndarray, y_exps: np.ndarray):
@@ -129,8 +135,8 @@ def to_fraction(n: int, e: int) -> Fraction:
 
 
 def round_float(n: int, e: int, up: bool) -> float:
-    """The float next to n * 2**e on the safe side: below it (up=False) or above it."""
-    n = int(n)
+    """The float next to n * 2**e on the safe side: at or below it, or at or above it."""
+    n, e = int(n), int(e)
     if n == 0:
         return 0.0
     extra = abs(n).bit_length() - 53
@@ -138,21 +144,69 @@ def round_float(n: int, e: int, up: bool) -> float:
         n = -((-n) >> extra) if up else n >> extra
         e += extra
     try:
-        f = math.ldexp(float(n), int(e))
+        f = math.ldexp(float(n), e)
     except OverflowError:
         big = sys.float_info.max
         if up:
             return math.inf if n > 0 else -big
         return big if n > 0 else -math.inf
-    if f == 0.0 or abs(f) < 2.0**-1000:  # subnormal: ldexp may have rounded either way
-        exact = to_fraction(n, int(e))
-        f = float(exact)
-        if up and Fraction(f) < exact:
+    if abs(f) < 2.0**-1000:  # subnormal: ldexp may have rounded either way
+        value = to_fraction(n, e)
+        f = float(value)
+        if up and Fraction(f) < value:
             f = math.nextafter(f, math.inf)
-        if not up and Fraction(f) > exact:
+        if not up and Fraction(f) > value:
             f = math.nextafter(f, -math.inf)
     return f
 
 
 def round_rows(ints: np.ndarray, exps: np.ndarray, up: bool) -> np.ndarray:
-    return np.array([round_float(n, e, up) for n, e in zip(ints, exps, strict=True)])
+    """Floats on the safe side of ints * 2**exps, elementwise (1-D)."""
+    ints = np.asarray(ints, dtype=object)
+    exps = np.broadcast_to(np.asarray(exps, dtype=np.int64), ints.shape)
+    try:
+        approx = np.ldexp(ints.astype(np.float64), exps)
+    except OverflowError:
+        return np.array([round_float(n, e, up) for n, e in zip(ints, exps, strict=True)])
+    out = approx.copy()
+    normal = np.isfinite(approx) & ((np.abs(approx) >= 2.0**-1000) | (ints == 0))
+    if normal.any():
+        # The float back at scale 2**exps: m * 2**(e - 53 - exps), a multiple of it here
+        # (a float nearest to an integer multiple of 2**exps with >= 53 bits is one).
+        mant, e = np.frexp(approx[normal])
+        m = np.ldexp(mant, 53).astype(np.int64).astype(object)
+        shift = e.astype(np.int64) - 53 - exps[normal]
+        value = ints[normal]
+        left = m << np.maximum(shift, 0).astype(object)
+        # shift < 0: the float has bits below 2**exps; compare value << -shift with m.
+        scaled_value = value << np.maximum(-shift, 0).astype(object)
+        float_big = np.where(shift >= 0, left > value, m > scaled_value).astype(bool)
+        float_small = np.where(shift >= 0, left < value, m < scaled_value).astype(bool)
+        wrong = float_small if up else float_big
+        chosen = approx[normal]
+        chosen[wrong] = np.nextafter(chosen[wrong], np.inf if up else -np.inf)
+        out[normal] = chosen
+    for i in np.flatnonzero(~normal):
+        out[i] = round_float(int(ints[i]), int(exps[i]), up)
+    return out
+
+
+def snap(values: np.ndarray, up: bool, bits: int = 46) -> np.ndarray:
+    """Floats rounded outward (down, or up) to `bits` bits relative to the largest: the
+    interval [snap(lo, False), snap(hi, True)] contains [lo, hi] and has short numbers."""
+    finite = np.isfinite(values)
+    top = float(np.max(np.abs(values[finite]))) if finite.any() else 0.0
+    if top == 0.0:
+        return values.astype(np.float64)
+    exp = math.frexp(top)[1] - bits
+    scaled = np.ldexp(values, -exp)
+    return np.ldexp(np.ceil(scaled) if up else np.floor(scaled), exp)
+
+
+def floor_rows(ints: np.ndarray, exps: np.ndarray, new_exps: np.ndarray) -> np.ndarray:
+    """floor(ints * 2**(exps - new_exps)) per row, as int64 (callers keep it below 2**62)."""
+    shift = (new_exps - exps)[:, None]
+    ints = _obj(ints)
+    right = ints >> np.maximum(shift, 0).astype(object)
+    out = np.where(shift >= 0, right, ints << np.maximum(-shift, 0).astype(object))
+    return out.astype(np.int64)

@@ -6,21 +6,27 @@ For ANY multipliers lambda_k (one per neuron) the identity
     c . z_K = sum_k sum_j (nu_kj r_kj - lambda_kj z_kj) + (W_1^T lambda_1) . x + constants,
     nu_{k-1} = W_k^T lambda_k,  lambda_K = c,
 
-holds at every point of the network, so a lower bound of c . z_K over the region is the
-sum of each neuron's minimum of (nu r - lambda z) over a set containing its graph on its
-bounds [lo, hi] (the triangle (lo, alpha lo), (0, 0), (hi, hi): a linear function is least
-at a vertex) plus the input part's minimum over the box. Everything is evaluated exactly
-(exact.py): the multipliers only steer how tight the bound is, never whether it is valid.
-By default they follow CROWN (nu times the ReLU's lower slope where nu >= 0, its chord slope
-where nu < 0); a certificate may give some of them (the Lagrange multipliers of an LP).
+holds at every point of the network. So a lower bound of c . z_K on the region is the sum,
+over neurons, of a lower bound of (nu r - lambda z) on a set containing the neuron's graph
+over its bounds [lo, hi] (the triangle (lo, alpha lo), (0, 0), (hi, hi), where a linear
+function is least at a vertex), plus the minimum of the input part over the box. All of it
+is evaluated exactly (exact.py): the multipliers only steer how tight the bound is.
 
-A layer whose composition rounded (the loader's weight_err, bias_err) is an interval of
-weights: its effect on c . z is bounded by |lambda| . (weight_err |r| + bias_err).
+They follow CROWN: lambda = nu times the ReLU's lower slope where nu >= 0 and its chord's
+slope where nu < 0, on a grid of 46 bits (a certificate may give some: the Lagrange
+multipliers of an LP). Where lambda is nu (slope 1) it is nu rounded *down*, and where it
+is 0 it is 0: then nu r - lambda z >= 0 on the whole triangle and the neuron adds nothing
+(min(0, ...) = 0), so only chord neurons and given multipliers need their vertices.
+
+Bounds are kept on a grid of 46 bits too, rounded outward (a wider interval: its triangle
+still contains the graph). A layer whose composition rounded (the loader's weight_err,
+bias_err) is an interval of weights: c . z moves by at most |lambda| . (weight_err |r| +
+bias_err), bounded above in integers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,58 +34,49 @@ from verifiers.certify.checker import exact
 
 Bounds = list[tuple[np.ndarray, np.ndarray]]  # per hidden layer: pre-activation lo, hi
 Overrides = dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (neurons, lambdas)
+GRID = 46
 
 
 @dataclass(frozen=True)
 class ExactLayer:
-    w_limbs: list[np.ndarray]  # of W, the right factor of lambda @ W
-    w_exp: int
-    pos_t: list[np.ndarray]  # of max(W, 0)^T and min(W, 0)^T, for interval bounds
-    neg_t: list[np.ndarray]
-    b_limbs: list[np.ndarray]  # of b as a column
-    bias: np.ndarray  # exact ints of b
-    b_exp: int
-    err_t: list[np.ndarray] | None  # of weight_err^T (None: the layer is exact)
-    err_exp: int
+    wb: exact.Matrix  # [W | b]: lambda @ wb gives nu and lambda . b at once
+    pos_t: exact.Matrix  # max(W, 0)^T and min(W, 0)^T, for interval bounds
+    neg_t: exact.Matrix
+    bias: tuple[np.ndarray, int]
+    err_t: exact.Matrix | None  # weight_err^T (None: the layer composed exactly)
     bias_err: np.ndarray | None
+    n_in: int
     n_out: int
 
     @classmethod
     def of(cls, layer) -> ExactLayer:
-        w, w_exp = exact.from_floats(layer.weight)
-        pos = np.where(layer.weight > 0, w, 0)
-        neg = np.where(layer.weight < 0, w, 0)
-        b, b_exp = exact.from_floats(layer.bias)
+        w = np.asarray(layer.weight, dtype=np.float64)
         inexact = bool(np.any(layer.weight_err) or np.any(layer.bias_err))
-        err, err_exp = exact.from_floats(layer.weight_err) if inexact else (None, 0)
         return cls(
-            exact.limbs(w),
-            w_exp,
-            exact.limbs(pos.T),
-            exact.limbs(neg.T),
-            exact.limbs(b[:, None]),
-            b,
-            b_exp,
-            exact.limbs(err.T) if inexact else None,
-            err_exp,
+            exact.Matrix.of_floats(np.concatenate([w, layer.bias[:, None]], axis=1)),
+            exact.Matrix.of_floats(np.maximum(w, 0.0).T),
+            exact.Matrix.of_floats(np.minimum(w, 0.0).T),
+            exact.from_floats(layer.bias),
+            exact.Matrix.of_floats(np.asarray(layer.weight_err).T) if inexact else None,
             np.asarray(layer.bias_err, dtype=np.float64) if inexact else None,
-            layer.weight.shape[0],
+            w.shape[1],
+            w.shape[0],
         )
 
     def error(self, magnitude: np.ndarray) -> np.ndarray | None:
-        """Per output, a float above weight_err |r| + bias_err for every |r| <= magnitude."""
+        """Per output, a float >= weight_err |r| + bias_err for every |r| <= magnitude."""
         if self.err_t is None:
             return None
         m, m_exp = exact.from_floats(magnitude[None, :])
-        value, exps = exact.matmul(m, np.array([m_exp]), self.err_t, self.err_exp)
+        value, exps = exact.matmul(m, np.array([m_exp]), self.err_t)
         b, b_exp = exact.from_floats(self.bias_err)
-        total, t_exp = exact.add(value, exps, b[None, :], np.array([b_exp]))
-        return exact.round_rows(total[0], np.full(self.n_out, t_exp[0]), up=True)
+        total, t_exps = exact.add(value, exps, b[None, :], np.array([b_exp]))
+        return exact.round_rows(total[0], t_exps[0], up=True)
 
 
 @dataclass(frozen=True)
 class ExactNetwork:
-    layers: list[ExactLayer]  # affine layers; a ReLU (slope alpha below 0) after each but the last
+    layers: list[ExactLayer]  # affine; a ReLU (slope alpha below 0) after each but the last
     alphas: list[float]
     sizes: list[int]  # neurons per hidden layer
 
@@ -101,183 +98,218 @@ def relu_box(lo: np.ndarray, hi: np.ndarray, alpha: float) -> tuple[np.ndarray, 
     return low, high
 
 
+def snap_pair(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] widened onto one grid of GRID bits (lo down, hi up)."""
+    both = exact.snap(np.concatenate([lo, -hi]), up=False, bits=GRID)
+    return both[: len(lo)], -both[len(lo) :]
+
+
 @dataclass
 class Region:
-    """A box, pre-activation bounds valid on the region, and each layer's error bound."""
+    """A box, pre-activation bounds valid on the region, each layer's error bound."""
 
     lower: np.ndarray
     upper: np.ndarray
-    bounds: Bounds
-    errors: list[np.ndarray | None]
+    bounds: Bounds = field(default_factory=list)
+    errors: list[np.ndarray | None] = field(default_factory=list)
 
     def layer_input(self, net: ExactNetwork, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k == 0:
             return self.lower, self.upper
         return relu_box(*self.bounds[k - 1], net.alphas[k - 1])
 
+    def with_bounds(self, k: int, lo: np.ndarray, hi: np.ndarray) -> Region:
+        bounds = [*self.bounds[:k], (lo, hi), *self.bounds[k + 1 :]]
+        return Region(self.lower, self.upper, bounds, self.errors)
 
-def layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None:
+    def crossed(self) -> bool:
+        return any(bool(np.any(lo > hi)) for lo, hi in self.bounds)
+
+
+def _layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None:
     lo, hi = region.layer_input(net, k)
     return net.layers[k].error(np.maximum(np.abs(lo), np.abs(hi)))
 
 
 def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interval bounds of affine layer k's output, from its input's box, rounded outward."""
+    """Interval bounds of affine layer k's output from its input's box, rounded outward."""
     layer = net.layers[k]
-    lo, hi = region.layer_input(net, k)
+    lo, hi = snap_pair(*region.layer_input(net, k))
     both, e = exact.from_floats(np.stack([lo, hi]))
     base = np.array([e, e], dtype=np.int64)
-    pos, exps = exact.matmul(both, base, layer.pos_t, layer.w_exp)
-    neg, _ = exact.matmul(both[::-1], base, layer.neg_t, layer.w_exp)
-    total = pos + neg  # row 0: W+ lo + W- hi (the lower bound); row 1: W+ hi + W- lo
-    bias = np.broadcast_to(layer.bias, total.shape)
-    total, bias, exps = exact.align(total, exps, bias, np.array([layer.b_exp] * 2))
-    total = total + bias
-    low = exact.round_rows(total[0], np.full(layer.n_out, exps[0]), up=False)
-    high = exact.round_rows(total[1], np.full(layer.n_out, exps[1]), up=True)
+    pos, pos_exps = exact.matmul(both, base, layer.pos_t)
+    neg, neg_exps = exact.matmul(both[::-1], base, layer.neg_t)
+    total, exps = exact.add(pos, pos_exps, neg, neg_exps)
+    bias, b_exp = layer.bias
+    total, bias, exps = exact.align(
+        total, exps, np.broadcast_to(bias, pos.shape), np.array([b_exp, b_exp])
+    )
+    total = total + bias  # row 0: W+ lo + W- hi + b; row 1: W+ hi + W- lo + b
+    low = exact.round_rows(total[0], exps[0], up=False)
+    high = exact.round_rows(total[1], exps[1], up=True)
     err = region.errors[k]
     if err is not None:
-        low, high = _widen(low, -err), _widen(high, err)
+        low = np.nextafter(low - err, -np.inf)
+        high = np.nextafter(high + err, np.inf)
     return low, high
 
 
-def _widen(values: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """values + by, rounded away from values' side (down when by < 0, up when by > 0)."""
-    total = values + by
-    return np.where(by < 0, np.nextafter(total, -np.inf), np.nextafter(total, np.inf))
-
-
-def lower_linear(
-    net: ExactNetwork,
-    region: Region,
-    k: int,
-    rows: tuple[np.ndarray, np.ndarray],
-    overrides: Overrides | None = None,
-):
-    """For rows c (exact: ints, exps) over affine layer k's output: an exact linear lower
-    bound  c . z_k >= g . x + h  valid on the region. Returns (g, g_exps, h, h_exps)."""
+def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None):
+    """For rows c (exact: ints, exps) over affine layer k's output, an exact linear lower
+    bound c . z_k >= g . x + h on the region: (g, g_exps, h, h_exps)."""
     lam, lam_exps = rows
     m = lam.shape[0]
     h, h_exps = np.zeros(m, dtype=object), np.zeros(m, dtype=np.int64)
-    for layer_index in range(k, -1, -1):
-        layer = net.layers[layer_index]
-        bias, bias_exps = exact.matmul(lam, lam_exps, layer.b_limbs, layer.b_exp)
-        h, h_exps = exact.add(h, h_exps, bias[:, 0], bias_exps)
-        err = region.errors[layer_index]
+    for index in range(k, -1, -1):
+        out, out_exps = exact.matmul(lam, lam_exps, net.layers[index].wb)
+        h, h_exps = exact.add(h, h_exps, out[:, -1], out_exps)
+        err = region.errors[index]
         if err is not None:
-            err_ints, err_exp = exact.from_floats(err[:, None])
-            cost, cost_exps = exact.matmul(np.abs(lam), lam_exps, exact.limbs(err_ints), err_exp)
-            h, h_exps = exact.add(h, h_exps, -cost[:, 0], cost_exps)
-        nu, nu_exps = exact.matmul(lam, lam_exps, layer.w_limbs, layer.w_exp)
-        if layer_index == 0:
-            return nu, nu_exps, h, h_exps
-        hidden = layer_index - 1
-        lo, hi = region.bounds[hidden]
-        alpha = net.alphas[hidden]
-        lam, lam_exps = _multipliers(nu, nu_exps, lo, hi, alpha, (overrides or {}).get(hidden))
-        term, term_exps = _vertex_minimum(nu, nu_exps, lam, lam_exps, lo, hi, alpha)
+            cost, cost_exps = _error_cost(lam, lam_exps, err)
+            h, h_exps = exact.add(h, h_exps, -cost, cost_exps)
+        nu = out[:, :-1]
+        if index == 0:
+            return nu, out_exps, h, h_exps
+        hidden = index - 1
+        lam, lam_exps, term, term_exps = _relax(
+            nu, out_exps, region, hidden, net.alphas[hidden], (overrides or {}).get(hidden)
+        )
         h, h_exps = exact.add(h, h_exps, term, term_exps)
     raise AssertionError("unreachable")
 
 
+def _error_cost(lam, lam_exps, err):
+    """An exact upper bound of |lam| . err per row: both rounded up to short integers."""
+    top = float(np.max(err))
+    if top == 0.0:
+        return np.zeros(lam.shape[0], dtype=np.int64), lam_exps
+    t_exp = np.frexp(top)[1] - 20
+    t = np.ceil(np.ldexp(err, -t_exp)).astype(np.int64)
+    mag = np.abs(lam)
+    if mag.dtype == object:
+        cost, exps = exact.matmul(mag, lam_exps, exact.Matrix(t[:, None], int(t_exp)))
+        return cost[:, 0], exps
+    bits = np.array([int(v).bit_length() for v in mag.max(axis=1)], dtype=np.int64)
+    shift = np.maximum(bits - 30, 0)
+    up = (mag + ((np.int64(1) << shift) - 1)[:, None]) >> shift[:, None]
+    if lam.shape[1] >= 4096:
+        cost, exps = exact.matmul(up, lam_exps + shift, exact.Matrix(t[:, None], int(t_exp)))
+        return cost[:, 0], exps
+    return up @ t, lam_exps + shift + t_exp
+
+
 def _approx(ints: np.ndarray, exps: np.ndarray) -> np.ndarray:
-    """Floats near the exact values (to choose multipliers; never for a bound)."""
+    """Floats near the exact values, to choose multipliers (never for a bound)."""
     try:
         values = ints.astype(np.float64)
     except OverflowError:
-        values = np.array([[float(int(v) >> 900) for v in row] for row in ints])
-        exps = exps + 900
-    return np.ldexp(values, np.clip(exps, -2000, 2000)[:, None])
+        values = np.array([[float(int(v) >> 960) for v in row] for row in ints])
+        exps = exps + 960
+    return np.ldexp(values, np.clip(exps, -3000, 3000)[:, None])
 
 
-def _multipliers(nu, nu_exps, lo, hi, alpha, override):
-    """CROWN's choice, lambda = nu * slope, rounded to 53 bits (any value is valid)."""
+def _relax(nu, nu_exps, region: Region, hidden: int, alpha: float, override):
+    """The multipliers of a ReLU layer and the exact bound of its neurons' terms."""
+    lo, hi = region.bounds[hidden]
     nu_f = _approx(nu, nu_exps)
+    top = np.max(np.abs(nu_f), axis=1)
+    exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu_exps)
     active, inactive = lo >= 0.0, hi <= 0.0
-    width = np.where(active | inactive, 1.0, hi - lo)
-    chord = np.where(active | inactive, 0.0, (hi - alpha * lo) / width)
-    lower_slope = np.where(hi > -lo, 1.0, alpha)
-    slope = np.where(nu_f >= 0.0, lower_slope, chord)
-    slope = np.where(active, 1.0, np.where(inactive, alpha, slope))
-    lam = nu_f * slope
+    unstable = ~(active | inactive)
+    positive = nu_f >= 0.0  # the exact sign: converting to float keeps it
+    width = np.where(unstable, hi - lo, 1.0)
+    chord = np.where(unstable, (hi - alpha * lo) / width, 0.0)
+    steep = hi > -lo
+    if alpha == 0.0:
+        floor_nu = exact.floor_rows(nu, nu_exps, exps)
+        take = active[None, :] | (unstable & steep)[None, :] & positive
+        lam = np.where(take, floor_nu, 0)
+        general = unstable[None, :] & ~positive
+        scaled = np.rint(np.ldexp(nu_f * chord[None, :], -exps[:, None])).astype(np.int64)
+        lam = np.where(general, scaled, lam)
+    else:
+        slope = np.where(positive, np.where(steep, 1.0, alpha)[None, :], chord[None, :])
+        slope = np.where(active, 1.0, np.where(inactive, alpha, slope))
+        lam = np.rint(np.ldexp(nu_f * slope, -exps[:, None])).astype(np.int64)
+        general = np.ones(nu.shape, dtype=bool)
     if override is not None:
         neurons, values = override
-        lam[:, neurons] = values
-    return exact.fixed(lam)
+        lam[:, neurons] = np.rint(np.ldexp(values[None, :], -exps[:, None])).astype(np.int64)
+        general[:, neurons] = True
+    term, term_exps = _vertex_terms(nu, nu_exps, lam, exps, lo, hi, alpha, general)
+    return lam, exps, term, term_exps
 
 
-def _vertex_minimum(nu, nu_exps, lam, lam_exps, lo, hi, alpha):
-    """Per row, sum over neurons of min(0, (nu s_lo - lam) lo, (nu s_hi - lam) hi), the
-    least value of nu r - lam z on the neuron's triangle (a superset of its graph: adding
-    the vertex (0, 0) to a stable neuron's segment only lowers the bound)."""
+def _vertex_terms(nu, nu_exps, lam, lam_exps, lo, hi, alpha, general):
+    """Per row, sum over the `general` neurons of min(0, (nu s_lo - lam) lo,
+    (nu s_hi - lam) hi), s = 1 at a vertex z >= 0 and alpha below: the least value of
+    nu r - lam z on the neuron's triangle (with (0, 0) added to a stable neuron's
+    segment, which only lowers it)."""
+    m = nu.shape[0]
+    rows, cols = np.nonzero(general)
+    both, b_exp = exact.from_floats(np.stack([lo, hi]))
+    slopes, s_exp = exact.from_floats(np.array([1.0, alpha]))
+    ex = np.minimum(nu_exps + s_exp, lam_exps)
+    if len(rows) == 0:
+        return np.zeros(m, dtype=object), ex + b_exp
+    n_e = exact._obj(nu[rows, cols]) << (nu_exps[rows] + s_exp - ex[rows]).astype(object)
+    l_e = lam[rows, cols].astype(object) << (lam_exps[rows] - ex[rows]).astype(object)
     values = []
-    for z in (lo, hi):
-        slope = np.where(z >= 0.0, 1.0, alpha)
-        s, s_exp = exact.from_floats(slope)
-        z_ints, z_exp = exact.from_floats(z)
-        scaled = nu * s[None, :]
-        coeff, lam_aligned, exps = exact.align(scaled, nu_exps + s_exp, lam, lam_exps)
-        values.append(((coeff - lam_aligned) * z_ints[None, :], exps + z_exp))
-    (a, a_exps), (b, b_exps) = values
-    a, b, exps = exact.align(a, a_exps, b, b_exps)
-    least = np.minimum(np.minimum(a, b), 0)
-    return least.sum(axis=1), exps
+    for side, z in ((0, lo), (1, hi)):
+        s = np.where(z[cols] >= 0.0, slopes[0], slopes[1]).astype(object)
+        values.append((n_e * s - l_e) * exact._obj(both[side][cols]))
+    least = np.minimum(np.minimum(values[0], values[1]), 0)
+    total = np.zeros(m, dtype=object)
+    np.add.at(total, rows, least)
+    return total, ex + b_exp
 
 
 def box_minimum(g, g_exps, h, h_exps, lower: np.ndarray, upper: np.ndarray):
     """Exact min over the box of g . x + h, per row: (ints, exps)."""
-    lo, lo_exp = exact.from_floats(lower)
-    hi, hi_exp = exact.from_floats(upper)
-    a, b, exps = exact.align(g * lo[None, :], g_exps + lo_exp, g * hi[None, :], g_exps + hi_exp)
+    both, e = exact.from_floats(np.stack([lower, upper]))
+    g = exact._obj(g)
+    a = g * exact._obj(both[0])[None, :]
+    b = g * exact._obj(both[1])[None, :]
     least = np.minimum(a, b).sum(axis=1)
-    return exact.add(least, exps, h, h_exps)
-
-
-def unit_rows(size: int, neurons: np.ndarray, signs: np.ndarray):
-    rows = np.zeros((len(neurons), size), dtype=np.int64)
-    rows[np.arange(len(neurons)), neurons] = signs
-    return rows, np.zeros(len(neurons), dtype=np.int64)
+    return exact.add(least, g_exps + e, h, h_exps)
 
 
 def region_bounds(
-    net: ExactNetwork,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    parent: Bounds | None,
-    phases: list[tuple[int, int, bool]],
-) -> tuple[Region, bool]:
-    """Pre-activation bounds on the region (the box where the phases hold): interval bounds,
-    intersected with the enclosing region's, the phases, then every unstable neuron of
-    layers past the first tightened by an exact linear bound. True when bounds cross: the
-    region holds no input."""
-    region = Region(lower, upper, [], [])
+    net: ExactNetwork, lower, upper, parent: Bounds | None, phases, every: bool = False
+):
+    """Pre-activation bounds on the region (the box where the phases hold): interval
+    bounds, intersected with the enclosing region's (valid here too) and the phases, then
+    each unstable neuron of the layers past the first tightened by an exact linear bound.
+    `every`: tighten the stable neurons too (tighter interval bounds downstream).
+    Returns (region, crossed): crossed bounds mean the region holds no input."""
+    region = Region(lower, upper)
     for k in range(len(net.alphas)):
-        region.errors.append(layer_error(net, region, k))
+        region.errors.append(_layer_error(net, region, k))
         lo, hi = interval(net, region, k)
         lo, hi = _clip(lo, hi, parent[k] if parent else None, phases, k)
         if k > 0:
-            lo, hi = _tighten(net, region, k, lo, hi)
-            lo, hi = _clip(lo, hi, None, phases, k)
-        region.bounds.append((lo, hi))
+            lo, hi = _clip(*_tighten(net, region, k, lo, hi, every), None, phases, k)
+        region.bounds.append(snap_pair(lo, hi))
         if np.any(lo > hi):
             return region, True
-    region.errors.append(layer_error(net, region, len(net.alphas)))
+    region.errors.append(_layer_error(net, region, len(net.alphas)))
     return region, False
 
 
-def tighten_again(net: ExactNetwork, region: Region, phases) -> tuple[Region, bool]:
+def tighten_again(
+    net: ExactNetwork, region: Region, phases, every: bool = False
+) -> tuple[Region, bool]:
     """One more pass of linear tightening, each layer with the tighter bounds before it."""
-    again = Region(region.lower, region.upper, [], [])
+    again = Region(region.lower, region.upper)
     for k in range(len(net.alphas)):
-        again.errors.append(layer_error(net, again, k))
+        again.errors.append(_layer_error(net, again, k))
         lo, hi = region.bounds[k]
         if k > 0:
-            lo, hi = _tighten(net, again, k, lo, hi)
-            lo, hi = _clip(lo, hi, None, phases, k)
-        again.bounds.append((lo, hi))
+            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, phases, k)
+        again.bounds.append(snap_pair(lo, hi))
         if np.any(lo > hi):
             return again, True
-    again.errors.append(layer_error(net, again, len(net.alphas)))
+    again.errors.append(_layer_error(net, again, len(net.alphas)))
     return again, False
 
 
@@ -294,15 +326,21 @@ def _clip(lo, hi, parent, phases, k):
     return lo, hi
 
 
-def _tighten(net, region, k, lo, hi):
-    unstable = np.flatnonzero((lo < 0.0) & (hi > 0.0))
+def unit_rows(size: int, neurons: np.ndarray, signs: np.ndarray):
+    rows = np.zeros((len(neurons), size), dtype=np.int64)
+    rows[np.arange(len(neurons)), neurons] = signs
+    return rows, np.zeros(len(neurons), dtype=np.int64)
+
+
+def _tighten(net, region, k, lo, hi, every=False):
+    unstable = np.arange(len(lo)) if every else np.flatnonzero((lo < 0.0) & (hi > 0.0))
     if len(unstable) == 0:
         return lo, hi
+    n = len(unstable)
     neurons = np.concatenate([unstable, unstable])
-    signs = np.concatenate([np.ones(len(unstable)), -np.ones(len(unstable))]).astype(np.int64)
+    signs = np.concatenate([np.ones(n), -np.ones(n)]).astype(np.int64)
     g, g_exps, h, h_exps = lower_linear(net, region, k, unit_rows(len(lo), neurons, signs))
     least, exps = box_minimum(g, g_exps, h, h_exps, region.lower, region.upper)
-    n = len(unstable)
     new_lo = exact.round_rows(least[:n], exps[:n], up=False)
     new_hi = -exact.round_rows(least[n:], exps[n:], up=False)
     lo, hi = lo.copy(), hi.copy()
