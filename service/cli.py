@@ -29,3 +29,7 @@ cli_service.register(app)
 from service import cli_gate  # noqa: E402
 
 cli_gate.register(app)
+
+from service import cli_certificate  # noqa: E402
+
+cli_certificate.register(app)

@@ -159,9 +159,7 @@ class _Walker:
                 self.done += _count(node) - 1
                 continue
             for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
-                stack.append(
-                    (child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain)
-                )
+                stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain))
 
     def retighten(self, chain, parent):
         """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
