@@ -130,6 +130,7 @@ class Worker:
             "subnetwork": job.subnetwork,
             "attempt": job.attempts,
             "options": {**job.options, "timeout_s": timeout},
+            "check_certificate": self.settings.check_certificates,
         }
         limits = Limits.for_timeout(timeout, memory)
         self.children[job.id] = Child(job.id, payload, limits, self.runner, wall_s=2 * timeout + 30)

@@ -31,10 +31,15 @@ class Invalid(Exception):
     """The certificate does not prove the property; the message names where."""
 
 
+class OutOfTime(Exception):
+    """The time budget ran out before every region was checked."""
+
+
 @dataclass
 class Report:
     valid: bool
     message: str
+    checked: bool = True  # False: the budget ran out first (then valid is False)
     leaves: int = 0
     nodes: int = 0
     seconds: float = 0.0
@@ -44,31 +49,32 @@ class Report:
 Progress = Callable[[int, int], None]  # (nodes checked, nodes in all)
 
 
-def check(certificate, network, prop, model_sha256: str, on_progress: Progress | None = None):
-    """A Report: valid, or the first failing node named by its case and path."""
+def check(
+    certificate,
+    network,
+    prop,
+    model_sha256: str,
+    on_progress: Progress | None = None,
+    budget_s: float | None = None,
+) -> Report:
+    """A Report: valid, or the first failing node named by its case and path; with a
+    budget, possibly not checked to the end."""
     started = time.monotonic()
     walker = _Walker(network, prop, on_progress)
+    walker.deadline = None if budget_s is None else started + budget_s
     try:
-        margin = _header(certificate, prop, model_sha256)
-        walker.margin = margin
+        walker.margin = _header(certificate, prop, model_sha256)
         walker.total = sum(_count(entry["tree"]) for entry, _ in _cases(certificate, prop))
         for entry, case in _cases(certificate, prop):
             walker.case(entry, case)
     except Invalid as exc:
-        return Report(
-            False,
-            str(exc),
-            walker.leaves,
-            walker.done,
-            time.monotonic() - started,
-            dict(walker.kinds),
-        )
-    seconds = time.monotonic() - started
-    summary = (
-        f"valid: {walker.leaves} leaves, {walker.done} regions re-checked "
-        f"({', '.join(f'{n} {k}' for k, n in sorted(walker.kinds.items()))}) in {seconds:.1f} s"
-    )
-    return Report(True, summary, walker.leaves, walker.done, seconds, dict(walker.kinds))
+        return walker.report(False, str(exc), started)
+    except OutOfTime:
+        message = f"not checked to the end: {walker.done} of {walker.total} regions"
+        return walker.report(False, message, started, checked=False)
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(walker.kinds.items()))
+    summary = f"valid: {walker.leaves} leaves, {walker.done} regions re-checked ({kinds})"
+    return walker.report(True, summary, started)
 
 
 def _header(cert, prop, model_sha256: str) -> Fraction:
@@ -126,6 +132,13 @@ class _Walker:
         self.kinds: dict[str, int] = {}
         self.last_report = 0.0
         self.tightened: dict = {}
+        self.deadline: float | None = None
+
+    def report(self, valid: bool, message: str, started: float, checked: bool = True):
+        seconds = time.monotonic() - started
+        if valid:
+            message = f"{message} in {seconds:.1f} s"
+        return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
 
     def case(self, entry, case) -> None:
         index = entry["index"]
@@ -185,6 +198,8 @@ class _Walker:
     def tick(self) -> None:
         self.done += 1
         now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise OutOfTime()
         if self.on_progress and (now - self.last_report > 0.2 or self.done == self.total):
             self.last_report = now
             self.on_progress(self.done, self.total)
