@@ -210,3 +210,88 @@ def floor_rows(ints: np.ndarray, exps: np.ndarray, new_exps: np.ndarray) -> np.n
     right = ints >> np.maximum(shift, 0).astype(object)
     out = np.where(shift >= 0, right, ints << np.maximum(-shift, 0).astype(object))
     return out.astype(np.int64)
+
+
+class Digits:
+    """An exact integer matrix in base 2**bits, kept in int64 arrays: value =
+    sum_d digits[d] * 2**(bits * d), every digit in [0, 2**bits) but the last, which carries
+    the sign. One exponent per row, like the other matrices here. Products of matrices
+    come out in this form (matmul_digits); reading a few exact values, floats near all of
+    them, their signs and their floors by a power of two need no Python integers."""
+
+    def __init__(self, digits: np.ndarray, bits: int, exps: np.ndarray) -> None:
+        self.digits = digits  # (count, rows, cols) int64
+        self.bits = bits
+        self.exps = exps
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.digits.shape[1:]
+
+    def sign(self) -> np.ndarray:
+        """-1, 0 or 1 per entry, exactly."""
+        top = self.digits[-1]
+        rest = np.any(self.digits[:-1] != 0, axis=0)
+        return np.where(top < 0, -1, np.where((top > 0) | rest, 1, 0))
+
+    def approx(self) -> np.ndarray:
+        """Floats near the values (Horner from the top: no cancellation)."""
+        acc = self.digits[-1].astype(np.float64)
+        scale = float(2**self.bits)
+        for d in range(len(self.digits) - 2, -1, -1):
+            acc = acc * scale + self.digits[d]
+        with np.errstate(over="ignore"):
+            return np.ldexp(acc, np.clip(self.exps, -3000, 3000)[:, None])
+
+    def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The exact values of the entries (rows[i], cols[i]), as Python ints."""
+        acc = self.digits[-1][rows, cols].astype(object)
+        for d in range(len(self.digits) - 2, -1, -1):
+            acc = (acc << self.bits) + self.digits[d][rows, cols].astype(object)
+        return acc
+
+    def column(self, j: int) -> np.ndarray:
+        rows = np.arange(self.shape[0])
+        return self.exact(rows, np.full(len(rows), j))
+
+    def floor(self, new_exps: np.ndarray) -> np.ndarray:
+        """floor(value * 2**(exps - new_exps)) per entry, int64; the caller picks new_exps so
+        that it stays below 2**60."""
+        t = (new_exps - self.exps).astype(np.int64)
+        down = np.maximum(t, 0)
+        q, r = down // self.bits, down % self.bits
+        count = len(self.digits)
+        q = np.minimum(q, count - 1)  # a shift beyond the top digit: the top's floor
+        acc = np.zeros(self.shape, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            for d in range(count - 1, 0, -1):
+                above = (d > q)[:, None]
+                acc = np.where(above, acc * (np.int64(1) << self.bits) + self.digits[d], acc)
+        at_q = np.take_along_axis(self.digits, q[None, :, None].repeat(self.shape[1], 2), 0)[0]
+        extra = (down - q * self.bits)[:, None]  # r, or more when q was capped
+        low = at_q >> np.minimum(extra, 63)
+        value = (acc << (self.bits - r)[:, None]) + low
+        return value << np.maximum(-t, 0)[:, None]
+
+
+def matmul_digits(a: np.ndarray, a_exps: np.ndarray, b: Matrix) -> Digits:
+    """(a * 2**a_exps) @ (b * 2**b.exp) exactly, as Digits."""
+    if a.shape[1] >= (1 << 20):
+        raise ValueError(f"dot products of {a.shape[1]} terms are beyond the exact product")
+    bits = b.bits
+    diagonals: dict[int, np.ndarray] = {}
+    for i, la in enumerate(limbs(a, bits)):
+        for j, lb in enumerate(b.limbs):
+            part = (la @ lb).astype(np.int64)
+            diagonals[i + j] = diagonals[i + j] + part if i + j in diagonals else part
+    mask = (np.int64(1) << bits) - 1
+    digits, carry = [], np.zeros(next(iter(diagonals.values())).shape, dtype=np.int64)
+    for d in range(max(diagonals) + 1):
+        v = diagonals[d] + carry
+        digits.append(v & mask)
+        carry = v >> bits
+    while np.any((carry != 0) & (carry != -1)):
+        digits.append(carry & mask)
+        carry = carry >> bits
+    digits.append(carry)
+    return Digits(np.stack(digits), bits, a_exps + b.exp)

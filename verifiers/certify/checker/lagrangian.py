@@ -112,6 +112,12 @@ class Region:
     upper: np.ndarray
     bounds: Bounds = field(default_factory=list)
     errors: list[np.ndarray | None] = field(default_factory=list)
+    exact_bounds: dict = field(default_factory=dict)  # hidden layer -> from_floats([lo, hi])
+
+    def bounds_exactly(self, k: int):
+        if k not in self.exact_bounds:
+            self.exact_bounds[k] = exact.from_floats(np.stack(self.bounds[k]))
+        return self.exact_bounds[k]
 
     def layer_input(self, net: ExactNetwork, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k == 0:
@@ -120,7 +126,8 @@ class Region:
 
     def with_bounds(self, k: int, lo: np.ndarray, hi: np.ndarray) -> Region:
         bounds = [*self.bounds[:k], (lo, hi), *self.bounds[k + 1 :]]
-        return Region(self.lower, self.upper, bounds, self.errors)
+        cached = {j: v for j, v in self.exact_bounds.items() if j != k}
+        return Region(self.lower, self.upper, bounds, self.errors, cached)
 
     def crossed(self) -> bool:
         return any(bool(np.any(lo > hi)) for lo, hi in self.bounds)
@@ -161,18 +168,20 @@ def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None
     m = lam.shape[0]
     h, h_exps = np.zeros(m, dtype=object), np.zeros(m, dtype=np.int64)
     for index in range(k, -1, -1):
-        out, out_exps = exact.matmul(lam, lam_exps, net.layers[index].wb)
-        h, h_exps = exact.add(h, h_exps, out[:, -1], out_exps)
+        layer = net.layers[index]
+        out = exact.matmul_digits(lam, lam_exps, layer.wb)
+        h, h_exps = exact.add(h, h_exps, out.column(out.shape[1] - 1), out.exps)
         err = region.errors[index]
         if err is not None:
             cost, cost_exps = _error_cost(lam, lam_exps, err)
             h, h_exps = exact.add(h, h_exps, -cost, cost_exps)
-        nu = out[:, :-1]
+        nu = exact.Digits(out.digits[:, :, :-1], out.bits, out.exps)
         if index == 0:
-            return nu, out_exps, h, h_exps
+            rows_, cols = np.nonzero(np.ones(nu.shape, dtype=bool))
+            return nu.exact(rows_, cols).reshape(nu.shape), nu.exps, h, h_exps
         hidden = index - 1
         lam, lam_exps, term, term_exps = _relax(
-            nu, out_exps, region, hidden, net.alphas[hidden], (overrides or {}).get(hidden)
+            nu, region, hidden, net.alphas[hidden], (overrides or {}).get(hidden)
         )
         h, h_exps = exact.add(h, h_exps, term, term_exps)
     raise AssertionError("unreachable")
@@ -186,44 +195,30 @@ def _error_cost(lam, lam_exps, err):
     t_exp = np.frexp(top)[1] - 20
     t = np.ceil(np.ldexp(err, -t_exp)).astype(np.int64)
     mag = np.abs(lam)
-    if mag.dtype == object:
+    if mag.dtype == object or lam.shape[1] >= 4096:
         cost, exps = exact.matmul(mag, lam_exps, exact.Matrix(t[:, None], int(t_exp)))
         return cost[:, 0], exps
     bits = np.array([int(v).bit_length() for v in mag.max(axis=1)], dtype=np.int64)
     shift = np.maximum(bits - 30, 0)
     up = (mag + ((np.int64(1) << shift) - 1)[:, None]) >> shift[:, None]
-    if lam.shape[1] >= 4096:
-        cost, exps = exact.matmul(up, lam_exps + shift, exact.Matrix(t[:, None], int(t_exp)))
-        return cost[:, 0], exps
     return up @ t, lam_exps + shift + t_exp
 
 
-def _approx(ints: np.ndarray, exps: np.ndarray) -> np.ndarray:
-    """Floats near the exact values, to choose multipliers (never for a bound)."""
-    try:
-        values = ints.astype(np.float64)
-    except OverflowError:
-        values = np.array([[float(int(v) >> 960) for v in row] for row in ints])
-        exps = exps + 960
-    return np.ldexp(values, np.clip(exps, -3000, 3000)[:, None])
-
-
-def _relax(nu, nu_exps, region: Region, hidden: int, alpha: float, override):
+def _relax(nu: exact.Digits, region: Region, hidden: int, alpha: float, override):
     """The multipliers of a ReLU layer and the exact bound of its neurons' terms."""
     lo, hi = region.bounds[hidden]
-    nu_f = _approx(nu, nu_exps)
+    nu_f = nu.approx()
     top = np.max(np.abs(nu_f), axis=1)
-    exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu_exps)
+    exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu.exps)
     active, inactive = lo >= 0.0, hi <= 0.0
     unstable = ~(active | inactive)
-    positive = nu_f >= 0.0  # the exact sign: converting to float keeps it
+    positive = nu.sign() >= 0  # exact
     width = np.where(unstable, hi - lo, 1.0)
     chord = np.where(unstable, (hi - alpha * lo) / width, 0.0)
     steep = hi > -lo
     if alpha == 0.0:
-        floor_nu = exact.floor_rows(nu, nu_exps, exps)
         take = active[None, :] | (unstable & steep)[None, :] & positive
-        lam = np.where(take, floor_nu, 0)
+        lam = np.where(take, nu.floor(exps), 0)
         general = unstable[None, :] & ~positive
         scaled = np.rint(np.ldexp(nu_f * chord[None, :], -exps[:, None])).astype(np.int64)
         lam = np.where(general, scaled, lam)
@@ -236,23 +231,25 @@ def _relax(nu, nu_exps, region: Region, hidden: int, alpha: float, override):
         neurons, values = override
         lam[:, neurons] = np.rint(np.ldexp(values[None, :], -exps[:, None])).astype(np.int64)
         general[:, neurons] = True
-    term, term_exps = _vertex_terms(nu, nu_exps, lam, exps, lo, hi, alpha, general)
+    term, term_exps = _vertex_terms(
+        nu, lam, exps, lo, hi, alpha, general, region.bounds_exactly(hidden)
+    )
     return lam, exps, term, term_exps
 
 
-def _vertex_terms(nu, nu_exps, lam, lam_exps, lo, hi, alpha, general):
+def _vertex_terms(nu: exact.Digits, lam, lam_exps, lo, hi, alpha, general, lo_hi):
     """Per row, sum over the `general` neurons of min(0, (nu s_lo - lam) lo,
     (nu s_hi - lam) hi), s = 1 at a vertex z >= 0 and alpha below: the least value of
     nu r - lam z on the neuron's triangle (with (0, 0) added to a stable neuron's
-    segment, which only lowers it)."""
+    segment, which only lowers it). Every other neuron's term is >= 0 (see _relax)."""
     m = nu.shape[0]
     rows, cols = np.nonzero(general)
-    both, b_exp = exact.from_floats(np.stack([lo, hi]))
+    both, b_exp = lo_hi
     slopes, s_exp = exact.from_floats(np.array([1.0, alpha]))
-    ex = np.minimum(nu_exps + s_exp, lam_exps)
+    ex = np.minimum(nu.exps + s_exp, lam_exps)
     if len(rows) == 0:
         return np.zeros(m, dtype=object), ex + b_exp
-    n_e = exact._obj(nu[rows, cols]) << (nu_exps[rows] + s_exp - ex[rows]).astype(object)
+    n_e = nu.exact(rows, cols) << (nu.exps[rows] + s_exp - ex[rows]).astype(object)
     l_e = lam[rows, cols].astype(object) << (lam_exps[rows] - ex[rows]).astype(object)
     values = []
     for side, z in ((0, lo), (1, hi)):
