@@ -291,3 +291,19 @@ def test_a_linear_leaf_for_a_violated_property_is_rejected():
     assert not _check(bad, violated, certificate).valid
     certificate["cases"][0]["tree"] = {"leaf": "empty-split"}
     assert not _check(bad, violated, certificate).valid
+
+
+def test_malformed_certificates_fail_closed():
+    source, text, certificate = _holding(1)[0]
+    for change in (
+        lambda c: c.update(cases="abc"),
+        lambda c: c["cases"][0].update(tree={"split": "input", "dim": 0, "at": "x"}),
+        lambda c: c["cases"][0].update(tree={"leaf": "linear-bound", "proofs": [{"row": 99}]}),
+        lambda c: c["cases"][0].update(tree={"leaf": "linear-bound", "proofs": "row"}),
+        lambda c: c["cases"][0].update(tree={"split": "relu", "layer": 7, "neuron": 0}),
+        lambda c: c["cases"][0].update(tree={"leaf": "oracle-says-so"}),
+        lambda c: c.update(version=2),
+    ):
+        tampered = copy.deepcopy(certificate)
+        change(tampered)
+        assert not _check(source, text, tampered).valid

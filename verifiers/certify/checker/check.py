@@ -69,9 +69,13 @@ def check(
             walker.case(entry, case)
     except Invalid as exc:
         return walker.report(False, str(exc), started)
+    except RecursionError:
+        return walker.report(False, "the certificate nests too deeply", started)
     except OutOfTime:
         message = f"not checked to the end: {walker.done} of {walker.total} regions"
         return walker.report(False, message, started, checked=False)
+    except Exception as exc:  # a malformed certificate fails closed, it never crashes
+        return walker.report(False, f"cannot check: {type(exc).__name__}: {exc}", started)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(walker.kinds.items()))
     summary = f"valid: {walker.leaves} leaves, {walker.done} regions re-checked ({kinds})"
     return walker.report(True, summary, started)
@@ -162,10 +166,10 @@ class _Walker:
                     # more) and most of them twice: the checker tries again with every
                     # neuron tightened, twice: here, then down the whole path.
                     try:
-                        region, empty = self.retighten(chain[-1:], parent)
+                        region, empty = self.retighten(chain[-1:], parent, "leaf")
                         self.leaf(node, region, empty, case, phases, name)
                     except Invalid:
-                        region, empty = self.retighten(chain, None)
+                        region, empty = self.retighten(chain, None, "path")
                         self.leaf(node, region, empty, case, phases, name)
                 continue
             if empty:  # no input here: nothing below needs a proof
@@ -174,11 +178,11 @@ class _Walker:
             for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
                 stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain))
 
-    def retighten(self, chain, parent):
+    def retighten(self, chain, parent, mode: str):
         """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
         other leaves below the same regions)."""
         for lo, hi, phases, name in chain:
-            key = (name, parent is None)
+            key = (name, mode)
             if key not in self.tightened:
                 region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases), True)
                 if not empty:
