@@ -307,3 +307,22 @@ def test_malformed_certificates_fail_closed():
         tampered = copy.deepcopy(certificate)
         change(tampered)
         assert not _check(source, text, tampered).valid
+
+
+@pytest.mark.parametrize("eps", [0.002, 0.02])
+def test_digits_like_robustness_certificate_checks(eps):
+    """An 8x8 'digit' classifier, L-inf robustness around a point: ten outputs, an unsafe
+    set of nine conjunctions (some other class at least as large)."""
+    rng = np.random.default_rng(64)
+    weights, biases = _random(rng, [64, 24, 16, 10])
+    weights = [w * np.float32(0.3) for w in weights]
+    source = to_bytes(dense_relu_model(weights, biases))
+    network = load_model(source).network
+    x0 = rng.uniform(0.2, 0.8, 64)
+    label = int(np.argmax(network.evaluate(x0[None, :])[0]))
+    others = " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(10) if j != label)
+    text = _vnnlib(x0 - eps, x0 + eps, f"(assert (or {others}))", 10)
+    result = verify(OnnxComponent(source), parse_vnnlib(text), Options(timeout_s=60, workers=1))
+    assert result.verdict.value == "holds", result.reason
+    report = _check(source, text, result.certificate)
+    assert report.valid, report.message
