@@ -39,8 +39,9 @@ def combination_weights(
     # A row whose bound overflowed bounds nothing: the combination of the others is still
     # a valid argument (it is one with weight 0 on that row), and NaN never reaches the LP.
     finite = np.isfinite(consts) & np.all(np.isfinite(coeffs), axis=1)
+    weights = np.zeros(len(consts))  # per row given; 0 on the rows left out
     if not finite.any() or not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
-        return -np.inf
+        return -np.inf, weights
     coeffs, consts = coeffs[finite], consts[finite]
     m, n = coeffs.shape
     cost = np.zeros(n + 1)
@@ -53,12 +54,13 @@ def combination_weights(
         np.append(upper, np.inf),
     )
     if answer is None:
-        return -np.inf, np.zeros(m)
+        return -np.inf, weights
     mu = np.abs(answer.row_duals)
     if not mu.sum() > 0.0:
-        return -np.inf, np.zeros(m)
+        return -np.inf, weights
     mu = mu / mu.sum()
-    return sound_value(mu, coeffs, consts, lower, upper), mu
+    weights[finite] = mu
+    return sound_value(mu, coeffs, consts, lower, upper), weights
 
 
 def sound_value(
