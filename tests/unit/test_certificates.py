@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.onnx_builders import dense_relu_model, to_bytes
+from tests.oracle import exact_maximum
 from verifiers.certify.checker import check, exact
 from verifiers.certify.checker import lagrangian as lg
 from verifiers.components import OnnxComponent
@@ -324,5 +325,29 @@ def test_digits_like_robustness_certificate_checks(eps):
     text = _vnnlib(x0 - eps, x0 + eps, f"(assert (or {others}))", 10)
     result = verify(OnnxComponent(source), parse_vnnlib(text), Options(timeout_s=60, workers=1))
     assert result.verdict.value == "holds", result.reason
+    report = _check(source, text, result.certificate)
+    assert report.valid, report.message
+
+
+def test_smt_leaves_from_the_search_check(monkeypatch):
+    """With the phase LPs off, the search sends small regions to z3: their leaves carry
+    z3's query for audit, and the checker re-decides them with its own query and cvc5."""
+    from verifiers.search import bab
+
+    monkeypatch.setattr(bab, "PHASE_LP_UNSTABLE", -1)
+    monkeypatch.setattr(bab, "SMT_UNSTABLE_LIMIT", 100)
+    monkeypatch.setattr(bab.CaseSearch, "refuted_by_combination", lambda *a, **k: None)
+    rng = np.random.default_rng(7)
+    weights, biases = _random(rng, [2, 5, 5, 1])
+    source = to_bytes(dense_relu_model(weights, biases))
+    ws = [w.astype(np.float64) for w in weights]
+    bs = [b.astype(np.float64) for b in biases]
+    top, _ = exact_maximum(ws, bs, np.array([1.0]), np.zeros(2), np.ones(2))
+    text = _vnnlib([0.0, 0.0], [1.0, 1.0], f"(assert (>= Y_0 {top + 1e-6!r}))", 1)
+    result = verify(OnnxComponent(source), parse_vnnlib(text), Options(timeout_s=60, workers=1))
+    assert result.verdict.value == "holds", result.reason
+    assert "smt-unsat" in result.certificate["leaves"], result.certificate["leaves"]
+    leaf = _first(result.certificate["cases"][0]["tree"], lambda n: n.get("leaf") == "smt-unsat")
+    assert "(check-sat)" in leaf["proofs"][0]["smtlib"]
     report = _check(source, text, result.certificate)
     assert report.valid, report.message
