@@ -9,10 +9,11 @@ from fastapi.responses import Response
 
 from service.api.deps import ReadAuth, ServicesDep
 from service.api.routes.jobs import JobId, job_or_404
+from service.api.schemas import problem_responses
 from service.errors import ServiceError, not_found
 from service.job_files import counterexample_document, property_file, vnncomp_result
 
-router = APIRouter(tags=["downloads"])
+router = APIRouter(tags=["downloads"], responses=problem_responses(401, 403, 404, 413, 422, 503))
 
 
 def _attachment(body: str | bytes, media_type: str, filename: str) -> Response:
