@@ -351,3 +351,24 @@ def test_smt_leaves_from_the_search_check(monkeypatch):
     assert "(check-sat)" in leaf["proofs"][0]["smtlib"]
     report = _check(source, text, result.certificate)
     assert report.valid, report.message
+
+
+def test_worker_check_stores_the_outcome_and_distrusts_a_rejected_certificate():
+    from service.worker.engine import _check_certificate
+
+    source, text, certificate = _split_instance()
+    model, prop = load_model(source), parse_vnnlib(text)
+    good = {
+        "verdict": "holds",
+        "stats": {"seconds": 1.0},
+        "certificate": copy.deepcopy(certificate),
+    }
+    _check_certificate(good, model, prop, 60.0)
+    outcome = good["stats"]["certificate_check"]
+    assert good["verdict"] == "holds" and outcome["checked"] and outcome["valid"]
+    assert outcome["checker"] == good["certificate"]["check"]["checker"]
+    bad = {"verdict": "holds", "stats": {"seconds": 1.0}, "certificate": copy.deepcopy(certificate)}
+    _first(bad["certificate"]["cases"][0]["tree"], lambda n: "children" in n)["children"].pop()
+    _check_certificate(bad, model, prop, 60.0)
+    assert bad["verdict"] == "unknown" and "independent check" in bad["reason"]
+    assert bad["stats"]["certificate_check"]["valid"] is False
