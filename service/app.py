@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from service.api.deps import LoginRequired, Services
 from service.api.guards import BodyLimit, CrossSiteGuard, SecurityHeaders
 from service.api.hub import EventHub
-from service.api.routes import artefacts, events, health, jobs, metrics
+from service.api.routes import artefacts, downloads, events, health, jobs, metrics
 from service.config import Settings
+from service.dashboard import actions as dashboard_actions
 from service.dashboard import login
 from service.dashboard import routes as dashboard
 from service.errors import PROBLEM_JSON, ServiceError, problem_body, problem_of
@@ -76,10 +77,12 @@ def create_app(
         login.router,
         artefacts.router,
         jobs.router,
+        downloads.router,
         events.router,
         health.router,
         metrics.router,
         dashboard.router,
+        dashboard_actions.router,
     ):
         app.include_router(router)
     return app

@@ -196,11 +196,19 @@ def _redact(url: str) -> str:
 
 def submit(
     model: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="ONNX, module or SYSTEM.json")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, metavar="MODEL", help="ONNX, module or SYSTEM.json"
+        ),
     ],
     spec: Annotated[
         Path | None,
-        typer.Argument(exists=True, dir_okay=False, help="Property file (none for a system)"),
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            metavar="SPEC",
+            help="Property file (none for a system)",
+        ),
     ] = None,
     server: Annotated[str, typer.Option(help="Service URL")] = "http://127.0.0.1:8000",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its verdict")] = False,

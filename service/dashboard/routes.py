@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,13 +18,17 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from service.api.deps import PageAuth, Services, ServicesDep
-from service.dashboard import charts, views
+from service.dashboard import charts, job_extras, views
+from service.names import labels_of
 from service.queue.states import Status
+from service.store.job_search import JobQuery, recent_properties, search
 
 HERE = Path(__file__).parent
-STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript"}
+STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript", "copy.js": "text/javascript"}
 PAGE_SIZE = 25
 VERDICTS = ("holds", "violated", "unknown", "error")
+# Words that pick out the common reasons a job ended undecided or failed.
+REASONS = ("timeout", "memory", "cancelled", "worker", "unsupported", "invalid")
 
 router = APIRouter(include_in_schema=False)
 
@@ -100,25 +105,44 @@ def jobs_page(
     status: str | None = None,
     verdict: str | None = None,
     model: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    prop: Annotated[str | None, Query(alias="property", max_length=64)] = None,
+    reason: Annotated[str | None, Query(max_length=200)] = None,
+    since: str | None = None,
+    until: str | None = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    status = _filter_value(status, tuple(s.value for s in Status))
-    verdict = _filter_value(verdict, VERDICTS)
-    model = model or None
-    jobs, total = services.jobs.list(
-        status=status,
-        verdict=verdict,
-        artefact=model,
-        limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE,
+    query = JobQuery(
+        text=(q or "").strip() or None,
+        status=_filter_value(status, tuple(s.value for s in Status)),
+        verdict=_filter_value(verdict, VERDICTS),
+        artefact=model or None,
+        property_hash=prop or None,
+        reason=(reason or "").strip() or None,
+        since=_day(since),
+        until=_day(until, end=True),
         project=who.project_id,
     )
+    jobs, total = search(services.db, query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     models = services.artefacts.recent(limit=200, project=who.project_id)
     infos = {m.id: m for m in models} | services.artefacts.many(
         [j.artefact for j in jobs], who.project_id
     )
     pages = max(1, -(-total // PAGE_SIZE))
-    filters = {k: v for k, v in (("status", status), ("verdict", verdict), ("model", model)) if v}
+    filters = {
+        k: v
+        for k, v in (
+            ("q", query.text),
+            ("status", query.status),
+            ("verdict", query.verdict),
+            ("model", query.artefact),
+            ("property", query.property_hash),
+            ("reason", query.reason),
+            ("since", since if query.since else None),
+            ("until", until if query.until else None),
+        )
+        if v
+    }
 
     def link(n: int) -> str:
         return "/jobs?" + urlencode({**filters, "page": n})
@@ -136,7 +160,21 @@ def jobs_page(
         statuses=[s.value for s in Status],
         verdicts=VERDICTS,
         models=[(m.id, views.model_name(m, m.id)) for m in models],
+        properties=[
+            (h, views.property_label(p))
+            for h, p in recent_properties(services.db, project=who.project_id)
+        ],
+        reasons=REASONS,
     )
+
+
+def _day(value: str | None, end: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` date as a UTC datetime (the next midnight for an ``until``)."""
+    try:
+        day = datetime.strptime(value or "", "%Y-%m-%d")
+    except ValueError:
+        return None
+    return day + timedelta(days=1) if end else day
 
 
 def _sizes(services: Services, job: Any, cex: dict[str, Any] | None) -> tuple[int, int] | None:
@@ -159,10 +197,17 @@ def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth
     parsed, problem = (None, None)
     if info is not None and info.kind == "onnx":
         parsed, problem = views.parse_property(job.prop, _sizes(services, job, job.counterexample))
-    cex = None
+    cex = trace = None
     if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
+        trace = job_extras.trace_view(job)
         spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
-        cex = views.counterexample_view(job.counterexample, parsed, spec)
+        stepped = trace is not None and trace.kind == "steps"
+        if "system" not in job.prop and not stepped:  # a trace says it all, with names
+            labels = labels_of(job.prop)
+            cex = views.counterexample_view(job.counterexample, parsed, spec, labels)
+    has_certificate = (
+        job.verdict == "holds" and services.jobs.certificate(job.id, who.project_id) is not None
+    )
     return _page(
         request,
         "job.html",
@@ -172,8 +217,13 @@ def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth
         model=views.model_name(info, job.artefact),
         prop=views.property_view(job.prop, parsed, problem),
         cex=cex,
-        has_certificate=job.verdict == "holds"
-        and services.jobs.certificate(job.id, who.project_id) is not None,
+        trace=trace,
+        has_certificate=has_certificate,
+        downloads=job_extras.downloads(job, info, has_certificate),
+        command=job_extras.command(job, info),
+        elapsed=job_extras.elapsed_s(job),
+        tensors=job_extras.tensor_note(job, info) if cex is not None else None,
+        info=info,
         when=views.when,
     )
 
@@ -203,3 +253,13 @@ def model_page(
         chart=chart,
         when=views.when,
     )
+
+
+def _include_pages() -> None:
+    """Pages with their own modules, served under this router."""
+    from service.dashboard import compare
+
+    router.include_router(compare.router)
+
+
+_include_pages()

@@ -49,7 +49,13 @@ def inspect_artefact(data: bytes) -> tuple[str, dict[str, Any]]:
     if kind == "module":
         return kind, _inspect_module(data.decode("utf-8"))
     model = _load_model(data)
-    return kind, {"n_inputs": int(model.n_inputs), "n_outputs": int(model.n_outputs)}
+    return kind, {
+        "n_inputs": int(model.n_inputs),
+        "n_outputs": int(model.n_outputs),
+        # Shown beside counterexamples: X_i / Y_j are elements of these tensors.
+        "input_name": model.graph.input_name,
+        "output_name": model.graph.output_name,
+    }
 
 
 def _inspect_module(source: str) -> dict[str, Any]:

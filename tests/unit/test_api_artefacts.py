@@ -32,7 +32,7 @@ def test_upload_is_content_addressed_and_deduplicated(client: TestClient) -> Non
     body = first.json()
     assert body["id"] == hashlib.sha256(data).hexdigest()
     assert (body["kind"], body["size"]) == ("onnx", len(data))
-    assert body["meta"] == {"n_inputs": 2, "n_outputs": 2}
+    assert body["meta"] == {"n_inputs": 2, "n_outputs": 2, "input_name": "x", "output_name": "y"}
     again = upload(client, data, "other-name.onnx")
     assert again.status_code == 200 and again.json()["id"] == body["id"]
     assert client.get(f"/v1/artefacts/{body['id']}").json()["kind"] == "onnx"

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.fixtures import VNNCOMP_TEST
 from tests.integration.runners import with_delay
-from tests.shared_data import VNNCOMP_TEST, needs_shared
 
 PROBLEM = "application/problem+json"
-pytestmark = needs_shared
 
 
 def prop() -> str:
