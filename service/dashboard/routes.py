@@ -129,20 +129,7 @@ def jobs_page(
         [j.artefact for j in jobs], who.project_id
     )
     pages = max(1, -(-total // PAGE_SIZE))
-    filters = {
-        k: v
-        for k, v in (
-            ("q", query.text),
-            ("status", query.status),
-            ("verdict", query.verdict),
-            ("model", query.artefact),
-            ("property", query.property_hash),
-            ("reason", query.reason),
-            ("since", since if query.since else None),
-            ("until", until if query.until else None),
-        )
-        if v
-    }
+    filters = _filters(query, since, until)
 
     def link(n: int) -> str:
         return "/jobs?" + urlencode({**filters, "page": n})
@@ -166,6 +153,21 @@ def jobs_page(
         ],
         reasons=REASONS,
     )
+
+
+def _filters(query: JobQuery, since: str | None, until: str | None) -> dict[str, str]:
+    """The filters in force, as query parameters (for the form and the page links)."""
+    pairs = (
+        ("q", query.text),
+        ("status", query.status),
+        ("verdict", query.verdict),
+        ("model", query.artefact),
+        ("property", query.property_hash),
+        ("reason", query.reason),
+        ("since", since if query.since else None),
+        ("until", until if query.until else None),
+    )
+    return {k: v for k, v in pairs if v}
 
 
 def _day(value: str | None, end: bool = False) -> datetime | None:

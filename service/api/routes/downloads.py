@@ -13,7 +13,7 @@ from service.api.schemas import problem_responses
 from service.errors import ServiceError, not_found
 from service.job_files import counterexample_document, property_file, vnncomp_result
 
-router = APIRouter(tags=["downloads"], responses=problem_responses(401, 403, 404, 422, 503))
+router = APIRouter(tags=["downloads"], responses=problem_responses(401, 403, 404, 413, 422, 503))
 
 
 def _file(*media_types: str) -> dict[int | str, dict[str, object]]:
