@@ -191,7 +191,7 @@ def _sizes(services: Services, job: Any, cex: dict[str, Any] | None) -> tuple[in
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth) -> HTMLResponse:
-    valid = job_id.isdigit() and len(job_id) < 11 and int(job_id) < 2**31
+    valid = job_id.isascii() and job_id.isdigit() and len(job_id) < 11 and int(job_id) < 2**31
     job = services.jobs.get(int(job_id), who.project_id) if valid else None
     if job is None:
         return _missing(request, "job", job_id[:80])
