@@ -58,3 +58,7 @@ cli_supports.register(app)
 from service import cli_token  # noqa: E402
 
 cli_token.register(app)
+
+from service import cli_certificate  # noqa: E402
+
+cli_certificate.register(app)

@@ -47,6 +47,10 @@ def verify_command(
         typer.Option("--output", metavar="NAME", help="Subnetwork output tensor name"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(help="Write the proof certificate of a holds here (JSON)"),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress lines on stderr")
     ] = False,
@@ -69,6 +73,8 @@ def verify_command(
         result = internal_error(exc)
     if vnncomp_result is not None:
         vnncomp_result.write_text(vnncomp_text(result))
+    if certificate is not None and result.certificate is not None:
+        certificate.write_text(json.dumps(result.certificate, separators=(",", ":")))
     if json_output:
         print(json.dumps(result.to_json(), allow_nan=False))
     else:

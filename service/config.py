@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     session_hours: float = 8.0
     # A worker counts as alive on /healthz when seen within this many seconds.
     worker_seen_s: float = 60.0
+    # Re-check each `holds` certificate with the independent checker before storing it.
+    check_certificates: bool = True
 
     @property
     def max_upload_bytes(self) -> int:

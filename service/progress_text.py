@@ -27,10 +27,10 @@ def estimate_left(seconds: float, proved: float, timeout: float | None) -> float
 def describe(progress: Progress, timeout: float | None = None) -> str:
     seconds = progress.seconds
     rate = progress.subproblems_done / seconds if seconds > 0 else 0.0
-    text = (
-        f"{seconds:.0f} s elapsed, {progress.subproblems_done} regions ({rate:.0f}/s), "
-        f"{progress.subproblems_open} open, {percent(progress.proved_fraction)} proved"
-    )
+    text = f"{seconds:.0f} s elapsed, {progress.subproblems_done} regions ({rate:.0f}/s), "
+    if progress.subproblems_open:  # not every search phase counts its open regions
+        text += f"{progress.subproblems_open} open, "
+    text += f"{percent(progress.proved_fraction)} proved"
     left = estimate_left(seconds, progress.proved_fraction, timeout)
     if left is not None:
         text += f", ~{left:.0f} s left"

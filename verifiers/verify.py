@@ -6,12 +6,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from verifiers import __version__
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, UnsupportedError, VerifierError
 from verifiers.model.network import PiecewiseLinearNetwork
@@ -88,9 +88,11 @@ def engine_network(model, prop: Property) -> PiecewiseLinearNetwork | GraphNetwo
 def _search(component, model, network, prop, options, on_progress, cancel, started) -> Result:
     deadline = started + options.timeout_s
     outcomes: list[CaseOutcome] = []
+    indices: list[int] = []
     for index, case in enumerate(prop.cases):
         if case.is_empty():
             continue
+        indices.append(index)
         ctx = SearchContext(
             network=network,
             case=case,
@@ -114,7 +116,8 @@ def _search(component, model, network, prop, options, on_progress, cancel, start
         if outcome.counterexample is not None:
             break
     engine = "linear" if isinstance(network, PiecewiseLinearNetwork) else "graph"
-    return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel, engine)
+    certify = partial(_certificate, prop, indices, model.sha256, options, graph=engine == "graph")
+    return _result(outcomes, time.monotonic() - started, certify, cancel, engine)
 
 
 def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> CaseOutcome:
@@ -179,8 +182,7 @@ def _proved_fraction(outcomes: list[CaseOutcome]) -> float:
 def _result(
     outcomes: list[CaseOutcome],
     seconds: float,
-    model_sha256: str,
-    options: Options,
+    certify: Callable[[list[CaseOutcome]], dict],
     cancel: CancelFlag | None,
     engine: str = "linear",
 ) -> Result:
@@ -201,7 +203,7 @@ def _result(
         return Result(
             Verdict.HOLDS,
             Stats(seconds, method, stats.subproblems, 1.0),
-            certificate=_certificate(outcomes, model_sha256, options),
+            certificate=certify(outcomes),
         )
     return Result(Verdict.UNKNOWN, stats, reason=_unknown_reason(outcomes, stats, cancel))
 
@@ -215,14 +217,25 @@ def _unknown_reason(outcomes: list[CaseOutcome], stats: Stats, cancel: CancelFla
     return f"{'; '.join(reasons)}; {percent(stats.proved_fraction)} of the input volume proved"
 
 
-def _certificate(outcomes: list[CaseOutcome], model_sha256: str, options: Options) -> dict:
-    return {
-        "format": "proofwell-bab-1",
-        "engine_version": __version__,
-        "model_sha256": model_sha256,
-        "margin": options.margin,
-        "cases": [
-            {"leaves": [leaf.to_json() for leaf in o.leaves] if options.record_tree else None}
-            for o in outcomes
-        ],
-    }
+def _certificate(
+    prop: Property,
+    indices: list[int],
+    model_sha256: str,
+    options: Options,
+    outcomes: list[CaseOutcome],
+    graph: bool = False,
+) -> dict:
+    from verifiers.certify.certificate import certificate
+
+    # The graph engine's splits (element intervals, Max cases) have no certificate form
+    # and no independent checker yet: its certificate carries no tree ("complete": false).
+    cert = certificate(
+        prop,
+        list(zip(indices, outcomes, strict=True)),
+        model_sha256,
+        options.margin,
+        options.record_tree and not graph,
+    )
+    if graph:
+        cert["engine"] = "graph"
+    return cert

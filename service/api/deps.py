@@ -64,21 +64,27 @@ def _host(request: Request) -> str:
 
 
 def principal(request: Request, services: Services) -> Principal | None:
-    """Who sent the request, or None (no valid credentials and not open mode)."""
-    auth = request.headers.get("authorization")
-    if auth is not None:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return services.tokens.verify(token.strip())
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        found = services.tokens.verify(cookie)
-        if found is not None:
-            return found
+    """Who sent the request, or None (no valid credentials and not open mode).
+
+    A valid token acts for its project in every mode. In open mode a request without one
+    (or with one this server does not know, e.g. a CI token aimed at another server) acts
+    for the default project, if it was addressed to a loopback host name.
+    """
+    found = _credentials(request, services)
+    if found is not None:
+        return found
     if services.settings.open_mode and _host(request).lower() in LOOPBACK_HOSTS:
         return OPEN
     return None
+
+
+def _credentials(request: Request, services: Services) -> Principal | None:
+    auth = request.headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        return services.tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return services.tokens.verify(cookie) if cookie else None
 
 
 def _unauthorized(scope: Scope) -> ServiceError:

@@ -129,20 +129,7 @@ def jobs_page(
         [j.artefact for j in jobs], who.project_id
     )
     pages = max(1, -(-total // PAGE_SIZE))
-    filters = {
-        k: v
-        for k, v in (
-            ("q", query.text),
-            ("status", query.status),
-            ("verdict", query.verdict),
-            ("model", query.artefact),
-            ("property", query.property_hash),
-            ("reason", query.reason),
-            ("since", since if query.since else None),
-            ("until", until if query.until else None),
-        )
-        if v
-    }
+    filters = _filters(query, since, until)
 
     def link(n: int) -> str:
         return "/jobs?" + urlencode({**filters, "page": n})
@@ -168,6 +155,21 @@ def jobs_page(
     )
 
 
+def _filters(query: JobQuery, since: str | None, until: str | None) -> dict[str, str]:
+    """The filters in force, as query parameters (for the form and the page links)."""
+    pairs = (
+        ("q", query.text),
+        ("status", query.status),
+        ("verdict", query.verdict),
+        ("model", query.artefact),
+        ("property", query.property_hash),
+        ("reason", query.reason),
+        ("since", since if query.since else None),
+        ("until", until if query.until else None),
+    )
+    return {k: v for k, v in pairs if v}
+
+
 def _day(value: str | None, end: bool = False) -> datetime | None:
     """A ``YYYY-MM-DD`` date as a UTC datetime (the next midnight for an ``until``)."""
     try:
@@ -189,7 +191,7 @@ def _sizes(services: Services, job: Any, cex: dict[str, Any] | None) -> tuple[in
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth) -> HTMLResponse:
-    valid = job_id.isdigit() and len(job_id) < 11 and int(job_id) < 2**31
+    valid = job_id.isascii() and job_id.isdigit() and len(job_id) < 11 and int(job_id) < 2**31
     job = services.jobs.get(int(job_id), who.project_id) if valid else None
     if job is None:
         return _missing(request, "job", job_id[:80])

@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from service.store.db import Database
 from service.store.models import DEFAULT_PROJECT_ID, Artefact, ProjectArtefact, utcnow
 
+MAX_KNOWN = 10_000
+
 
 @dataclass(frozen=True)
 class ArtefactInfo:
@@ -55,6 +57,9 @@ def _select(project: int | None) -> Select[Any]:
 class ArtefactStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Artefacts and their project links are never changed or deleted, so a found one is
+        # remembered: a submission then costs no extra round trip to look it up.
+        self._known: dict[tuple[str, int | None], ArtefactInfo] = {}
 
     def put(
         self,
@@ -108,9 +113,18 @@ class ArtefactStore:
         return found, created
 
     def get(self, sha256: str, project: int | None = None) -> ArtefactInfo | None:
+        known = self._known.get((sha256, project))
+        if known is not None:
+            return known
         with self.db.session() as s:
             found = s.execute(_select(project).where(Artefact.id == sha256)).first()
-            return ArtefactInfo(*found) if found else None
+        if found is None:
+            return None
+        info = ArtefactInfo(*found)
+        if len(self._known) >= MAX_KNOWN:
+            self._known.clear()
+        self._known[(sha256, project)] = info
+        return info
 
     def many(self, ids: list[str], project: int | None = None) -> dict[str, ArtefactInfo]:
         """The artefacts among ``ids`` (without their bytes), by id."""

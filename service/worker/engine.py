@@ -174,7 +174,45 @@ def _run_onnx(
         )
     options = _options(payload, spent)
     result = verify(component, prop, options, on_progress=lambda p: on_progress(p.to_json()))
-    return result.to_json()
+    data = result.to_json()
+    if payload.get("check_certificate", True) and data.get("certificate"):
+        _check_certificate(data, model, prop, float(payload["options"]["timeout_s"]))
+    return data
+
+
+def _check_certificate(data: dict[str, Any], model: Any, prop: Any, timeout_s: float) -> None:
+    """Re-check a `holds` certificate with the independent checker, within what is left of
+    the job's CPU budget (sandbox.Limits), and record the outcome in the certificate and
+    the stats. A certificate the checker rejects turns the verdict into `unknown`."""
+    from verifiers.certify.checker import CHECKER_VERSION, check
+
+    if data["certificate"].get("engine") == "graph":  # no independent checker for it yet
+        outcome = {
+            "checked": False,
+            "valid": None,
+            "checker": CHECKER_VERSION,
+            "seconds": 0.0,
+            "message": "graph-engine proofs are not re-checked yet",
+        }
+        data["certificate"]["check"] = outcome
+        data["stats"]["certificate_check"] = outcome
+        return
+    budget = timeout_s + max(10.0, 0.5 * timeout_s) - float(data["stats"]["seconds"]) - 5.0
+    report = check(
+        data["certificate"], model.network, prop, model.sha256, budget_s=max(budget, 1.0)
+    )
+    outcome = {
+        "checked": report.checked,
+        "valid": report.valid if report.checked else None,
+        "checker": CHECKER_VERSION,
+        "seconds": round(report.seconds, 3),
+        "message": report.message,
+    }
+    data["certificate"]["check"] = outcome
+    data["stats"]["certificate_check"] = outcome
+    if report.checked and not report.valid:
+        data["verdict"] = "unknown"
+        data["reason"] = f"the certificate failed the independent check: {report.message}"
 
 
 def _run_module(

@@ -23,7 +23,7 @@ from service.store.migrate import ensure_schema
 from service.store.workers import WorkerStore
 from service.worker.pending import PendingWrites
 from service.worker.runner import Child, unknown
-from service.worker.sandbox import DEFAULT_RUNNER, Limits, grace_s
+from service.worker.sandbox import DEFAULT_RUNNER, Limits, grace_s, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Worker:
     def run(self, migrate: bool = True) -> None:
         if migrate:
             ensure_schema(self.db)
+        warm_up()
         self.workers.register(self.id, socket.gethostname(), os.getpid(), self.concurrency)
         log.info("worker %s started (concurrency %d)", self.id, self.concurrency)
         try:
@@ -134,6 +135,7 @@ class Worker:
             "subnetwork": job.subnetwork,
             "attempt": job.attempts,
             "options": {**job.options, "timeout_s": timeout},
+            "check_certificate": self.settings.check_certificates,
         }
         limits = Limits.for_timeout(timeout, memory)
         # The child's watchdog ends it at timeout + grace; this is the backstop behind it.

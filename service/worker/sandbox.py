@@ -57,6 +57,20 @@ def context() -> BaseContext:
     return ctx
 
 
+def _nothing() -> None:
+    return None
+
+
+def warm_up() -> None:
+    """Start the fork server and let it import PRELOAD now, before any job is claimed.
+
+    On a loaded machine that takes seconds; done after a claim, it can outlast a short
+    lease, and another worker would take the job again."""
+    process = context().Process(target=_nothing, name="proofwell-warm-up")
+    process.start()
+    process.join(timeout=120)
+
+
 def resolve(runner: str) -> Callable[..., dict[str, Any]]:
     module, _, name = runner.partition(":")
     fn: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), name)

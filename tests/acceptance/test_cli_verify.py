@@ -25,6 +25,11 @@ def run_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
+def run_cli_command(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout
+
+
 def vnncomp_instances() -> list[tuple[str, str, str]]:
     with open(VNNCOMP_TEST / "expected.csv") as f:
         return [(r["onnx"], r["vnnlib"], r["expected"]) for r in csv.DictReader(f)]
@@ -131,13 +136,33 @@ def test_holds_has_a_certificate() -> None:
     )
     data = json.loads(out)
     assert code == 0 and data["verdict"] == "holds" and data["counterexample"] is None
-    leaves = data["certificate"]["cases"][0]["leaves"]
-    assert leaves and {leaf["evidence"] for leaf in leaves} <= {
+    certificate = data["certificate"]
+    assert certificate["format"] == "proofwell-certificate" and certificate["cases"][0]["tree"]
+    assert certificate["leaves"] and set(certificate["leaves"]) <= {
         "linear-bound",
+        "linear-combination",
         "smt-unsat",
         "lp-phases",
+        "empty-split",
     }
     assert data["stats"]["proved_fraction"] == 1.0
+
+
+def test_check_certificate_accepts_it_and_rejects_another_property(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.json"
+    model, spec = EXAMPLES / "advisory.onnx", EXAMPLES / "clear_beats_left.vnnlib"
+    code, _ = run_cli(str(model), str(spec), "--certificate", str(cert))
+    assert code == 0 and cert.stat().st_size > 0
+    code, out = run_cli_command(
+        "check-certificate", str(cert), "--model", str(model), "--spec", str(spec), "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["valid"] is True and report["checker"].startswith("proofwell")
+    other = EXAMPLES / "clear_always_top.vnnlib"
+    code, out = run_cli_command(
+        "check-certificate", str(cert), "--model", str(model), "--spec", str(other)
+    )
+    assert code == 1 and "another property" in out
 
 
 def test_timeout_gives_unknown_and_timeout_result(tmp_path: Path) -> None:
@@ -213,6 +238,6 @@ def test_subnetwork_ending_in_relu_is_never_negative(tmp_path: Path) -> None:
         "--output",
         "h0",
         "--timeout",
-        "30",
+        "300",  # decided in seconds when idle; room for a loaded machine
     )
     assert json.loads(out)["verdict"] == "holds" and code == 0

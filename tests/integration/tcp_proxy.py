@@ -33,10 +33,11 @@ class TcpProxy:
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:
+            # shutdown() wakes the threads blocked in recv() on it (close() alone would not,
+            # and the connection would hang instead of failing).
             with contextlib.suppress(OSError):
-                conn.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 conn.close()
 
     def restore(self) -> None:
@@ -62,6 +63,10 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self.up.is_set():  # cut while connecting
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

@@ -85,7 +85,7 @@ def test_a_result_survives_a_database_outage(
     try:
         wait_for(lambda: jobs.get(job_id).status.value == "running", 30, "running")
         proxy.cut()  # the job finishes while the database is away
-        wait_for(lambda: len(worker.pending) == 1, 20, "kept in memory")
+        wait_for(lambda: len(worker.pending) == 1, 60, "kept in memory")
         time.sleep(outage_s)
         assert jobs.get(job_id).status.value == "running"
         proxy.restore()

@@ -113,7 +113,7 @@ def test_progress_lines_give_elapsed_rate_and_estimate() -> None:
 def test_progress_lines_are_rate_limited() -> None:
     import io
 
-    from service.progress_text import ProgressLines
+    from service.progress_text import ProgressLines, describe
     from verifiers.result import Progress
 
     stream = io.StringIO()
@@ -121,6 +121,7 @@ def test_progress_lines_are_rate_limited() -> None:
     for k in range(100):
         lines(Progress(k, 1, 0.0, float(k)))
     assert stream.getvalue() == ""  # nothing before the first interval has passed
+    assert "open" not in describe(Progress(5, 0, 0.5, 2.0))  # no open count: not claimed 0
 
 
 def test_a_wrong_tensor_name_lists_the_valid_ones() -> None:

@@ -93,6 +93,7 @@ def test_pages_show_verdicts_counterexample_proof_and_regression(
     good = page(client, f"/jobs/{held}")
     assert 'class="badge v-holds"' in good and f'href="/v1/jobs/{held}/certificate"' in good
     assert "Subproblems" in good and "Download the certificate" in good
+    assert 'class="certificate-check' in good
     assert "<caption>Input box</caption>" in good and "-0.28" in good
 
     model = page(client, f"/models/{v2}")

@@ -51,7 +51,7 @@ def last_event_id(value: str | None) -> int:
     """The event id to resume after: digits within 64 bits, else a 422."""
     if value is None or value == "":
         return 0
-    if len(value) > 19 or not value.isdigit() or int(value) > MAX_EVENT_ID:
+    if len(value) > 19 or not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
         raise ServiceError(
             422,
             "Invalid request",
