@@ -31,6 +31,12 @@ def check_certificate_command(
 
         loaded = load_model(model)
         prop = load_property(spec, n_inputs=loaded.n_inputs, n_outputs=loaded.n_outputs)
+        if isinstance(document, dict) and document.get("engine") == "graph":
+            raise VerifierError(
+                "this certificate is from the graph engine (not an Affine/ReLU chain): its "
+                "proofs have no independent checker yet"
+            )
+        loaded.network  # noqa: B018  (the checker needs the chain normal form)
     except (OSError, ValueError, VerifierError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(3) from None
