@@ -134,7 +134,8 @@ def _held(where: str, dims: list[int], limit: int) -> None:
 def _check_inferred(proto: onnx.ModelProto, budget: Budget) -> None:
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as error:
+    except (onnx.shape_inference.InferenceError, RuntimeError, ValueError) as error:
+        # ValueError: e.g. a UnicodeDecodeError on corrupted bytes (found by Hypothesis).
         raise ModelError(f"shape inference failed: {error}") from error
     shapes = {v.name: _dims(v) for v in inferred.graph.value_info}
     shapes |= {v.name: _dims(v) for v in inferred.graph.output}

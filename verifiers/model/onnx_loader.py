@@ -127,7 +127,8 @@ def _with_batch_one(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as error:
+    except (onnx.shape_inference.InferenceError, RuntimeError, ValueError) as error:
+        # ValueError: e.g. a UnicodeDecodeError on corrupted bytes (found by Hypothesis).
         raise ModelError(f"shape inference failed: {error}") from error
 
 
