@@ -14,14 +14,16 @@ is independent of the engine:
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from onnx import helper
 
-from tests.onnx_builders import dense_relu_model, to_bytes
+from tests.onnx_builders import dense_relu_model, make_model, to_bytes
 from verifiers.components import OnnxComponent
 from verifiers.model import load_model
 from verifiers.options import Options
@@ -210,3 +212,113 @@ def test_no_verdict_the_oracle_refutes(tmp_path_factory, net, data, margin, seed
     if result.verdict is Verdict.VIOLATED:
         model = load_model(path)
         assert confirms_violation(model, prop, result.counterexample.inputs), text
+
+
+# --- graph networks: S-shaped and clipped activations behind a residual join ---------------
+
+ACTIVATIONS = ["Sigmoid", "Tanh", "Clip", "LeakyRelu", "Relu"]
+DIGITS = decimal.Context(prec=90)
+
+
+def _s_shaped(name: str, x: Fraction) -> Fraction:
+    """sigmoid or tanh to ~1e-85 (60 digits beyond any tie the grid could hit)."""
+    z = x if name == "Tanh" else x / 2
+    if abs(z) > 200:  # within 1e-170 of +-1
+        t = Fraction(1 if z > 0 else -1)
+    else:
+        e = DIGITS.exp(
+            DIGITS.multiply(decimal.Decimal(2), DIGITS.divide(z.numerator, z.denominator))
+        )
+        t = Fraction(DIGITS.divide(DIGITS.subtract(e, 1), DIGITS.add(e, 1)))
+    return t if name == "Tanh" else (1 + t) / 2
+
+
+@dataclass(frozen=True)
+class ResidualNetwork:
+    """y = W2 (act(W1 x + b1) + x) + b2, with two inputs and two hidden units."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    activation: str
+    slope: float  # LeakyRelu's alpha; Clip's bounds are [-slope, slope]
+
+    def act(self, v: Fraction) -> Fraction:
+        s = Fraction(float(np.float32(self.slope)))
+        if self.activation in ("Sigmoid", "Tanh"):
+            return _s_shaped(self.activation, v)
+        if self.activation == "Clip":
+            return min(max(v, -s), s)
+        if self.activation == "LeakyRelu":
+            return v if v >= 0 else s * v
+        return max(v, Fraction(0))
+
+    def evaluate_exactly(self, x: list[Fraction]) -> list[Fraction]:
+        def affine(w, b, v):
+            return [
+                sum(
+                    (Fraction(float(a)) * c for a, c in zip(row, v, strict=True)),
+                    Fraction(float(bi)),
+                )
+                for row, bi in zip(w, b, strict=True)
+            ]
+
+        hidden = [self.act(h) + xi for h, xi in zip(affine(self.w1, self.b1, x), x, strict=True)]
+        return affine(self.w2, self.b2, hidden)
+
+    def onnx(self):
+        extra = {"alpha": self.slope} if self.activation == "LeakyRelu" else {}
+        inputs = ["h", "lo", "hi"] if self.activation == "Clip" else ["h"]
+        nodes = [
+            helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
+            helper.make_node(self.activation, inputs, ["a"], **extra),
+            helper.make_node("Add", ["a", "x"], ["r"]),
+            helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1),
+        ]
+        init = {"W1": self.w1, "b1": self.b1, "W2": self.w2, "b2": self.b2}
+        if self.activation == "Clip":
+            init |= {"lo": np.float32(-self.slope), "hi": np.float32(self.slope)}
+        return make_model(nodes, input_shape=[1, 2], initializers=init, opset=13)
+
+
+@st.composite
+def residual_networks(draw) -> ResidualNetwork:
+    number = st.one_of(st.sampled_from(WEIGHTS), st.floats(-4, 4, width=32))
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        cells = st.lists(
+            st.lists(number, min_size=cols, max_size=cols), min_size=rows, max_size=rows
+        )
+        return np.array(draw(cells), dtype=np.float32)
+
+    n_out = draw(st.integers(1, 2))
+    return ResidualNetwork(
+        matrix(2, 2),
+        matrix(1, 2)[0],
+        matrix(n_out, 2),
+        matrix(1, n_out)[0],
+        draw(st.sampled_from(ACTIVATIONS)),
+        draw(st.sampled_from([0.1, 0.5, 2.0, 1e-30, 1e30])),
+    )
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(net=residual_networks(), data=st.data(), margin=st.sampled_from([0.0, 1e-9, 0.5]))
+def test_graph_engine_never_refuted(tmp_path_factory, net, data, margin) -> None:
+    """The graph engine (a residual join makes the model a DAG) under the same oracle."""
+    text = data.draw(properties(2, net.w2.shape[0]))
+    prop = parse_vnnlib(text)
+    path = tmp_path_factory.mktemp("net") / "net.onnx"
+    path.write_bytes(to_bytes(net.onnx()))
+    result = verify(OnnxComponent(path), prop, Options(timeout_s=0.5, margin=margin))
+    event(f"{net.activation}: {result.verdict.value}")
+    assert result.verdict is not Verdict.ERROR, result.reason
+    if result.verdict is Verdict.HOLDS:
+        assert not refutes_holds(net, prop, Fraction(margin)), text
+    if result.verdict is Verdict.VIOLATED:
+        assert confirms_violation(load_model(path), prop, result.counterexample.inputs), text
