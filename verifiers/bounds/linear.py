@@ -12,12 +12,14 @@ lower bounds subtract it, so they are never above the exact real minimum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from verifiers.bounds.alpha import Lines, SlopeSearch, optimise_slopes
 from verifiers.bounds.interval import affine_interval, relu_interval
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
+from verifiers.deadline import check
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
 
 
@@ -48,6 +50,9 @@ class LinearBounds:
     relu_coeffs: list[np.ndarray] | None = None
     relaxations: list[_Relaxation] | None = None
     magnitudes: list[np.ndarray] | None = None
+    # The objective rows' lower slopes per ReLU layer (batch, m, n), when optimised: a warm
+    # start for the sub-regions in branch and bound.
+    slopes: list[np.ndarray] | None = None
 
 
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -94,27 +99,66 @@ def relu_relaxation(
 
 @dataclass(frozen=True)
 class _Relaxation:
-    """A ReLU layer's enclosing lines on its pre-activation bounds, ready for back-substitution."""
+    """A ReLU layer's enclosing lines on its pre-activation bounds, ready for back-substitution.
 
-    lower_slope: np.ndarray  # (batch, n)
+    The lower slope may differ per objective row (batch, m, n) once optimised (bounds/alpha.py):
+    any slope in [alpha, 1] is valid on an unstable ReLU, and `slack` covers the steepest."""
+
+    lower_slope: np.ndarray  # (batch, 1 or m, n)
     slope_gap: np.ndarray  # upper slope - lower slope
     intercept: np.ndarray  # of the upper line
     slack: np.ndarray  # rounding of one backward step, per unit |coefficient|
+    upper_slope: np.ndarray  # (batch, 1, n)
+    floor: float  # the LeakyRelu slope: the smallest valid lower slope
+    slack_any: np.ndarray  # `slack` for any lower slopes in [alpha, 1]
 
     @classmethod
     def of(cls, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray) -> _Relaxation:
         lower_slope, upper_slope, intercept = relu_relaxation(layer, lower, upper)
-        steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * _magnitude(lower, upper)
-        # New coefficients c*lower + min(c, 0)*gap: the gap, both products and the sum each
-        # round by one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10.
-        slack = 10.0 * UNIT_ROUNDOFF * steepest + gamma(lower.shape[-1]) * np.abs(intercept)
-        return cls(
-            lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack
+        magnitude = _magnitude(lower, upper)
+        steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * magnitude
+        # An unstable ReLU's lower slope may be optimised anywhere in [alpha, 1].
+        unstable = (lower < 0.0) & (upper > 0.0)
+        steepest_any = np.where(
+            unstable, np.maximum(np.abs(upper_slope), 1.0) * magnitude, steepest
         )
+        return cls(
+            lower_slope[:, None, :],
+            (upper_slope - lower_slope)[:, None, :],
+            intercept,
+            _step_slack(steepest, intercept),
+            upper_slope[:, None, :],
+            float(layer.alpha),
+            _step_slack(steepest_any, intercept),
+        )
+
+    def with_lower(self, slopes: np.ndarray) -> _Relaxation:
+        """The same lines with these lower slopes (batch, m, n), each in [alpha, 1] on the
+        unstable ReLUs and equal to the default on the stable ones (alpha.optimise_slopes)."""
+        return replace(
+            self, lower_slope=slopes, slope_gap=self.upper_slope - slopes, slack=self.slack_any
+        )
+
+    def lines(self) -> Lines:
+        unstable = self.slope_gap != 0.0
+        return Lines(self.lower_slope, self.upper_slope, self.intercept, self.floor, unstable)
 
     def take(self, i: int) -> _Relaxation:
         """Box i of the batch, as a batch of one."""
-        return _Relaxation(*(getattr(self, f.name)[i : i + 1] for f in fields(self)))
+        return _Relaxation(
+            *(
+                getattr(self, f.name)[i : i + 1] if f.name != "floor" else self.floor
+                for f in fields(self)
+            )
+        )
+
+
+def _step_slack(steepest: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Rounding of one backward step through a ReLU layer, per unit |coefficient|: the new
+    coefficients c*lower + min(c, 0)*gap (the gap, both products and the sum each round by
+    one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10), and the intercepts'
+    dot product."""
+    return 10.0 * UNIT_ROUNDOFF * steepest + gamma(intercept.shape[-1]) * np.abs(intercept)
 
 
 def _relu_back(state: _Backward, relaxation: _Relaxation) -> None:
@@ -153,13 +197,16 @@ def _back_substitute(
     magnitudes: list[np.ndarray],
     box: tuple[np.ndarray, np.ndarray],
     relu_coeffs: list[np.ndarray] | None = None,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower bounds of coeffs . (output of affine layer `last_affine`) over the boxes.
-    `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last."""
+    `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last.
+    Raises OutOfTime (verifiers/deadline.py) once `deadline` has passed."""
     batch, m = coeffs.shape[0], coeffs.shape[1]
     state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
     for k in range(last_affine, -1, -1):
+        check(deadline)
         _affine_back(state, affine_layers[k], magnitudes[k])
         if k > 0:
             if relu_coeffs is not None:
@@ -175,26 +222,31 @@ def linear_bounds(
     upper: np.ndarray,
     objective: np.ndarray | None = None,
     known: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    slopes: SlopeSearch | None = None,
+    deadline: float | None = None,
 ) -> LinearBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_outputs) rows are minimised.
 
     `known`: pre-activation bounds (batch, n) per affine layer already valid on each box, e.g.
     those of an enclosing box in branch and bound. They are intersected in, and a neuron they
-    show stable needs no back-substitution of its own: only unstable ones can tighten."""
+    show stable needs no back-substitution of its own: only unstable ones can tighten.
+    `slopes`: optimise the unstable ReLUs' lower slopes (bounds/alpha.py) for the objective
+    rows (and the intermediate bounds); each row keeps the better of the sound CROWN bound and
+    the sound bound of its optimised slopes. Raises OutOfTime once `deadline` has passed."""
     affine_layers, relu_layers = network.affine_layers, network.relu_layers
     pre_bounds: list[tuple[np.ndarray, np.ndarray]] = []
     relaxations: list[_Relaxation] = []
     magnitudes = [_magnitude(lower, upper)]
     post = (lower, upper)
+    context = _Context(network, relaxations, magnitudes, (lower, upper), deadline)
+    inner = slopes if slopes is not None and slopes.intermediate else None
     for k, layer in enumerate(affine_layers):
         low, high = affine_interval(layer, *post)
         if known is not None:
             low, high = np.maximum(low, known[k][0]), np.minimum(high, known[k][1])
         if k > 0:
             last = k == len(affine_layers) - 1
-            low, high = _refine(
-                network, k, low, high, relaxations, magnitudes, (lower, upper), last
-            )
+            low, high = _refine(context, k, low, high, last, inner)
         pre_bounds.append((low, high))
         if k < len(relu_layers):
             relaxations.append(_Relaxation.of(relu_layers[k], low, high))
@@ -207,17 +259,71 @@ def linear_bounds(
         if objective.ndim == 2
         else objective
     )
-    relu_coeffs: list[np.ndarray] = []
-    value, coeffs, corner = _back_substitute(
-        network,
-        np.array(rows, dtype=np.float64),
-        len(affine_layers) - 1,
-        relaxations,
-        magnitudes,
-        (lower, upper),
-        relu_coeffs,
+    rows = np.array(rows, dtype=np.float64)
+    value, coeffs, corner, relu_coeffs, chosen = _objective(context, rows, slopes)
+    return LinearBounds(
+        pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes, chosen
     )
-    return LinearBounds(pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What back-substitutions over one batch share."""
+
+    network: PiecewiseLinearNetwork
+    relaxations: list[_Relaxation]
+    magnitudes: list[np.ndarray]
+    box: tuple[np.ndarray, np.ndarray]
+    deadline: float | None
+
+    def bound(self, rows, last, slopes=None, relu_coeffs=None):
+        """The sound back-substitution of rows (batch, m, n) from affine layer `last`, with
+        CROWN's lower slopes or the given per-row ones."""
+        relaxations = self.relaxations[:last]
+        if slopes is not None:
+            relaxations = [r.with_lower(s) for r, s in zip(relaxations, slopes, strict=True)]
+        return _back_substitute(
+            self.network,
+            rows,
+            last,
+            relaxations,
+            self.magnitudes,
+            self.box,
+            relu_coeffs,
+            self.deadline,
+        )
+
+    def optimise(self, rows, last, search: SlopeSearch, iterations: int, start=None):
+        lines = [r.lines() for r in self.relaxations[:last]]
+        return optimise_slopes(
+            self.network, rows, last, lines, self.box, iterations, start, self.deadline
+        )
+
+
+def _objective(context: _Context, rows: np.ndarray, search: SlopeSearch | None):
+    """The objective rows' sound bounds: CROWN's, or per row the better of CROWN's and the
+    optimised slopes' (with their coefficients, corners and ReLU-layer coefficients)."""
+    last = len(context.network.affine_layers) - 1
+    relu_coeffs: list[np.ndarray] = []
+    value, coeffs, corner = context.bound(rows, last, relu_coeffs=relu_coeffs)
+    if search is None or search.iterations <= 0 or last == 0:
+        return value, coeffs, corner, relu_coeffs, None
+    slopes = context.optimise(rows, last, search, search.iterations, search.start)
+    tuned_relu: list[np.ndarray] = []
+    tuned, tuned_coeffs, tuned_corner = context.bound(rows, last, slopes, tuned_relu)
+    better = np.isfinite(tuned) & (tuned > value)
+    pick = better[:, :, None]
+    default = [
+        np.broadcast_to(r.lower_slope, s.shape)
+        for r, s in zip(context.relaxations, slopes, strict=True)
+    ]
+    return (
+        np.where(better, tuned, value),
+        np.where(pick, tuned_coeffs, coeffs),
+        np.where(pick, tuned_corner, corner),
+        [np.where(pick, t, c) for t, c in zip(tuned_relu, relu_coeffs, strict=True)],
+        [np.where(pick, s, d) for s, d in zip(slopes, default, strict=True)],
+    )
 
 
 def layer_row_bounds(
@@ -238,10 +344,11 @@ def layer_row_bounds(
     return value[0], coeffs[0]
 
 
-def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: bool):
+def _refine(context: _Context, k, low, high, every_neuron: bool, search: SlopeSearch | None):
     """Tighten layer k's bounds by back-substitution, for the neurons that are unstable on
     some box (every neuron for the output layer). Each box gets as many rows as the box with
-    the most; the padding rows are other neurons of the layer, whose bounds stay valid."""
+    the most; the padding rows are other neurons of the layer, whose bounds stay valid.
+    With `search`, each row's slopes are optimised too and the better sound bound kept."""
     batch, n = low.shape
     targets = np.ones_like(low, dtype=bool) if every_neuron else (low < 0.0) & (high > 0.0)
     count = int(targets.sum(axis=1).max())
@@ -254,7 +361,11 @@ def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: b
     picks = np.arange(batch)[:, None]
     rows[picks, slots[None, :], neurons] = 1.0
     rows[picks, count + slots[None, :], neurons] = -1.0
-    value, _, _ = _back_substitute(network, rows, k, relaxations, magnitudes, box)
+    value, _, _ = context.bound(rows, k)
+    if search is not None and search.intermediate_iterations > 0:
+        slopes = context.optimise(rows, k, search, search.intermediate_iterations)
+        tuned, _, _ = context.bound(rows, k, slopes)
+        value = np.where(np.isfinite(tuned), np.maximum(value, tuned), value)
     refined_low = np.take_along_axis(low, neurons, axis=1)
     refined_high = np.take_along_axis(high, neurons, axis=1)
     low, high = low.copy(), high.copy()
