@@ -33,6 +33,7 @@ def verify_files(
     inputs: tuple[str, ...] | None = None,
     outputs: tuple[str, ...] | None = None,
     on_progress: ProgressCallback | None = None,
+    started: float | None = None,
 ) -> Result:
     from verifiers.spec import load_property
     from verifiers.verify import verify
@@ -49,7 +50,7 @@ def verify_files(
         loaded = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
         n_inputs, n_outputs = loaded.n_inputs, loaded.n_outputs
     prop = load_property(spec, n_inputs=n_inputs, n_outputs=n_outputs)
-    return verify(component, prop, options, on_progress=on_progress)
+    return verify(component, prop, options, on_progress=on_progress, started=started)
 
 
 def _verify_symbolic(model: Path, spec: Path | None, options: Options) -> Result:

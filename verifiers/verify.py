@@ -36,9 +36,13 @@ def verify(
     options: Options = Options(),
     on_progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
+    started: float | None = None,
 ) -> Result:
-    """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise."""
-    started = time.monotonic()
+    """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise.
+
+    The timeout counts from `started` (a time.monotonic() value; default now): a command
+    line run passes its process's start, so that start-up and parsing count too."""
+    started = time.monotonic() if started is None else started
     try:
         model = _load(component, prop)
         model.network  # noqa: B018  (normalising here reports unsupported ops as errors)

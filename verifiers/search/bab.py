@@ -26,6 +26,7 @@ import numpy as np
 from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
+from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
 from verifiers.search.branching import Branching
 from verifiers.search.context import CaseOutcome, SearchContext
@@ -104,6 +105,13 @@ class CaseSearch:
         sliced = self.until is not None and time.monotonic() >= self.until
         return sliced or self.ctx.remaining() <= 0 or self.ctx.cancelled()
 
+    @property
+    def deadline(self) -> float:
+        """When long computations inside a step give up (verifiers/deadline.py): the search's
+        deadline only; a slice's end (`until`) lets its last step finish, or a step longer
+        than a slice would never be kept."""
+        return self.ctx.deadline
+
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
         """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
         self.until = until
@@ -117,11 +125,30 @@ class CaseSearch:
             if self.falsifier.deep_due() and self.falsifier.deep(self.stack):
                 break
             batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
-            self.step(batch)
+            if not self.step_or_undo(batch):
+                break
             if self.ctx.on_step:
                 self.ctx.on_step(self.outcome)
         self.outcome.open_regions = len(self.stack)
         return self.outcome
+
+    def step_or_undo(self, batch: list[Region]) -> bool:
+        """One step; False when the deadline passed inside it. Then the step is undone: its
+        regions go back on the stack, open, and nothing it proved or pushed is kept."""
+        stacked, share, leaves = (
+            len(self.stack),
+            self.outcome.proved_share,
+            len(self.outcome.leaves),
+        )
+        try:
+            self.step(batch)
+        except OutOfTime:
+            del self.stack[stacked:]
+            del self.outcome.leaves[leaves:]
+            self.outcome.proved_share = share
+            self.stack.extend(reversed(batch))
+            return False
+        return True
 
     def step(self, batch: list[Region]) -> None:
         bounds, proved = self.bound(batch)
@@ -158,6 +185,7 @@ class CaseSearch:
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
+            check(self.deadline)
             phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
             if self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows):
                 proved[i] = True
@@ -177,7 +205,9 @@ class CaseSearch:
                 )
                 for k in range(len(regions[0].known))
             ]
-        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows, known)
+        bounds = linear_bounds(
+            self.ctx.network, lower, upper, self.rows, known, deadline=self.deadline
+        )
         self.outcome.subproblems += len(regions)
         # Sound bounds that cross (lower > upper) leave no input: the phases contradict.
         empty = np.zeros(len(regions), dtype=bool)
