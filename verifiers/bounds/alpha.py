@@ -37,12 +37,21 @@ DECAY = 0.98
 class SlopeSearch:
     """How linear_bounds optimises slopes: `iterations` Adam steps for the objective rows,
     and (`intermediate`) for the pre-activation bounds of every layer too; `start` warm-starts
-    the objective rows from earlier slopes (one array (batch, m, n) per ReLU layer)."""
+    the objective rows from earlier slopes (one array (batch, m, n) per ReLU layer).
+
+    `signs` (one array (batch, n) per ReLU layer: -1 split active, +1 split inactive, 0 not
+    split) adds beta-CROWN's multipliers for the split constraints to the objective rows:
+    `betas` (>= 0, per row) times sign * pre-activation, which is <= 0 on the region, added
+    to the objective; `start_betas` warm-starts them."""
 
     iterations: int = 20
     intermediate: bool = False
     intermediate_iterations: int = 10
     start: list[np.ndarray] | None = None
+    signs: list[np.ndarray] | None = None
+    start_betas: list[np.ndarray] | None = None
+    # Rows whose CROWN bound is above this (m,) already do their job: not optimised.
+    target: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Lines:
     intercept: np.ndarray  # (batch, n): the upper line's intercept
     floor: float  # the smallest valid lower slope (the LeakyRelu slope)
     unstable: np.ndarray  # (batch, 1, n)
+    sign: np.ndarray | None = None  # (batch, 1, n): the split constraints (SlopeSearch.signs)
 
 
 def optimise_slopes(
@@ -65,39 +75,80 @@ def optimise_slopes(
     iterations: int,
     start: list[np.ndarray] | None = None,
     deadline: float | None = None,
-) -> list[np.ndarray]:
+    start_betas: list[np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per ReLU layer before affine layer `last_affine`, lower slopes (batch, m, n) for the
-    rows (batch, m, n_out) that make each row's (float) lower bound as large as found."""
+    rows (batch, m, n_out), and multipliers (batch, m, n) of the split constraints (0 where
+    a line has no sign), that make each row's (float) lower bound as large as found."""
     lines = lines[:last_affine]
     shape = rows.shape[:2]
     slopes = [
         _initial(line, shape, s)
         for line, s in zip(lines, start or [None] * len(lines), strict=True)
     ]
-    best = [s.copy() for s in slopes]
+    betas = [
+        _betas(line, shape, b)
+        for line, b in zip(lines, start_betas or [None] * len(lines), strict=True)
+    ]
+    variables = slopes + betas
+    best = [v.copy() for v in variables]
     best_value = np.full(shape, -np.inf)
-    first = [np.zeros_like(s) for s in slopes]
-    second = [np.zeros_like(s) for s in slopes]
-    rate = LEARNING_RATE
+    adam = _Adam(variables)
     for step in range(1, iterations + 2):
         check(deadline)
-        value, saved, corner = _bound(network, rows, last_affine, lines, slopes, box)
+        value, saved, corner = _bound(network, rows, last_affine, lines, variables, box)
         better = value > best_value
         best_value = np.where(better, value, best_value)
-        for b, s in zip(best, slopes, strict=True):
-            b[better] = s[better]
+        for b, v in zip(best, variables, strict=True):
+            b[better] = v[better]
         if step > iterations:
             break
-        grads = _gradient(network, last_affine, lines, slopes, saved, corner)
-        for k, (line, grad) in enumerate(zip(lines, grads, strict=True)):
-            first[k] = BETA1 * first[k] + (1 - BETA1) * grad
-            second[k] = BETA2 * second[k] + (1 - BETA2) * grad * grad
-            m_hat = first[k] / (1 - BETA1**step)
-            v_hat = second[k] / (1 - BETA2**step)
-            moved = slopes[k] + rate * m_hat / (np.sqrt(v_hat) + 1e-8)
-            slopes[k] = _project(moved, line)
-        rate *= DECAY
-    return [_project(b, line) for b, line in zip(best, lines, strict=True)]
+        grads = _gradient(network, last_affine, lines, variables, saved, corner)
+        variables = adam.ascend(variables, grads, step)
+        n = len(lines)
+        variables = [_project(v, line) for v, line in zip(variables[:n], lines, strict=True)] + [
+            _project_beta(v, line) for v, line in zip(variables[n:], lines, strict=True)
+        ]
+    n = len(lines)
+    return (
+        [_project(b, line) for b, line in zip(best[:n], lines, strict=True)],
+        [_project_beta(b, line) for b, line in zip(best[n:], lines, strict=True)],
+    )
+
+
+class _Adam:
+    """Adam's moments for a list of arrays; the step size decays by DECAY per step."""
+
+    def __init__(self, variables: list[np.ndarray]) -> None:
+        self.first = [np.zeros_like(v) for v in variables]
+        self.second = [np.zeros_like(v) for v in variables]
+        self.rate = LEARNING_RATE
+
+    def ascend(self, variables, grads, step: int) -> list[np.ndarray]:
+        moved = []
+        for k, (v, g) in enumerate(zip(variables, grads, strict=True)):
+            self.first[k] = BETA1 * self.first[k] + (1 - BETA1) * g
+            self.second[k] = BETA2 * self.second[k] + (1 - BETA2) * g * g
+            m_hat = self.first[k] / (1 - BETA1**step)
+            v_hat = self.second[k] / (1 - BETA2**step)
+            moved.append(v + self.rate * m_hat / (np.sqrt(v_hat) + 1e-8))
+        self.rate *= DECAY
+        return moved
+
+
+def _betas(line: Lines, shape: tuple[int, int], start: np.ndarray | None) -> np.ndarray:
+    betas = np.zeros((*shape, line.default.shape[-1]))
+    if start is not None:
+        betas = betas + start
+    return _project_beta(betas, line)
+
+
+def _project_beta(betas: np.ndarray, line: Lines) -> np.ndarray:
+    """>= 0 and finite, and 0 where the ReLU is not split."""
+    if line.sign is None:
+        return np.zeros_like(betas)
+    finite = np.where(np.isfinite(betas), np.maximum(betas, 0.0), 0.0)
+    return np.where(line.sign != 0.0, finite, 0.0)
 
 
 def _initial(line: Lines, shape: tuple[int, int], start: np.ndarray | None) -> np.ndarray:
@@ -114,9 +165,10 @@ def _project(slopes: np.ndarray, line: Lines) -> np.ndarray:
     return np.where(line.unstable, clipped, line.default)
 
 
-def _bound(network, rows, last_affine, lines, slopes, box):
+def _bound(network, rows, last_affine, lines, variables, box):
     """The float back-substitution: each row's lower bound (batch, m), the coefficients on
     every ReLU layer's output, and the minimising input corner (batch, m, n_in)."""
+    slopes, betas = variables[: len(lines)], variables[len(lines) :]
     coeffs = rows
     const = np.zeros(rows.shape[:2])
     saved: list[np.ndarray] = [np.empty(0)] * last_affine
@@ -125,26 +177,36 @@ def _bound(network, rows, last_affine, lines, slopes, box):
         layer = affine_layers[k]
         if not layer.is_identity:
             const = const + coeffs @ layer.bias
-            coeffs = coeffs @ layer.weight
+            coeffs = times(coeffs, layer.weight)
         if k > 0:
             line = lines[k - 1]
             saved[k - 1] = coeffs
             const = const + np.einsum("bmn,bn->bm", np.minimum(coeffs, 0.0), line.intercept)
             coeffs = np.where(coeffs >= 0.0, coeffs * slopes[k - 1], coeffs * line.upper)
+            if line.sign is not None:
+                coeffs = coeffs + betas[k - 1] * line.sign
     lower, upper = box
     corner = np.where(coeffs >= 0.0, lower[:, None, :], upper[:, None, :])
     return np.einsum("bmn,bmn->bm", coeffs, corner) + const, saved, corner
 
 
-def _gradient(network, last_affine, lines, slopes, saved, corner) -> list[np.ndarray]:
-    """d bound / d slopes: the relaxed network run forward from the corner x*."""
+def _gradient(network, last_affine, lines, variables, saved, corner) -> list[np.ndarray]:
+    """d bound / d (slopes, betas): the relaxed network run forward from the corner x*."""
+    slopes = variables[: len(lines)]
     z = corner
-    grads = []
+    grads, beta_grads = [], []
     for k in range(last_affine):
         layer = network.affine_layers[k]
         if not layer.is_identity:
-            z = z @ layer.weight.T + layer.bias
+            z = times(z, layer.weight.T) + layer.bias
         coeffs, line = saved[k], lines[k]
         grads.append(np.where(line.unstable & (coeffs > 0.0), coeffs * z, 0.0))
+        beta_grads.append(z * line.sign if line.sign is not None else np.zeros_like(z))
         z = np.where(coeffs >= 0.0, slopes[k] * z, line.upper * z + line.intercept[:, None, :])
-    return grads
+    return grads + beta_grads
+
+
+def times(stack: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(batch, m, n) @ (n, k) as one matrix product (numpy would loop over the batch)."""
+    batch, m, n = stack.shape
+    return (stack.reshape(batch * m, n) @ matrix).reshape(batch, m, matrix.shape[1])

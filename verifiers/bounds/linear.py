@@ -16,8 +16,9 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from verifiers.bounds.alpha import Lines, SlopeSearch, optimise_slopes
+from verifiers.bounds.alpha import Lines, SlopeSearch, optimise_slopes, times
 from verifiers.bounds.interval import affine_interval, relu_interval
+from verifiers.bounds.optimised import objective_bounds
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
 from verifiers.deadline import check
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
@@ -53,6 +54,7 @@ class LinearBounds:
     # The objective rows' lower slopes per ReLU layer (batch, m, n), when optimised: a warm
     # start for the sub-regions in branch and bound.
     slopes: list[np.ndarray] | None = None
+    betas: list[np.ndarray] | None = None  # and their split multipliers (beta-CROWN)
 
 
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -68,7 +70,7 @@ def _affine_back(state: _Backward, layer: AffineLayer, magnitude_in: np.ndarray)
     per_output = gamma(layer.n_out) * (magnitude_in @ np.abs(layer.weight).T + np.abs(layer.bias))
     per_output = per_output + magnitude_in @ layer.weight_err.T + layer.bias_err
     state.slack = state.slack + np.einsum("bmn,bn->bm", abs_coeffs, per_output)
-    state.coeffs = state.coeffs @ layer.weight
+    state.coeffs = times(state.coeffs, layer.weight)
 
 
 def relu_relaxation(
@@ -139,9 +141,13 @@ class _Relaxation:
             self, lower_slope=slopes, slope_gap=self.upper_slope - slopes, slack=self.slack_any
         )
 
-    def lines(self) -> Lines:
+    def lines(self, sign: np.ndarray | None = None) -> Lines:
+        """For the optimiser; `sign` (batch, n): the layer's split constraints, if any."""
         unstable = self.slope_gap != 0.0
-        return Lines(self.lower_slope, self.upper_slope, self.intercept, self.floor, unstable)
+        split = None if sign is None else sign[:, None, :]
+        return Lines(
+            self.lower_slope, self.upper_slope, self.intercept, self.floor, unstable, split
+        )
 
     def take(self, i: int) -> _Relaxation:
         """Box i of the batch, as a batch of one."""
@@ -198,10 +204,18 @@ def _back_substitute(
     box: tuple[np.ndarray, np.ndarray],
     relu_coeffs: list[np.ndarray] | None = None,
     deadline: float | None = None,
+    split_terms: list[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower bounds of coeffs . (output of affine layer `last_affine`) over the boxes.
     `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last.
-    Raises OutOfTime (verifiers/deadline.py) once `deadline` has passed."""
+    Raises OutOfTime (verifiers/deadline.py) once `deadline` has passed.
+
+    `split_terms` (per ReLU layer, (batch, m, n) or None): beta-CROWN's terms beta * sign
+    added to the coefficients on that layer's pre-activations z, where sign * z <= 0 holds on
+    the region (its ReLU splits) and beta >= 0. Adding them can only lower the objective on
+    the region, so the result bounds the objective there. Rounding the sum cannot spoil it:
+    fl(c + beta * sign) - c has the sign of `sign` (rounding is monotone), so it is itself
+    a valid multiplier times sign, exactly."""
     batch, m = coeffs.shape[0], coeffs.shape[1]
     state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
@@ -212,6 +226,8 @@ def _back_substitute(
             if relu_coeffs is not None:
                 relu_coeffs.insert(0, state.coeffs)
             _relu_back(state, relaxations[k - 1])
+            if split_terms is not None and split_terms[k - 1] is not None:
+                state.coeffs = state.coeffs + split_terms[k - 1]
     value, corner = _read_off(state, box[0], box[1], last_affine + 1)
     return value, state.coeffs, corner
 
@@ -224,6 +240,7 @@ def linear_bounds(
     known: list[tuple[np.ndarray, np.ndarray]] | None = None,
     slopes: SlopeSearch | None = None,
     deadline: float | None = None,
+    refine: bool = True,
 ) -> LinearBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_outputs) rows are minimised.
 
@@ -232,7 +249,10 @@ def linear_bounds(
     show stable needs no back-substitution of its own: only unstable ones can tighten.
     `slopes`: optimise the unstable ReLUs' lower slopes (bounds/alpha.py) for the objective
     rows (and the intermediate bounds); each row keeps the better of the sound CROWN bound and
-    the sound bound of its optimised slopes. Raises OutOfTime once `deadline` has passed."""
+    the sound bound of its optimised slopes. Raises OutOfTime once `deadline` has passed.
+    `refine=False` keeps the `known` bounds of the hidden and output layers (intersected with
+    interval bounds) instead of back-substituting for them: beta-CROWN's branch and bound,
+    where a split's constraint reaches the objective through its multiplier."""
     affine_layers, relu_layers = network.affine_layers, network.relu_layers
     pre_bounds: list[tuple[np.ndarray, np.ndarray]] = []
     relaxations: list[_Relaxation] = []
@@ -244,7 +264,7 @@ def linear_bounds(
         low, high = affine_interval(layer, *post)
         if known is not None:
             low, high = np.maximum(low, known[k][0]), np.minimum(high, known[k][1])
-        if k > 0:
+        if k > 0 and (refine or known is None):
             last = k == len(affine_layers) - 1
             low, high = _refine(context, k, low, high, last, inner)
         pre_bounds.append((low, high))
@@ -260,9 +280,9 @@ def linear_bounds(
         else objective
     )
     rows = np.array(rows, dtype=np.float64)
-    value, coeffs, corner, relu_coeffs, chosen = _objective(context, rows, slopes)
+    value, coeffs, corner, relu_coeffs, chosen, betas = objective_bounds(context, rows, slopes)
     return LinearBounds(
-        pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes, chosen
+        pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes, chosen, betas
     )
 
 
@@ -276,9 +296,9 @@ class _Context:
     box: tuple[np.ndarray, np.ndarray]
     deadline: float | None
 
-    def bound(self, rows, last, slopes=None, relu_coeffs=None):
+    def bound(self, rows, last, slopes=None, relu_coeffs=None, terms=None):
         """The sound back-substitution of rows (batch, m, n) from affine layer `last`, with
-        CROWN's lower slopes or the given per-row ones."""
+        CROWN's lower slopes or the given per-row ones, and split terms (beta * sign)."""
         relaxations = self.relaxations[:last]
         if slopes is not None:
             relaxations = [r.with_lower(s) for r, s in zip(relaxations, slopes, strict=True)]
@@ -291,39 +311,25 @@ class _Context:
             self.box,
             relu_coeffs,
             self.deadline,
+            terms,
         )
 
-    def optimise(self, rows, last, search: SlopeSearch, iterations: int, start=None):
-        lines = [r.lines() for r in self.relaxations[:last]]
+    def optimise(self, rows, last, iterations: int, search: SlopeSearch | None = None):
+        """(slopes, betas) per ReLU layer below `last`; betas only with `search.signs`."""
+        signs = search.signs if search is not None and search.signs is not None else None
+        relaxations = self.relaxations[:last]
+        lines = [r.lines(None if signs is None else signs[k]) for k, r in enumerate(relaxations)]
         return optimise_slopes(
-            self.network, rows, last, lines, self.box, iterations, start, self.deadline
+            self.network,
+            rows,
+            last,
+            lines,
+            self.box,
+            iterations,
+            None if search is None else search.start,
+            self.deadline,
+            None if search is None else search.start_betas,
         )
-
-
-def _objective(context: _Context, rows: np.ndarray, search: SlopeSearch | None):
-    """The objective rows' sound bounds: CROWN's, or per row the better of CROWN's and the
-    optimised slopes' (with their coefficients, corners and ReLU-layer coefficients)."""
-    last = len(context.network.affine_layers) - 1
-    relu_coeffs: list[np.ndarray] = []
-    value, coeffs, corner = context.bound(rows, last, relu_coeffs=relu_coeffs)
-    if search is None or search.iterations <= 0 or last == 0:
-        return value, coeffs, corner, relu_coeffs, None
-    slopes = context.optimise(rows, last, search, search.iterations, search.start)
-    tuned_relu: list[np.ndarray] = []
-    tuned, tuned_coeffs, tuned_corner = context.bound(rows, last, slopes, tuned_relu)
-    better = np.isfinite(tuned) & (tuned > value)
-    pick = better[:, :, None]
-    default = [
-        np.broadcast_to(r.lower_slope, s.shape)
-        for r, s in zip(context.relaxations, slopes, strict=True)
-    ]
-    return (
-        np.where(better, tuned, value),
-        np.where(pick, tuned_coeffs, coeffs),
-        np.where(pick, tuned_corner, corner),
-        [np.where(pick, t, c) for t, c in zip(tuned_relu, relu_coeffs, strict=True)],
-        [np.where(pick, s, d) for s, d in zip(slopes, default, strict=True)],
-    )
 
 
 def layer_row_bounds(
@@ -363,7 +369,7 @@ def _refine(context: _Context, k, low, high, every_neuron: bool, search: SlopeSe
     rows[picks, count + slots[None, :], neurons] = -1.0
     value, _, _ = context.bound(rows, k)
     if search is not None and search.intermediate_iterations > 0:
-        slopes = context.optimise(rows, k, search, search.intermediate_iterations)
+        slopes, _ = context.optimise(rows, k, search.intermediate_iterations)
         tuned, _, _ = context.bound(rows, k, slopes)
         value = np.where(np.isfinite(tuned), np.maximum(value, tuned), value)
     refined_low = np.take_along_axis(low, neurons, axis=1)

@@ -23,6 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from verifiers.bounds.alpha import SlopeSearch
 from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
@@ -68,6 +69,13 @@ POLISH_EVERY = 4
 INPUT_SPLIT_MAX_DIMS = 16
 # Regions with this few unstable ReLUs left have them split too (instead of their box).
 RELU_SPLIT_AT = 6
+# Optimised slopes and split multipliers (bounds/alpha.py) where ReLUs are split (many
+# inputs): Adam steps for the root's objective and intermediate bounds, then per batch for
+# the objective rows, warm-started from the parent region. Input splitting (ACAS Xu) does
+# without: its boxes shrink, and the steps would cost more than they save.
+ROOT_SLOPE_STEPS = 20
+ROOT_INTERMEDIATE_STEPS = 10
+SLOPE_STEPS = 8
 
 
 class CaseSearch:
@@ -205,8 +213,16 @@ class CaseSearch:
                 )
                 for k in range(len(regions[0].known))
             ]
+        search = self.slope_search(regions)
         bounds = linear_bounds(
-            self.ctx.network, lower, upper, self.rows, known, deadline=self.deadline
+            self.ctx.network,
+            lower,
+            upper,
+            self.rows,
+            known,
+            search,
+            self.deadline,
+            refine=search is None or search.start is None,
         )
         self.outcome.subproblems += len(regions)
         # Sound bounds that cross (lower > upper) leave no input: the phases contradict.
@@ -214,6 +230,35 @@ class CaseSearch:
         for lo, hi in bounds.layers:
             empty |= np.any(lo > hi, axis=1)
         return bounds, self.scores(bounds.objective_lower), empty
+
+    def slope_search(self, regions: list[Region]) -> SlopeSearch | None:
+        """How the regions' bounds optimise slopes (and multipliers of their splits)."""
+        if self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
+            return None
+        if len(regions) == 1 and regions[0] is self.root:
+            return SlopeSearch(
+                ROOT_SLOPE_STEPS,
+                intermediate=True,
+                intermediate_iterations=ROOT_INTERMEDIATE_STEPS,
+                target=self.rhs,
+            )
+        start = betas = None
+        if all(r.warm is not None for r in regions):
+            layers = range(len(regions[0].warm[0]))
+            start = [np.stack([r.warm[0][k] for r in regions]) for k in layers]
+            betas = [np.stack([r.warm[1][k] for r in regions]) for k in layers]
+        signs = self.split_signs(regions) if any(r.phases for r in regions) else None
+        return SlopeSearch(
+            SLOPE_STEPS, start=start, signs=signs, start_betas=betas, target=self.rhs
+        )
+
+    def split_signs(self, regions: list[Region]) -> list[np.ndarray]:
+        """Per ReLU layer (batch, n): -1 where a region splits the ReLU active, +1 inactive."""
+        signs = [np.zeros((len(regions), layer.size)) for layer in self.ctx.network.relu_layers]
+        for i, region in enumerate(regions):
+            for k, j, active in region.phases:
+                signs[k][i, j] = -1.0 if active else 1.0
+        return signs
 
     def settle(self, regions: list[Region], bounds, proved, empty) -> np.ndarray:
         """Record the regions proved by their linear bounds or empty; all such, as a mask."""
@@ -324,7 +369,7 @@ class CaseSearch:
             if choice is None:  # nothing left to split: z3 decides the region
                 self.decide_exactly(region, parent, final=True)
             else:
-                self.stack.extend(region.split_relu(*choice, parent.layers, score))
+                self.stack.extend(region.split_relu(*choice, parent.layers, score, parent.warm))
         if by_inputs:
             self.split_inputs(by_inputs)
 
