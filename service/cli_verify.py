@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import logging
 import os
 import sys
 import time
@@ -14,9 +15,9 @@ from typing import Annotated
 import typer
 
 from service.run_files import is_symbolic, verify_files
-from verifiers.errors import VerifierError
+from verifiers.errors import OptionsError, VerifierError
 from verifiers.options import Options, default_workers
-from verifiers.result import Progress, Result, Stats, Verdict, percent
+from verifiers.result import Progress, Result, Stats, Verdict, internal_error, percent
 
 
 def register(app: typer.Typer) -> None:
@@ -45,20 +46,25 @@ def verify_command(
 ) -> None:
     """Verify a component against a property. Exit 0 holds, 1 violated, 2 unknown, 3 error."""
     started = process_started()
-    options = Options(
-        timeout_s=timeout, workers=workers or default_workers(), seed=seed, margin=margin
-    )
     live = sys.stderr.isatty() and not json_output
     try:
+        options = Options(
+            timeout_s=timeout, workers=workers or default_workers(), seed=seed, margin=margin
+        )
         result = _run(model, spec, options, input_names, output_names, live, started)
+    except OptionsError as exc:
+        result = Result(Verdict.ERROR, Stats(), reason=f"--{_flag(exc.field)}: {exc.message}")
     except VerifierError as exc:
         result = Result(Verdict.ERROR, Stats(), reason=str(exc))
     except OSError as exc:
         result = Result(Verdict.ERROR, Stats(), reason=f"{exc.filename}: {exc.strerror}")
+    except Exception as exc:  # a bug: exit 3 with a message, never 1 (violated)
+        logging.getLogger(__name__).debug("internal error", exc_info=True)
+        result = internal_error(exc)
     if vnncomp_result is not None:
         vnncomp_result.write_text(vnncomp_text(result))
     if json_output:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json(), allow_nan=False))
     else:
         _print_human(result)
     _skip_collections_at_exit()
@@ -82,6 +88,10 @@ def process_started() -> float:
     except (OSError, ValueError, IndexError):
         return now
     return now - age if 0.0 <= age <= FRESH_PROCESS_S else now
+
+
+def _flag(field: str | None) -> str:
+    return {"timeout_s": "timeout"}.get(field or "", field or "option")
 
 
 def _skip_collections_at_exit() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from verifiers.errors import VerifierError
+from verifiers.errors import OptionsError, VerifierError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def problem_of(exc: Exception) -> ServiceError:
         ]
         detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
         return ServiceError(422, "Invalid request", detail, "invalid-request", errors)
+    if isinstance(exc, OptionsError):
+        return invalid_input(exc, f"/options/{exc.field}")
     if isinstance(exc, VerifierError):
         return invalid_input(exc, "/")
     if isinstance(exc, HTTPException):

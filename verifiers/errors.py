@@ -61,3 +61,7 @@ class SpecError(VerifierError):
 
 class ModuleError(VerifierError):
     """Symbolic module source that is not in the allowed language."""
+
+
+class OptionsError(VerifierError):
+    """An invalid verification option (timeout, margin, workers, seed); `field` names it."""

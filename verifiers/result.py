@@ -43,13 +43,22 @@ class Counterexample:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "inputs": self.inputs,
-            "outputs": self.outputs,
-            "onnxruntime_outputs": self.onnxruntime_outputs,
-            "margin": self.margin,
+            "outputs": _json_floats(self.outputs),
+            "onnxruntime_outputs": _json_floats(self.onnxruntime_outputs),
+            "margin": _json_float(self.margin),
         }
         if self.trace is not None:
             data["trace"] = self.trace
         return data
+
+
+def _json_float(value: float) -> float | None:
+    """JSON has no inf or NaN: a value that overflowed float64 is written as null."""
+    return value if math.isfinite(value) else None
+
+
+def _json_floats(values: list[float] | None) -> list[float | None] | None:
+    return None if values is None else [_json_float(v) for v in values]
 
 
 def percent(fraction: float) -> str:
@@ -125,3 +134,12 @@ class Progress:
             "seconds": round(self.seconds, 3),
             "phase": self.phase,
         }
+
+
+def internal_error(exc: BaseException, seconds: float = 0.0) -> Result:
+    """The `error` verdict of an unexpected exception: never a stack trace, never exit 1."""
+    return Result(
+        Verdict.ERROR,
+        Stats(seconds=seconds),
+        reason=f"internal error ({type(exc).__name__}: {exc}); please report it",
+    )

@@ -8,15 +8,17 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from verifiers import __version__
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
-from verifiers.result import Progress, Result, Stats, Verdict, percent
+from verifiers.result import Progress, Result, Stats, Verdict, internal_error, percent
 from verifiers.search.bab import CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.unconstrained import search_unconstrained
 from verifiers.spec.property import Property
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ def verify(
     cancel: CancelFlag | None = None,
     started: float | None = None,
 ) -> Result:
-    """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise.
+    """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise;
+    so does an internal failure (a bug), logged with its stack trace.
 
     The timeout counts from `started` (a time.monotonic() value; default now): a command
     line run passes its process's start, so that start-up and parsing count too."""
@@ -46,12 +49,21 @@ def verify(
     try:
         model = _load(component, prop)
         model.network  # noqa: B018  (normalising here reports unsupported ops as errors)
+        # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism
+        # comes from whole search processes instead. Overflow is handled explicitly where it
+        # matters (bounds/rounding.py: it fails closed), so numpy's warnings are noise.
+        with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
+            return _search(component, model, prop, options, on_progress, cancel, started)
     except VerifierError as exc:
         return Result(Verdict.ERROR, Stats(seconds=time.monotonic() - started), reason=str(exc))
-    # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism comes
-    # from whole search processes instead.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _search(component, model, prop, options, on_progress, cancel, started)
+    except MemoryError:
+        # A resource limit, not a bug: nothing was decided.
+        return Result(
+            Verdict.UNKNOWN, Stats(seconds=time.monotonic() - started), reason="out of memory"
+        )
+    except Exception as exc:
+        log.exception("verification failed with an internal error")
+        return internal_error(exc, time.monotonic() - started)
 
 
 def _search(component, model, prop, options, on_progress, cancel, started) -> Result:
@@ -80,6 +92,8 @@ def _search(component, model, prop, options, on_progress, cancel, started) -> Re
 
 def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> CaseOutcome:
     """Search serially first: most instances are decided before a pool would have started."""
+    if not ctx.case.constrains_outputs:
+        return search_unconstrained(ctx)
     search = CaseSearch(ctx)
     if workers <= 1:
         return search.run()

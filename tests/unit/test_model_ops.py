@@ -175,6 +175,7 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "average_pool_pads_include": lambda: single_op_model(
         "AveragePool", [1, 1, 5, 5], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1
     ),
+    "dropout_inference": lambda: single_op_model("Dropout", [1, 5]),
     "max_pool": lambda: single_op_model(
         "MaxPool", [1, 2, 6, 6], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
     ),

@@ -20,7 +20,14 @@ from onnx import numpy_helper
 from verifiers.errors import ModelError, UnsupportedError
 from verifiers.model import subgraph
 from verifiers.model.ir import Graph, Node, Op, Shape
-from verifiers.model.op_table import CONVERTERS, SUPPORTED_OPS, NodeContext, UnsupportedVariant
+from verifiers.model.op_table import (
+    CONVERTERS,
+    NONDETERMINISTIC_OPS,
+    NONDETERMINISTIC_WHY,
+    SUPPORTED_OPS,
+    NodeContext,
+    UnsupportedVariant,
+)
 from verifiers.model.runtime import Model
 
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -198,7 +205,13 @@ class _Builder:
     def add(self, node: onnx.NodeProto) -> None:
         names = [name for name in node.input if name]
         variables = [name for name in names if name not in self.constants]
-        if not variables or (node.op_type == "Shape" and variables[0] in self.shapes):
+        if node.op_type in NONDETERMINISTIC_OPS or _training_dropout(node, self.constants):
+            self._unsupported(node, NONDETERMINISTIC_WHY)
+        elif non_finite := [n for n in names if not _finite_constant(self.constants.get(n))]:
+            self._unsupported(
+                node, f"constant '{non_finite[0]}' holds inf or NaN: no real-valued function"
+            )
+        elif not variables or (node.op_type == "Shape" and variables[0] in self.shapes):
             self._fold(node)
         elif node.op_type not in CONVERTERS:
             self._unsupported(node, "unsupported operator")
@@ -262,11 +275,27 @@ class _Builder:
     def raise_unsupported(self) -> None:
         if self.unsupported:
             listed = "; ".join(f"'{name}' ({op}): {why}" for name, op, why in self.unsupported)
+            unknown_ops = any(why == "unsupported operator" for _, _, why in self.unsupported)
+            supported = f". Supported operators: {', '.join(SUPPORTED_OPS)}" if unknown_ops else ""
             raise UnsupportedError(
-                f"{len(self.unsupported)} unsupported node(s): {listed}. "
-                f"Supported operators: {', '.join(SUPPORTED_OPS)}",
+                f"{len(self.unsupported)} unsupported node(s): {listed}{supported}",
                 node=self.unsupported[0][0],
             )
+
+
+def _training_dropout(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    """A Dropout whose training_mode input is absent-false or a constant false is the
+    identity; anything else may draw a random mask."""
+    if node.op_type != "Dropout" or len(node.input) < 3 or not node.input[2]:
+        return False
+    mode = constants.get(node.input[2])
+    return mode is None or bool(np.any(mode))
+
+
+def _finite_constant(value: np.ndarray | None) -> bool:
+    if value is None or not np.issubdtype(np.asarray(value).dtype, np.floating):
+        return True
+    return bool(np.all(np.isfinite(value)))
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int | None) -> int | None:

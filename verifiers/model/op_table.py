@@ -264,6 +264,34 @@ def _leaky_relu(ctx: NodeContext) -> Op:
 
 Converter = Callable[[NodeContext], Op]
 
+
+def _dropout(ctx: NodeContext) -> ops.Op:
+    """Inference-mode Dropout is the identity; in training mode it draws a random mask."""
+    if ctx.has_input(2):
+        training = ctx.const(2)
+        if training is None or bool(np.any(training)):
+            raise ctx.unsupported(NONDETERMINISTIC_WHY)
+    return ops.Identity()
+
+
+NONDETERMINISTIC_WHY = (
+    "nondeterministic: it draws random numbers on every run, so no single function can be "
+    "verified (proofwell never folds it into a constant)"
+)
+# Ops whose output is random. They are rejected even where every input is constant: folding
+# one draw at load would verify a network onnxruntime does not compute twice.
+NONDETERMINISTIC_OPS = frozenset(
+    {
+        "RandomUniform",
+        "RandomNormal",
+        "RandomUniformLike",
+        "RandomNormalLike",
+        "Bernoulli",
+        "Multinomial",
+    }
+)
+
+
 CONVERTERS: Mapping[str, Converter] = {
     "Add": _add,
     "AveragePool": _average_pool,
@@ -271,6 +299,7 @@ CONVERTERS: Mapping[str, Converter] = {
     "Concat": _concat,
     "Conv": _conv,
     "Div": _div,
+    "Dropout": _dropout,
     "Flatten": _flatten,
     "Gemm": _gemm,
     "Identity": lambda ctx: ops.Identity(),

@@ -27,6 +27,7 @@ from verifiers.bounds.alpha import SlopeSearch
 from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
+from verifiers.bounds.rounding import proves
 from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
 from verifiers.search.branching import Branching
@@ -189,7 +190,7 @@ class CaseSearch:
     def bound(self, regions: list[Region]):
         """Linear bounds of the regions; records and returns which are proved."""
         bounds, score, empty = self.bound_only(regions)
-        proved = self.settle(regions, bounds, score > 0.0, empty)
+        proved = self.settle(regions, bounds, proves(score), empty)
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
@@ -301,7 +302,7 @@ class CaseSearch:
         clearance = bounds.objective_lower[i] - self.rhs
         for g in range(len(self.polytopes)):
             rows = self.groups == g
-            if clearance[rows].max() > 0.0:
+            if np.any(proves(clearance[rows])):
                 continue
             group_coeffs, group_consts = coeffs[rows], consts[rows]
             if phase_rows is not None:
@@ -309,7 +310,7 @@ class CaseSearch:
                 group_consts = np.concatenate([group_consts, phase_rows[1]])
             if len(group_consts) < 2:
                 return False
-            if combination_lower_bound(group_coeffs, group_consts, lower, upper) <= 0.0:
+            if not proves(combination_lower_bound(group_coeffs, group_consts, lower, upper)):
                 return False
         return True
 
@@ -323,6 +324,9 @@ class CaseSearch:
         clearance = objective_lower - self.rhs[None, :]
         # A strict unsafe half-space (a.y < b) is already excluded when min a.y == b.
         clearance = np.where(self.strict & (clearance == 0.0), np.finfo(float).tiny, clearance)
+        # Overflow proves nothing: NaN (inf - inf) and +inf (a bound beyond the float range)
+        # count as no clearance at all.
+        clearance = np.where(np.isfinite(clearance), clearance, -np.inf)
         per_group = [clearance[:, self.groups == g].max(axis=1) for g in range(len(self.polytopes))]
         return np.min(np.stack(per_group, axis=1), axis=1)
 
@@ -400,7 +404,7 @@ class CaseSearch:
         for choices in options:
             best = max(choices, key=lambda first: merit[first // 2])
             kept[best : best + 2] = True
-        proved = self.settle(halves, bounds, (score > 0.0) & kept, empty & kept)
+        proved = self.settle(halves, bounds, proves(score) & kept, empty & kept)
         for i in np.flatnonzero(kept & ~proved):
             known = [(lo[i], hi[i]) for lo, hi in bounds.layers]
             self.stack.append(replace(halves[i], known=known, parent_score=float(score[i])))
@@ -424,12 +428,14 @@ class CaseSearch:
             self.split([region], [parent])
             return
         self.outcome.smt_calls += 1
+        # The region's float box within the case's exact one (an infinite float bound is
+        # the case's own bound, beyond the float range).
         lower = [
-            max(Fraction(float(v)), lo)
+            max(Fraction(float(v)), lo) if np.isfinite(v) else lo
             for v, lo in zip(region.lower, self.ctx.case.lower_exact, strict=True)
         ]
         upper = [
-            min(Fraction(float(v)), hi)
+            min(Fraction(float(v)), hi) if np.isfinite(v) else hi
             for v, hi in zip(region.upper, self.ctx.case.upper_exact, strict=True)
         ]
         # A capped attempt: a region z3 cannot settle quickly is split further instead.
@@ -446,6 +452,7 @@ class CaseSearch:
             self.ctx.seed,
             self.ctx.margin,
             self.phase_masks(region),
+            self.strict_bounds(lower, upper),
         )
         if answer.outcome is SatOutcome.UNSAT:
             self.record(region, Evidence.SMT, -1)
@@ -463,6 +470,17 @@ class CaseSearch:
             self.split([region], [parent])
         else:
             self.outcome.unknown_reasons.append(f"z3: {answer.reason or 'unknown'}")
+
+    def strict_bounds(self, lower: list[Fraction], upper: list[Fraction]):
+        """Per input, which of the region's exact bounds are the case's strict bounds."""
+        case = self.ctx.case
+        return [
+            (
+                case.strict_at(i)[0] and lower[i] == case.lower_exact[i],
+                case.strict_at(i)[1] and upper[i] == case.upper_exact[i],
+            )
+            for i in range(len(lower))
+        ]
 
     def decided_by_phase_lp(self, region: Region, parent: ParentBounds) -> bool:
         """Refuted or falsified by LPs over the region's ReLU phases (search/phase_lp.py);

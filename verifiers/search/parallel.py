@@ -16,6 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import numpy as np
+
 from verifiers.components import OnnxComponent
 from verifiers.search.bab import BATCH, CaseSearch
 from verifiers.search.context import CaseOutcome, SearchContext
@@ -66,7 +68,8 @@ def _search_slice(task: SliceTask) -> SliceResult:
     )
     search = CaseSearch(ctx)
     search.stack = list(task.regions)
-    with threadpool_limits(limits=1, user_api="blas"):
+    # Overflow is handled explicitly (bounds/rounding.py): numpy's warnings are noise here.
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
         outcome = search.run(until=time.monotonic() + SLICE_S, falsify_root=False)
     return SliceResult(outcome, search.stack)
 

@@ -81,6 +81,8 @@ class PhaseSearch:
     def decide(self, max_lps: int, deadline: float) -> PhaseAnswer:
         """Refute every unsafe conjunction on the region, or find candidates, or give up."""
         lps = 0
+        if not self.finite():
+            return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
         for conjunction in range(len(self.unsafe_rows)):
             solver = _Solver(self, conjunction)
             stack = [(self.pre_lower, self.pre_upper)]
@@ -103,6 +105,16 @@ class PhaseSearch:
                 stack.append(_active(low, high, split))
                 stack.append(_inactive(low, high, split))
         return PhaseAnswer(PhaseOutcome.REFUTED, [], lps)
+
+    def finite(self) -> bool:
+        """Every number the LPs would use is finite. An overflowed bound or composition gives
+        up the attempt: HiGHS must never see inf - inf or NaN (the certificate re-check would
+        fail closed anyway, but the LP itself is meaningless)."""
+        arrays = [self.pre, self.const, self.err, self.pre_lower, self.pre_upper]
+        arrays += [self.box_lower, self.box_upper]
+        arrays += [part for rows in self.unsafe_rows for part in rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            return all(bool(np.all(np.isfinite(a))) for a in arrays)
 
     def _unsafe_rows(self, output, unsafe):
         """Per conjunction a y <= b: rows, consts, scales of  b - a.y >= 0  over v.

@@ -128,8 +128,11 @@ def relative_volume(
 
 
 def log_volume(lower: np.ndarray, upper: np.ndarray, free: np.ndarray) -> float:
-    """The natural log of a box's volume over its free dimensions (0 when none is free)."""
-    return float(np.sum(np.log((upper - lower)[free])))
+    """The natural log of a box's volume over its free dimensions (0 when none is free);
+    widths beyond the float range count as the largest float."""
+    with np.errstate(over="ignore"):
+        widths = np.minimum((upper - lower)[free], np.finfo(np.float64).max)
+    return float(np.sum(np.log(widths)))
 
 
 @dataclass

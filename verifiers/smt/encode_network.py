@@ -80,20 +80,17 @@ def _encode_affine(
 ) -> list[z3.ArithRef]:
     """out_j = W_j . x + b_j, within the layer's rounding error when it has one:
     |exact - computed| <= weight_err . |x| + bias_err (model/network.py)."""
-    if layer.exact:
-        slack_terms = None
-    elif magnitude is not None:
-        # Rounded up past the float64 evaluation error of the product itself.
-        constants = (layer.weight_err @ magnitude + layer.bias_err) * (1 + 1e-9) + 1e-300
-        slack_terms = [rational(c) for c in constants]
-    else:
-        absolute = [z3.Real(f"{name}_abs{i}") for i in range(layer.n_in)]
-        for a, v in zip(absolute, values, strict=True):
-            solver.add(a >= 0, z3.Or(a == v, a == -v))
-        slack_terms = [
-            _linear_term(layer.weight_err[j], absolute, float(layer.bias_err[j]))
-            for j in range(layer.n_out)
-        ]
+    slack_terms = None
+    if not layer.exact:
+        constants = None
+        if magnitude is not None:
+            # Rounded up past the float64 evaluation error of the product itself.
+            with np.errstate(over="ignore", invalid="ignore"):
+                constants = (layer.weight_err @ magnitude + layer.bias_err) * (1 + 1e-9) + 1e-300
+        if constants is not None and np.all(np.isfinite(constants)):
+            slack_terms = [rational(c) for c in constants]
+        else:  # no finite magnitude: the slack stays linear in |x|
+            slack_terms = _relative_slack(layer, values, solver, name)
     outputs = []
     for j in range(layer.n_out):
         out = z3.Real(f"{name}_{j}")
@@ -104,6 +101,16 @@ def _encode_affine(
             solver.add(out <= term + slack_terms[j], out >= term - slack_terms[j])
         outputs.append(out)
     return outputs
+
+
+def _relative_slack(layer: AffineLayer, values, solver: z3.Solver, name: str) -> list:
+    absolute = [z3.Real(f"{name}_abs{i}") for i in range(layer.n_in)]
+    for a, v in zip(absolute, values, strict=True):
+        solver.add(a >= 0, z3.Or(a == v, a == -v))
+    return [
+        _linear_term(layer.weight_err[j], absolute, float(layer.bias_err[j]))
+        for j in range(layer.n_out)
+    ]
 
 
 def _encode_relu(
@@ -126,7 +133,7 @@ def _encode_relu(
         y = z3.Real(f"{name}_{i}")
         solver.add(z3.Or(z3.And(x >= 0, y == x), z3.And(x <= 0, y == alpha * x)))
         solver.add(y >= x, y >= alpha * x)
-        if lo is not None and hi is not None:
+        if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
             # Triangle upper face through (lo, alpha*lo) and (hi, hi): implied, helps simplex.
             lo_q, hi_q = rational(lo), rational(hi)
             solver.add(

@@ -12,11 +12,18 @@ from verifiers.spec.property import Conjunction, HalfSpace
 
 
 def box_constraints(
-    inputs: Sequence[z3.ArithRef], lower: Sequence[Fraction], upper: Sequence[Fraction]
+    inputs: Sequence[z3.ArithRef],
+    lower: Sequence[Fraction],
+    upper: Sequence[Fraction],
+    strict: Sequence[tuple[bool, bool]] | None = None,
 ) -> list[z3.BoolRef]:
+    """The box, with the bounds `strict` marks (lower, upper) strict: a witness z3 finds
+    then satisfies the property's strict input bounds as replay demands."""
     constraints = []
-    for x, lo, hi in zip(inputs, lower, upper, strict=True):
-        constraints += [x >= rational(lo), x <= rational(hi)]
+    for i, (x, lo, hi) in enumerate(zip(inputs, lower, upper, strict=True)):
+        strict_lo, strict_hi = strict[i] if strict is not None else (False, False)
+        constraints.append(x > rational(lo) if strict_lo else x >= rational(lo))
+        constraints.append(x < rational(hi) if strict_hi else x <= rational(hi))
     return constraints
 
 

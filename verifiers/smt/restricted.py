@@ -17,13 +17,20 @@ from verifiers.model.restricted import restrict
 from verifiers.smt.encode_property import box_constraints, unsafe_constraint
 from verifiers.smt.query import BoxAnswer
 from verifiers.smt.solver import SatOutcome, check, make_solver, model_value, rational
-from verifiers.spec.property import Conjunction
+from verifiers.spec.property import Conjunction, round_down, round_up
 
 
 def _affine_term(coeffs: np.ndarray, variables: Sequence[z3.ArithRef], const: float) -> z3.ArithRef:
     terms = [rational(c) * v for c, v in zip(coeffs, variables, strict=False) if c != 0.0]
     terms.append(rational(const))
     return z3.Sum(terms)
+
+
+def _finite(unstable, output) -> bool:
+    numbers = [output.coeffs, output.const, output.err]
+    numbers += [np.array([u.const, u.err, u.lower, u.upper, u.alpha]) for u in unstable]
+    numbers += [u.coeffs for u in unstable]
+    return all(bool(np.all(np.isfinite(n))) for n in numbers)
 
 
 def decide_region(
@@ -36,15 +43,21 @@ def decide_region(
     seed: int = 0,
     margin: float = 0.0,
     keep: Sequence[np.ndarray] | None = None,
+    strict: Sequence[tuple[bool, bool]] | None = None,
 ) -> BoxAnswer:
     """unsat: no input of the region is unsafe. `layer_bounds` must be sound on the region;
-    a region narrowed by ReLU phases must list those ReLUs in `keep` (see restrict)."""
-    lower = np.array([float(v) for v in lower_exact])
-    upper = np.array([float(v) for v in upper_exact])
+    a region narrowed by ReLU phases must list those ReLUs in `keep` (see restrict).
+    `strict`: per input, whether its (lower, upper) bound is strict (a property's open box)."""
+    lower = np.array([round_down(v) for v in lower_exact])
+    upper = np.array([round_up(v) for v in upper_exact])
     unstable, output = restrict(network, lower, upper, layer_bounds, keep)
+    if not _finite(unstable, output):
+        # An overflowed composition or bound: its error terms bound nothing, so the query
+        # would not be a sound relaxation of the region.
+        return BoxAnswer(SatOutcome.UNKNOWN, reason="bounds overflow the float64 range")
     solver = make_solver(timeout_s, seed)
     inputs = [z3.Real(f"X_{i}") for i in range(lower.size)]
-    solver.add(box_constraints(inputs, lower_exact, upper_exact))
+    solver.add(box_constraints(inputs, lower_exact, upper_exact, strict))
     variables = list(inputs)
     for k, relu in enumerate(unstable):
         pre, post = z3.Real(f"p_{k}"), z3.Real(f"r_{k}")

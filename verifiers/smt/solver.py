@@ -28,8 +28,15 @@ def make_solver(timeout_s: float, seed: int = 0, logic: str | None = "QF_LRA") -
 
 
 def check(solver: z3.Solver) -> tuple[SatOutcome, str]:
-    """Run the solver; return the outcome and, for unknown, z3's reason (e.g. timeout)."""
-    answer = solver.check()
+    """Run the solver; return the outcome and, for unknown, z3's reason (e.g. timeout).
+
+    Fails closed: anything but a definite sat or unsat, including z3 raising (a resource
+    limit, memory exhausted, an interrupted check), is UNKNOWN with the reason."""
+    try:
+        answer = solver.check()
+    except (z3.Z3Exception, MemoryError) as exc:
+        log.debug("z3 failed: %s", exc)
+        return SatOutcome.UNKNOWN, f"z3 failed: {exc}"
     if answer == z3.sat:
         return SatOutcome.SAT, ""
     if answer == z3.unsat:

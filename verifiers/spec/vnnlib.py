@@ -8,8 +8,9 @@ atoms over inputs must be bounds on single variables (they form the box) and the
 outputs are linear (they form the unsafe conjunction). Terms with the same box are merged into
 one ``Case``; terms with an empty box are dropped.
 
-A strict bound on an input (``(< X_0 1)``) is read as its closure (``<=``): cases are closed
-boxes. This only adds boundary points, so a ``holds`` verdict stays sound.
+A strict bound on an input (``(< X_0 1)``) stays strict in the ``Case``: proofs use the closed
+box (that only adds boundary points, so ``holds`` stays sound), and a counterexample must
+satisfy it strictly.
 """
 
 from __future__ import annotations
@@ -285,24 +286,31 @@ def _quotient(args: list[_Linear], node: SList, ctx: _Context) -> _Linear:
 # --- DNF terms to cases ----------------------------------------------------------------------
 
 
+_Box = tuple[tuple[Fraction, ...], tuple[Fraction, ...], tuple[bool, ...], tuple[bool, ...]]
+
+
 def _merge_cases(terms: list[_Term], ctx: _Context, n_in: int, n_out: int) -> tuple[Case, ...]:
     # box -> its conjunctions, deduplicated in first-seen order (a dict used as ordered set)
-    merged: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], dict[Conjunction, None]] = {}
+    merged: dict[_Box, dict[Conjunction, None]] = {}
     for term in terms:
         built = _term_case(term, ctx, n_in, n_out)
         if built is not None:
             box, conjunction = built
             merged.setdefault(box, {})[conjunction] = None
-    return tuple(Case(lo, hi, tuple(conj)) for (lo, hi), conj in merged.items())
+    return tuple(
+        Case(lo, hi, tuple(conj), lo_strict, hi_strict)
+        for (lo, hi, lo_strict, hi_strict), conj in merged.items()
+    )
 
 
 def _term_case(
     term: _Term, ctx: _Context, n_in: int, n_out: int
-) -> tuple[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], Conjunction] | None:
-    """The box and unsafe conjunction of one DNF term; None when the term is infeasible."""
+) -> tuple[_Box, Conjunction] | None:
+    """The box (with strictness) and unsafe conjunction of one DNF term; None when the term
+    is infeasible."""
     lower: list[_Bound | None] = [None] * n_in
     upper: list[_Bound | None] = [None] * n_in
-    halfspaces: list[HalfSpace] = []
+    halfspaces: dict[HalfSpace, None] = {}  # ordered set: linear in the number of atoms
     for atom in term:
         kinds = {kind for kind, _ in atom.expr.coeffs}
         if not kinds:
@@ -311,15 +319,11 @@ def _term_case(
         elif kinds == {"X"}:
             _tighten(atom, ctx, lower, upper)
         elif kinds == {"Y"}:
-            for h in _halfspaces(atom, n_out):
-                if h not in halfspaces:
-                    halfspaces.append(h)
+            halfspaces.update(dict.fromkeys(_halfspaces(atom, n_out)))
         else:
             raise ctx.error("not supported: a constraint mixing inputs (X) and outputs (Y)", atom)
     if any(lo and hi and _empty(lo, hi) for lo, hi in zip(lower, upper, strict=True)):
         return None
-    lows: list[Fraction] = []
-    highs: list[Fraction] = []
     for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
         if lo is None or hi is None:
             side = "lower" if lo is None else "upper"
@@ -327,10 +331,13 @@ def _term_case(
                 f"input X_{i} has no {side} bound (inputs must lie in a bounded box)",
                 ctx.declared[("X", i)],
             )
-        lows.append(lo.value)
-        highs.append(hi.value)
-    box = (tuple(lows), tuple(highs))
-    return box, Conjunction(tuple(halfspaces))
+    lows = tuple(lo.value for lo in lower)  # type: ignore[union-attr]
+    highs = tuple(hi.value for hi in upper)  # type: ignore[union-attr]
+    strict_lows = tuple(lo.strict for lo in lower)  # type: ignore[union-attr]
+    strict_highs = tuple(hi.strict for hi in upper)  # type: ignore[union-attr]
+    if not any(strict_lows) and not any(strict_highs):
+        strict_lows = strict_highs = ()
+    return (lows, highs, strict_lows, strict_highs), Conjunction(tuple(halfspaces))
 
 
 def _constant_holds(atom: _Atom) -> bool:
@@ -408,7 +415,11 @@ def to_vnnlib(prop: Property) -> str:
 def _box_atoms(case: Case) -> list[str]:
     atoms: list[str] = []
     for i, (lo, hi) in enumerate(zip(case.lower_exact, case.upper_exact, strict=True)):
-        atoms += [f"(>= X_{i} {_number(lo)})", f"(<= X_{i} {_number(hi)})"]
+        strict_lo, strict_hi = case.strict_at(i)
+        atoms += [
+            f"({'>' if strict_lo else '>='} X_{i} {_number(lo)})",
+            f"({'<' if strict_hi else '<='} X_{i} {_number(hi)})",
+        ]
     return atoms
 
 

@@ -15,6 +15,7 @@ import z3
 from verifiers.errors import SpecError
 from verifiers.options import Options
 from verifiers.result import Counterexample, Result, Stats, Verdict
+from verifiers.smt.encode_property import box_constraints
 from verifiers.smt.solver import SatOutcome, check, rational
 from verifiers.spec.vnnlib import parse_vnnlib
 from verifiers.symbolic import evaluate, ir, spec, to_z3
@@ -42,10 +43,12 @@ def verify_vnnlib(module: ir.Module, raw: Mapping[str, Any], options: Options) -
     solver = to_z3.solver_for(module, [fn.name], options.timeout_s, options.seed)
     cases = []
     for case in prop.cases:
-        box = [
-            z3.And(x >= rational(lo), x <= rational(hi))
-            for x, lo, hi in zip(xs, case.lower_exact, case.upper_exact, strict=True)
-        ]
+        box = box_constraints(
+            xs,
+            case.lower_exact,
+            case.upper_exact,
+            [case.strict_at(i) for i in range(len(xs))],
+        )
         unsafe = [
             z3.And(
                 [
@@ -77,9 +80,7 @@ def verify_vnnlib(module: ir.Module, raw: Mapping[str, Any], options: Options) -
         for candidate in ([Fraction(float(v)) for v in point], point):
             out = evaluate.call(module, fn.name, candidate)
             flat = [Fraction(v) for v in (out if isinstance(out, tuple) else (out,))]
-            if prop.is_violated_by([float(v) for v in candidate], [float(v) for v in flat]) and (
-                _exactly_violated(prop, candidate, flat)
-            ):
+            if _exactly_violated(prop, candidate, flat):
                 return Result(
                     Verdict.VIOLATED,
                     stats,
@@ -100,17 +101,8 @@ def verify_vnnlib(module: ir.Module, raw: Mapping[str, Any], options: Options) -
 
 
 def _exactly_violated(prop: Any, x: list[Fraction], y: list[Fraction]) -> bool:
-    for case in prop.cases:
-        if not all(
-            lo <= v <= hi for v, lo, hi in zip(x, case.lower_exact, case.upper_exact, strict=True)
-        ):
-            continue
-        for conj in case.unsafe:
-            if all(
-                (sum(c * v for c, v in zip(h.coeffs, y, strict=True)) < h.rhs)
-                if h.strict
-                else (sum(c * v for c, v in zip(h.coeffs, y, strict=True)) <= h.rhs)
-                for h in conj.halfspaces
-            ):
-                return True
-    return False
+    """x lies in some case's input set (strict bounds strictly) and y in its unsafe set."""
+    return any(
+        case.contains_fractions(x) and any(conj.holds_for(y) for conj in case.unsafe)
+        for case in prop.cases
+    )
