@@ -24,13 +24,13 @@ from fractions import Fraction
 import numpy as np
 
 from verifiers.bounds.alpha import SlopeSearch
-from verifiers.bounds.combine import box_constants, combination_lower_bound
 from verifiers.bounds.interval import interval_bounds
-from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
+from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.bounds.rounding import proves
 from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
 from verifiers.search.branching import Branching
+from verifiers.search.combination import refuted_by_combination
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
 from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
@@ -42,6 +42,7 @@ from verifiers.search.region import (
     log_volume,
     relative_volume,
 )
+from verifiers.search.slopes import slope_search
 from verifiers.smt.outcome import SatOutcome
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,6 @@ POLISH_EVERY = 4
 INPUT_SPLIT_MAX_DIMS = 16
 # Regions with this few unstable ReLUs left have them split too (instead of their box).
 RELU_SPLIT_AT = 6
-# Optimised slopes and split multipliers (bounds/alpha.py) where ReLUs are split (many
-# inputs): Adam steps for the root's objective and intermediate bounds, then per batch for
-# the objective rows, warm-started from the parent region. Input splitting (ACAS Xu) does
-# without: its boxes shrink, and the steps would cost more than they save.
-ROOT_SLOPE_STEPS = 20
-ROOT_INTERMEDIATE_STEPS = 10
-SLOPE_STEPS = 8
 
 
 class CaseSearch:
@@ -195,8 +189,7 @@ class CaseSearch:
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
             check(self.deadline)
-            phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
-            if self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows):
+            if self.refuted_by_combination(bounds, i, lower[i], upper[i], regions[i].phases):
                 proved[i] = True
                 self.record(regions[i], Evidence.COMBINATION, -1)
         return bounds, proved
@@ -233,33 +226,10 @@ class CaseSearch:
         return bounds, self.scores(bounds.objective_lower), empty
 
     def slope_search(self, regions: list[Region]) -> SlopeSearch | None:
-        """How the regions' bounds optimise slopes (and multipliers of their splits)."""
+        """Slopes optimised where ReLUs are split (many inputs): search/slopes.py."""
         if self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
             return None
-        if len(regions) == 1 and regions[0] is self.root:
-            return SlopeSearch(
-                ROOT_SLOPE_STEPS,
-                intermediate=True,
-                intermediate_iterations=ROOT_INTERMEDIATE_STEPS,
-                target=self.rhs,
-            )
-        start = betas = None
-        if all(r.warm is not None for r in regions):
-            layers = range(len(regions[0].warm[0]))
-            start = [np.stack([r.warm[0][k] for r in regions]) for k in layers]
-            betas = [np.stack([r.warm[1][k] for r in regions]) for k in layers]
-        signs = self.split_signs(regions) if any(r.phases for r in regions) else None
-        return SlopeSearch(
-            SLOPE_STEPS, start=start, signs=signs, start_betas=betas, target=self.rhs
-        )
-
-    def split_signs(self, regions: list[Region]) -> list[np.ndarray]:
-        """Per ReLU layer (batch, n): -1 where a region splits the ReLU active, +1 inactive."""
-        signs = [np.zeros((len(regions), layer.size)) for layer in self.ctx.network.relu_layers]
-        for i, region in enumerate(regions):
-            for k, j, active in region.phases:
-                signs[k][i, j] = -1.0 if active else 1.0
-        return signs
+        return slope_search(self.ctx.network, regions, self.root, self.rhs)
 
     def settle(self, regions: list[Region], bounds, proved, empty) -> np.ndarray:
         """Record the regions proved by their linear bounds or empty; all such, as a mask."""
@@ -270,49 +240,19 @@ class CaseSearch:
             self.record(regions[i], Evidence.LINEAR, row)
         return proved | empty
 
-    def phase_rows(self, region: Region, bounds: LinearBounds, i: int, lower, upper):
-        """Linear lower bounds (coeffs, consts) over the box of -z for each ReLU split active
-        (z >= 0) and of z for each split inactive: all are <= 0 on the region."""
-        if not region.phases:
-            return None
-        network = self.ctx.network
-        coeffs, values = [], []
-        for k in sorted({k for k, _, _ in region.phases}):
-            phases = [(j, active) for layer, j, active in region.phases if layer == k]
-            rows = np.zeros((len(phases), network.affine_layers[k].n_out))
-            for row, (j, active) in zip(rows, phases, strict=True):
-                row[j] = -1.0 if active else 1.0
-            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, rows)
-            coeffs.append(c)
-            values.append(value)
-        coeffs = np.concatenate(coeffs)
-        return coeffs, box_constants(np.concatenate(values), coeffs, lower, upper)
-
-    def refuted_by_combination(
-        self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
-    ) -> bool:
-        """Every unsafe conjunction is refuted on the box, by one half-space or a convex
-        combination of its half-spaces' linear bounds (bounds/combine.py). The ReLU phases of
-        a split region join each conjunction: the LP may weigh them in too (as the Lagrange
-        multipliers of beta-CROWN do), which is what proves a region once its ReLUs are
-        all stable."""
-        coeffs = bounds.objective_coeffs[i]
-        # Constants of the linear lower bounds of (a.y - b) per row, slack included.
-        consts = box_constants(bounds.objective_lower[i], coeffs, lower, upper, self.rhs)
-        clearance = bounds.objective_lower[i] - self.rhs
-        for g in range(len(self.polytopes)):
-            rows = self.groups == g
-            if np.any(proves(clearance[rows])):
-                continue
-            group_coeffs, group_consts = coeffs[rows], consts[rows]
-            if phase_rows is not None:
-                group_coeffs = np.concatenate([group_coeffs, phase_rows[0]])
-                group_consts = np.concatenate([group_consts, phase_rows[1]])
-            if len(group_consts) < 2:
-                return False
-            if not proves(combination_lower_bound(group_coeffs, group_consts, lower, upper)):
-                return False
-        return True
+    def refuted_by_combination(self, bounds: LinearBounds, i: int, lower, upper, phases) -> bool:
+        """Refuted by convex combinations of the half-spaces' and phases' linear bounds
+        (search/combination.py)."""
+        return refuted_by_combination(
+            self.ctx.network,
+            bounds,
+            i,
+            (lower, upper),
+            phases,
+            self.rhs,
+            self.groups,
+            len(self.polytopes),
+        )
 
     def score_of(self, parent: ParentBounds) -> float:
         return float(self.scores(parent.objective_lower[None, :])[0])
