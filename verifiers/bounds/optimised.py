@@ -23,6 +23,8 @@ def objective_bounds(context, rows: np.ndarray, search: SlopeSearch | None):
     if search is None or search.iterations <= 0 or last == 0:
         return value, coeffs, corner, relu_coeffs, None, None
     pick = _open_rows(value, search.target)
+    if pick.shape[1] == 0:  # every row of every box is above its target already
+        return value, coeffs, corner, relu_coeffs, search.start, search.start_betas
     start = _subset(search.start, pick)
     slopes, betas = context.optimise(
         _subset([rows], pick)[0],
@@ -64,7 +66,7 @@ def _open_rows(value: np.ndarray, target: np.ndarray | None) -> np.ndarray:
     if target is None:
         return np.broadcast_to(np.arange(value.shape[1]), value.shape)
     open_ = ~(value > target[None, :])
-    count = max(1, int(open_.sum(axis=1).max()))
+    count = int(open_.sum(axis=1).max())
     return np.argsort(~open_, axis=1, kind="stable")[:, :count]
 
 

@@ -208,16 +208,25 @@ class CaseSearch:
                 for k in range(len(regions[0].known))
             ]
         search = self.slope_search(regions)
-        bounds = linear_bounds(
-            self.ctx.network,
-            lower,
-            upper,
-            self.rows,
-            known,
-            search,
-            self.deadline,
-            refine=search is None or search.start is None,
-        )
+        bounds = None
+        if search is not None and search.intermediate:
+            # The root: plain CROWN first; what it proves needs no optimisation.
+            bounds = linear_bounds(
+                self.ctx.network, lower, upper, self.rows, known, None, self.deadline
+            )
+            if not np.all(proves(self.scores(bounds.objective_lower))):
+                bounds = None
+        if bounds is None:
+            bounds = linear_bounds(
+                self.ctx.network,
+                lower,
+                upper,
+                self.rows,
+                known,
+                search,
+                self.deadline,
+                refine=search is None or search.start is None,
+            )
         self.outcome.subproblems += len(regions)
         # Sound bounds that cross (lower > upper) leave no input: the phases contradict.
         empty = np.zeros(len(regions), dtype=bool)
