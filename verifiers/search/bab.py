@@ -29,6 +29,7 @@ from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.bounds.rounding import proves
 from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
+from verifiers.search import slopes
 from verifiers.search.branching import Branching
 from verifiers.search.combination import refuted_by_combination
 from verifiers.search.context import CaseOutcome, SearchContext
@@ -225,7 +226,7 @@ class CaseSearch:
                 known,
                 search,
                 self.deadline,
-                refine=search is None or search.start is None,
+                refine=search is None or search.start is None or not slopes.KEEP_INTERMEDIATE,
             )
         self.outcome.subproblems += len(regions)
         # Sound bounds that cross (lower > upper) leave no input: the phases contradict.

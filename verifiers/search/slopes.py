@@ -20,6 +20,9 @@ from verifiers.search.region import Region
 ROOT_SLOPE_STEPS = 20
 ROOT_INTERMEDIATE_STEPS = 10
 SLOPE_STEPS = 8
+# Sub-regions keep their parent's intermediate bounds (beta-CROWN's way: a split reaches the
+# objective through its multiplier) rather than back-substituting for every unstable neuron.
+KEEP_INTERMEDIATE = True
 
 
 def slope_search(
