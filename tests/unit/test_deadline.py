@@ -124,3 +124,32 @@ def test_bounds_and_the_slope_optimiser_stop_at_a_past_deadline(instance) -> Non
         linear_bounds(
             network, low, high, np.eye(SIZES[-1])[:1], slopes=SlopeSearch(5), deadline=past
         )
+
+
+def test_a_step_cut_off_by_the_deadline_is_undone(monkeypatch) -> None:
+    """Regions proved or pushed by a step that then runs out of time are not kept: the
+    step's regions go back on the stack, open, and the proved share is unchanged."""
+    from tests.unit.test_search_oracle import at_least_case, to_network
+    from verifiers.search.bab import CaseSearch
+    from verifiers.search.context import SearchContext
+    from verifiers.search.region import Evidence
+
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=(4, 2)), rng.normal(size=(1, 4))]
+    biases = [rng.normal(size=4), rng.normal(size=1)]
+    network = to_network(weights, biases)
+    case = at_least_case(np.ones(1), 100.0, np.zeros(2), np.ones(2))
+    ctx = SearchContext(network, case, network.evaluate, deadline=time.monotonic() + 30)
+    search = CaseSearch(ctx)
+    batch = [search.stack.pop()]
+    left, right = batch[0].split(0)
+
+    def proves_then_runs_out(regions):
+        search.record(left, Evidence.LINEAR, 0)
+        search.stack.append(right)
+        raise OutOfTime
+
+    monkeypatch.setattr(search, "step", proves_then_runs_out)
+    assert not search.step_or_undo(batch)
+    assert search.stack == batch
+    assert search.outcome.proved_share == 0.0 and not search.outcome.leaves

@@ -99,7 +99,7 @@ class ParentBounds:
     @classmethod
     def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
         warm = None
-        if bounds.slopes is not None:
+        if bounds.slopes is not None and bounds.betas is not None:
             # float32 halves the memory of a warm start, which needs no precision.
             warm = (
                 [s[i].astype(np.float32) for s in bounds.slopes],
