@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.api.deps import Services
-from service.api.routes import artefacts, events, health, jobs, metrics
+from service.api.deps import LoginRequired, Services
+from service.api.guards import BodyLimit, CrossSiteGuard, SecurityHeaders
+from service.api.hub import EventHub
+from service.api.routes import artefacts, downloads, events, health, jobs, metrics
 from service.config import Settings
+from service.dashboard import actions as dashboard_actions
+from service.dashboard import login
 from service.dashboard import routes as dashboard
 from service.errors import PROBLEM_JSON, ServiceError, problem_body, problem_of
 from service.store.db import Database
@@ -24,12 +30,11 @@ log = logging.getLogger(__name__)
 async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
     """The one place errors become RFC 9457 problem+json bodies."""
     err = problem_of(exc)
-    headers = getattr(exc, "headers", None) if isinstance(exc, HTTPException) else None
     return JSONResponse(
         problem_body(err, request.url.path),
         status_code=err.status,
         media_type=PROBLEM_JSON,
-        headers=headers,
+        headers=err.headers,
     )
 
 
@@ -45,23 +50,49 @@ def create_app(
     db = db or Database(settings.database_url)
     if migrate:
         ensure_schema(db)
+    services = Services.create(settings, db)
+    hub = EventHub(services.jobs)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await hub.close()
+
     app = FastAPI(
         title="proofwell",
         version="1",
         summary="Formal verification service",
         docs_url="/docs",
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
-    app.state.services = Services.create(settings, db)
+    app.state.services, app.state.hub = services, hub
     for exc_type in (ServiceError, RequestValidationError, HTTPException, VerifierError, Exception):
         app.add_exception_handler(exc_type, problem_handler)
+    app.add_exception_handler(LoginRequired, login.login_redirect)
+    app.add_middleware(BodyLimit, limit_for=_body_limit(settings))
+    app.add_middleware(CrossSiteGuard)
+    app.add_middleware(SecurityHeaders)  # outermost: every response, errors included
     for router in (
+        login.router,
         artefacts.router,
         jobs.router,
+        downloads.router,
         events.router,
         health.router,
         metrics.router,
         dashboard.router,
+        dashboard_actions.router,
     ):
         app.include_router(router)
     return app
+
+
+def _body_limit(settings: Settings) -> Callable[[str], tuple[int, str]]:
+    upload = settings.max_upload_bytes + 64 * 1024  # the multipart framing around the file
+    other = settings.max_body_bytes
+
+    def limit_for(path: str) -> tuple[int, str]:
+        return (upload, "/file") if path.rstrip("/") == "/v1/artefacts" else (other, "/")
+
+    return limit_for

@@ -70,11 +70,48 @@ def run_worker(
     worker.run(migrate=migrate)
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_auth(settings: Settings, host: str) -> Settings:
+    """Open mode only for the local default: bound to loopback, and not asked for tokens."""
+    local = _loopback(host)
+    if settings.auth == "open" and not local:
+        _err().print(
+            f"[red]error:[/red] open mode (PROOFWELL_AUTH=open) is only allowed on a loopback "
+            f"address, not {host}: create tokens with `proofwell token create`"
+        )
+        raise typer.Exit(3)
+    open_mode = local and settings.auth != "tokens"
+    if open_mode:
+        _err().print(
+            f"[yellow]open mode[/yellow]: no token needed, listening on {host} only "
+            "(anyone on this machine can use the service; PROOFWELL_AUTH=tokens to require tokens)"
+        )
+    else:
+        _err().print(
+            f"tokens required: listening on {host}; API calls need 'Authorization: Bearer <token>'"
+            " and the dashboard a login (`proofwell token create --project NAME`)"
+        )
+    return settings.model_copy(update={"open_mode": open_mode})
+
+
 def serve(
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Local worker processes (0: none)")] = 1,
+    api_workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (uvicorn workers)")
+    ] = 1,
 ) -> None:
     """Run the API (and dashboard) with N local worker processes."""
     import multiprocessing
@@ -84,7 +121,7 @@ def serve(
     from service.app import create_app
 
     _logging()
-    settings = _settings(db)
+    settings = resolve_auth(_settings(db), host)
     try:
         app = create_app(settings)
     except _schema_error() as exc:
@@ -104,7 +141,13 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _ignore)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        if api_workers > 1:  # each process builds its app from the environment
+            os.environ["DATABASE_URL"] = settings.database_url
+            os.environ["PROOFWELL_OPEN_MODE"] = "true" if settings.open_mode else "false"
+            target = "service.app:create_app"
+            uvicorn.run(target, factory=True, host=host, port=port, workers=api_workers)
+        else:
+            uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         _stop(procs)
 
@@ -153,11 +196,19 @@ def _redact(url: str) -> str:
 
 def submit(
     model: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="ONNX, module or SYSTEM.json")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, metavar="MODEL", help="ONNX, module or SYSTEM.json"
+        ),
     ],
     spec: Annotated[
         Path | None,
-        typer.Argument(exists=True, dir_okay=False, help="Property file (none for a system)"),
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            metavar="SPEC",
+            help="Property file (none for a system)",
+        ),
     ] = None,
     server: Annotated[str, typer.Option(help="Service URL")] = "http://127.0.0.1:8000",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its verdict")] = False,

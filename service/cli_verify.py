@@ -14,10 +14,11 @@ from typing import Annotated
 
 import typer
 
+from service.progress_text import ProgressLines, describe
 from service.run_files import is_symbolic, verify_files
 from verifiers.errors import OptionsError, VerifierError
 from verifiers.options import Options, default_workers
-from verifiers.result import Progress, Result, Stats, Verdict, internal_error, percent
+from verifiers.result import Progress, Result, Stats, Verdict, internal_error
 
 
 def register(app: typer.Typer) -> None:
@@ -25,9 +26,12 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_command(
-    model: Annotated[Path, typer.Argument(help="MODEL.onnx, MODULE.py or SYSTEM.json")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="MODEL.onnx, MODULE.py or SYSTEM.json")
+    ],
     spec: Annotated[
-        Path | None, typer.Argument(help="SPEC.vnnlib, a JSON preset, or a module SPEC.json")
+        Path | None,
+        typer.Argument(metavar="SPEC", help="SPEC.vnnlib, a JSON preset, or a module SPEC.json"),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the verdict is unknown")] = 60.0,
     workers: Annotated[int, typer.Option(help="Search processes (default: all cores)")] = 0,
@@ -37,12 +41,21 @@ def verify_command(
     ] = None,
     margin: Annotated[float, typer.Option(help="Prove with this much room to spare")] = 0.0,
     input_names: Annotated[
-        list[str] | None, typer.Option("--input", help="Subnetwork input tensor name")
+        list[str] | None,
+        typer.Option("--input", metavar="NAME", help="Subnetwork input tensor name"),
     ] = None,
     output_names: Annotated[
-        list[str] | None, typer.Option("--output", help="Subnetwork output tensor name")
+        list[str] | None,
+        typer.Option("--output", metavar="NAME", help="Subnetwork output tensor name"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the search")] = 0,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(help="Write the proof certificate of a holds here (JSON)"),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines on stderr")
+    ] = False,
 ) -> None:
     """Verify a component against a property. Exit 0 holds, 1 violated, 2 unknown, 3 error."""
     started = process_started()
@@ -51,7 +64,7 @@ def verify_command(
         options = Options(
             timeout_s=timeout, workers=workers or default_workers(), seed=seed, margin=margin
         )
-        result = _run(model, spec, options, input_names, output_names, live, started)
+        result = _run(model, spec, options, input_names, output_names, live, quiet, started)
     except OptionsError as exc:
         result = Result(Verdict.ERROR, Stats(), reason=f"--{_flag(exc.field)}: {exc.message}")
     except VerifierError as exc:
@@ -63,10 +76,12 @@ def verify_command(
         result = internal_error(exc)
     if vnncomp_result is not None:
         vnncomp_result.write_text(vnncomp_text(result))
+    if certificate is not None and result.certificate is not None:
+        certificate.write_text(json.dumps(result.certificate, separators=(",", ":")))
     if json_output:
         print(json.dumps(result.to_json(), allow_nan=False))
     else:
-        _print_human(result)
+        _print_human(result, model, spec, input_names, output_names)
     _skip_collections_at_exit()
     raise typer.Exit(result.verdict.exit_code)
 
@@ -114,12 +129,26 @@ def _run(
     input_names: list[str] | None,
     output_names: list[str] | None,
     live: bool,
+    quiet: bool,
     started: float,
 ) -> Result:
+    """Verify, reporting progress on stderr: a status line on a terminal, else a plain line
+    every few seconds (elapsed, rate, estimate) unless ``quiet``."""
     inputs = tuple(input_names) if input_names else None
     outputs = tuple(output_names) if output_names else None
-    if not live or is_symbolic(model, spec):
-        return verify_files(model, spec, options, inputs=inputs, outputs=outputs, started=started)
+    if is_symbolic(model, spec):
+        return verify_files(model, spec, options)
+    if not live:
+        lines = None if quiet else ProgressLines(options.timeout_s)
+        return verify_files(
+            model,
+            spec,
+            options,
+            inputs=inputs,
+            outputs=outputs,
+            on_progress=lines,
+            started=started,
+        )
     # rich is imported where it is used: a `--json` run never needs it.
     from rich.console import Console
 
@@ -130,18 +159,14 @@ def _run(
             options,
             inputs=inputs,
             outputs=outputs,
-            on_progress=_status_updater(status),
+            on_progress=_status_updater(status, options.timeout_s),
             started=started,
         )
 
 
-def _status_updater(status):
+def _status_updater(status, timeout: float):
     def update(progress: Progress) -> None:
-        status.update(
-            f"verifying: {progress.subproblems_done} regions bounded, "
-            f"{percent(progress.proved_fraction)} of the input volume proved, "
-            f"{progress.seconds:.1f} s"
-        )
+        status.update(f"verifying: {describe(progress, timeout)}")
 
     return update
 
@@ -159,26 +184,20 @@ def vnncomp_text(result: Result) -> str:
     return result.verdict.vnncomp + "\n"
 
 
-def _print_human(result: Result) -> None:
-    from rich.console import Console
+def _print_human(
+    result: Result,
+    model: Path,
+    spec: Path | None,
+    input_names: list[str] | None,
+    output_names: list[str] | None,
+) -> None:
+    from service import cli_report
 
-    out = Console()
-    colour = {"holds": "green", "violated": "red", "unknown": "yellow", "error": "red"}
-    if result.verdict is Verdict.ERROR:
-        # One plain line: rich would wrap it at the terminal width.
-        print(f"error: {result.reason}", file=sys.stderr)
-        return
-    out.print(f"[bold {colour[result.verdict.value]}]{result.verdict.value}[/]", end="")
-    stats = result.stats
-    out.print(
-        f"  ({stats.seconds:.2f} s, {stats.method}, {stats.subproblems} regions, "
-        f"{percent(stats.proved_fraction)} proved)",
-        markup=False,
-    )
-    if result.reason:
-        out.print(f"reason: {result.reason}", markup=False)
-    if result.counterexample is not None:
-        cex = result.counterexample
-        out.print(f"counterexample inputs: {cex.inputs}", markup=False)
-        out.print(f"onnxruntime outputs:   {cex.onnxruntime_outputs}", markup=False)
-        out.print(f"margin: {cex.margin:.6g}", markup=False)
+    names = None
+    cex = result.counterexample
+    if cex is not None and not is_symbolic(model, spec):
+        inputs = tuple(input_names) if input_names else None
+        outputs = tuple(output_names) if output_names else None
+        n_out = len(cex.outputs)
+        names = cli_report.onnx_names(model, spec, len(cex.inputs), n_out, inputs, outputs)
+    cli_report.print_result(result, names, cli_report.context_of(model, spec))

@@ -6,6 +6,8 @@ e.g. ``DATABASE_URL`` or ``PROOFWELL_MAX_UPLOAD_MB``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,8 +21,21 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "PROOFWELL_DATABASE_URL"),
     )
-    # Uploads over this size are refused with 413.
+    # Uploads over this size are refused with 413 (while they stream in).
     max_upload_mb: float = 100.0
+    # Any other request body (a job's JSON) over this size is refused with 413.
+    max_body_mb: float = 16.0
+    # A model whose declared or inferred tensors, initializers or folded constants hold
+    # more elements than this is refused with 422 before anything is allocated.
+    max_tensor_elements: int = 50_000_000
+    # Inputs and outputs of a component (one variable each in the proof).
+    max_io_elements: int = 1_000_000
+    # Nodes in a model graph.
+    max_nodes: int = 100_000
+    # Checking an upload (loading the model, folding constants) runs in a child process
+    # with these limits, never in the API process.
+    inspect_memory_mb: int = 2048
+    inspect_timeout_s: float = 30.0
     # A claimed job's lease; a worker renews it well before it runs out.
     lease_s: float = 30.0
     # How often a worker polls its running jobs (cancel) and its queue.
@@ -30,14 +45,28 @@ class Settings(BaseSettings):
     # Defaults of a job's resource limits.
     default_timeout_s: float = 60.0
     default_memory_mb: int = 2048
-    # Open mode: no bearer tokens (the local default). Tokens are not built yet.
+    # auto: open mode when `serve` binds a loopback address, tokens otherwise; open: refused
+    # unless bound to loopback; tokens: always require a bearer token (or dashboard login).
+    auth: Literal["auto", "open", "tokens"] = "auto"
+    # Resolved by `serve` from `auth` and the bound host: requests without a token act for
+    # the default project (only when addressed to a loopback host name).
     open_mode: bool = True
+    # The dashboard's session cookie is Secure (set false only for plain-HTTP, non-loopback
+    # test setups; browsers treat http://127.0.0.1 and localhost as secure).
+    cookie_secure: bool = True
+    session_hours: float = 8.0
     # A worker counts as alive on /healthz when seen within this many seconds.
     worker_seen_s: float = 60.0
+    # Re-check each `holds` certificate with the independent checker before storing it.
+    check_certificates: bool = True
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
 
     def with_database(self, url: str | None) -> Settings:
         """A copy with another database URL (a ``--db`` flag); None keeps this one."""

@@ -15,11 +15,14 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from service.store.db import DATABASE_DOWN
 from verifiers.errors import OptionsError, VerifierError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# How long a client should wait before retrying while the database is unreachable.
+RETRY_AFTER_S = 5
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ServiceError(Exception):
     detail: str
     slug: str = "error"
     errors: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] | None = None
 
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}"
@@ -81,10 +85,32 @@ def problem_of(exc: Exception) -> ServiceError:
         return invalid_input(exc, f"/options/{exc.field}")
     if isinstance(exc, VerifierError):
         return invalid_input(exc, "/")
-    if isinstance(exc, HTTPException):
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
         return ServiceError(
-            exc.status_code, title, str(exc.detail), title.lower().replace(" ", "-")
+            422,
+            "Invalid request",
+            "the request is nested too deeply",
+            "invalid-request",
+            [{"pointer": "/", "detail": "nested too deeply"}],
+        )
+    if isinstance(exc, HTTPException):
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+        title = titles.get(exc.status_code, "HTTP error")
+        return ServiceError(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            title.lower().replace(" ", "-"),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+    if isinstance(exc, DATABASE_DOWN):
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return ServiceError(
+            503,
+            "Unavailable",
+            "the database is unreachable; retry later",
+            "unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     log.exception("internal error", exc_info=exc)
     return ServiceError(

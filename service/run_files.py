@@ -7,13 +7,16 @@ alone. Invalid input raises a VerifierError (or OSError); callers turn it into a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from verifiers.components import OnnxComponent
-from verifiers.errors import VerifierError
+from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
-from verifiers.result import Result
+from verifiers.result import Result, Verdict
 
 if TYPE_CHECKING:
     from verifiers.verify import ProgressCallback
@@ -47,17 +50,47 @@ def verify_files(
     if spec.suffix.lower() == ".json":
         from verifiers.model import load_model
 
-        loaded = load_model(component.source, inputs=component.inputs, outputs=component.outputs)
+        with named_file(model):
+            loaded = load_model(
+                component.source, inputs=component.inputs, outputs=component.outputs
+            )
         n_inputs, n_outputs = loaded.n_inputs, loaded.n_outputs
     prop = load_property(spec, n_inputs=n_inputs, n_outputs=n_outputs)
-    return verify(component, prop, options, on_progress=on_progress, started=started)
+    result = verify(component, prop, options, on_progress=on_progress, started=started)
+    if result.verdict is Verdict.ERROR and str(model) not in (result.reason or ""):
+        # verify() reports a model it cannot load as an error result; name the file.
+        result = replace(result, reason=f"{model}: {result.reason}")
+    return result
+
+
+@contextmanager
+def named_file(path: Path) -> Iterator[None]:
+    """Name ``path`` in an error raised inside that does not name a file yet."""
+    try:
+        yield
+    except VerifierError as exc:
+        if exc.source is None:
+            exc.source = str(path)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file; invalid JSON is a SpecError at its line and column."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"invalid JSON: {exc.msg}", source=str(path), line=exc.lineno, column=exc.colno
+        ) from None
 
 
 def _verify_symbolic(model: Path, spec: Path | None, options: Options) -> Result:
     from verifiers import symbolic
 
     if spec is None:
-        return symbolic.verify_system(json.loads(model.read_text()), options, base_dir=model.parent)
-    return symbolic.verify_module(
-        model.read_text(), json.loads(spec.read_text()), options, filename=str(model)
-    )
+        with named_file(model):
+            return symbolic.verify_system(read_json(model), options, base_dir=model.parent)
+    with named_file(spec):
+        return symbolic.verify_module(
+            model.read_text(), read_json(spec), options, filename=str(model)
+        )

@@ -1,4 +1,4 @@
-"""Shared fixtures: a SQLite service (app + client) and an in-process worker."""
+"""Shared fixtures: a SQLite service (app + client) and an in-process worker; `--slow`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,31 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (CI does: .ci/run)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the slow tests unless --slow (or a -m expression) asks for them."""
+    if config.getoption("--slow") or config.getoption("-m"):
+        return
+    # A test named on the command line (path::test) runs, slow or not.
+    named = [a.split("::", 1)[1] for a in config.args if "::" in a]
+
+    def left_out(item: pytest.Item) -> bool:
+        wanted = any(item.nodeid.split("::", 1)[-1].startswith(n) for n in named)
+        return item.get_closest_marker("slow") is not None and not wanted
+
+    slow = [item for item in items if left_out(item)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not left_out(item)]
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path}/pw.db", lease_s=5.0, poll_s=0.05)
@@ -27,7 +52,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     from service.app import create_app
 
     app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
         yield c
     app.state.services.db.dispose()
 

@@ -6,12 +6,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from verifiers import __version__
 from verifiers.components import OnnxComponent
 from verifiers.errors import SpecError, VerifierError
 from verifiers.options import Options
@@ -69,9 +69,11 @@ def verify(
 def _search(component, model, prop, options, on_progress, cancel, started) -> Result:
     deadline = started + options.timeout_s
     outcomes: list[CaseOutcome] = []
+    indices: list[int] = []
     for index, case in enumerate(prop.cases):
         if case.is_empty():
             continue
+        indices.append(index)
         ctx = SearchContext(
             network=model.network,
             case=case,
@@ -87,7 +89,8 @@ def _search(component, model, prop, options, on_progress, cancel, started) -> Re
         outcomes.append(outcome)
         if outcome.counterexample is not None:
             break
-    return _result(outcomes, time.monotonic() - started, model.sha256, options, cancel)
+    certify = partial(_certificate, prop, indices, model.sha256, options)
+    return _result(outcomes, time.monotonic() - started, certify, cancel)
 
 
 def _search_case(component: OnnxComponent, ctx: SearchContext, workers: int) -> CaseOutcome:
@@ -152,8 +155,7 @@ def _proved_fraction(outcomes: list[CaseOutcome]) -> float:
 def _result(
     outcomes: list[CaseOutcome],
     seconds: float,
-    model_sha256: str,
-    options: Options,
+    certify: Callable[[list[CaseOutcome]], dict],
     cancel: CancelFlag | None,
 ) -> Result:
     smt_calls = sum(o.smt_calls for o in outcomes)
@@ -173,7 +175,7 @@ def _result(
         return Result(
             Verdict.HOLDS,
             Stats(seconds, method, stats.subproblems, 1.0),
-            certificate=_certificate(outcomes, model_sha256, options),
+            certificate=certify(outcomes),
         )
     return Result(Verdict.UNKNOWN, stats, reason=_unknown_reason(outcomes, stats, cancel))
 
@@ -187,14 +189,19 @@ def _unknown_reason(outcomes: list[CaseOutcome], stats: Stats, cancel: CancelFla
     return f"{'; '.join(reasons)}; {percent(stats.proved_fraction)} of the input volume proved"
 
 
-def _certificate(outcomes: list[CaseOutcome], model_sha256: str, options: Options) -> dict:
-    return {
-        "format": "proofwell-bab-1",
-        "engine_version": __version__,
-        "model_sha256": model_sha256,
-        "margin": options.margin,
-        "cases": [
-            {"leaves": [leaf.to_json() for leaf in o.leaves] if options.record_tree else None}
-            for o in outcomes
-        ],
-    }
+def _certificate(
+    prop: Property,
+    indices: list[int],
+    model_sha256: str,
+    options: Options,
+    outcomes: list[CaseOutcome],
+) -> dict:
+    from verifiers.certify.certificate import certificate
+
+    return certificate(
+        prop,
+        list(zip(indices, outcomes, strict=True)),
+        model_sha256,
+        options.margin,
+        options.record_tree,
+    )

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from markupsafe import Markup
-
 from service.dashboard import charts
+from service.regressions import regressed, representative, resource_limited
 from service.store.artefacts import ArtefactInfo
 from service.store.cache import digest
 from service.store.jobs import Job
-from verifiers.spec.property import Case, Conjunction, HalfSpace, Property
+from verifiers.spec.property import Case, HalfSpace, Property
 
 MAX_ROWS = 64  # inputs or outputs drawn in a chart or table; the rest are counted
 MAX_CASES = 12
@@ -65,6 +64,7 @@ class JobRow:
     seconds: float | None
     created: str
     cached: bool
+    elapsed: float | None = None  # seconds a running job has run so far
 
 
 def when(value: Any) -> str:
@@ -83,9 +83,18 @@ def job_rows(jobs: list[Job], infos: dict[str, ArtefactInfo]) -> list[JobRow]:
             seconds=j.seconds,
             created=when(j.created_at),
             cached=j.cached,
+            elapsed=_elapsed(j),
         )
         for j in jobs
     ]
+
+
+def _elapsed(job: Job) -> float | None:
+    if job.status.value != "running" or job.started_at is None:
+        return None
+    from service.store.models import utcnow
+
+    return max(0.0, (utcnow() - job.started_at).total_seconds())
 
 
 # -- the property, readable ------------------------------------------------------------
@@ -159,7 +168,25 @@ def case_view(case: Case) -> CaseView:
 def parse_property(
     prop: dict[str, Any], sizes: tuple[int, int] | None
 ) -> tuple[Property | None, str | None]:
-    """The parsed property, or why it could not be parsed here."""
+    """The parsed property, or why it could not be parsed here. Parsed once per property
+    and sizes in a process (pages are viewed again and again; properties never change)."""
+    key = (digest(prop), sizes)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse(prop, sizes)
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = found
+    return found
+
+
+MAX_PARSED = 128
+_PARSED: dict[tuple[str, tuple[int, int] | None], tuple[Property | None, str | None]] = {}
+
+
+def _parse(
+    prop: dict[str, Any], sizes: tuple[int, int] | None
+) -> tuple[Property | None, str | None]:
     from verifiers.errors import VerifierError
     from verifiers.spec import parse_preset, parse_vnnlib
 
@@ -194,132 +221,6 @@ def property_view(
         max(0, len(parsed.cases) - MAX_CASES),
         parsed.n_inputs,
         parsed.n_outputs,
-    )
-
-
-# -- the counterexample, drawn ---------------------------------------------------------
-@dataclass(frozen=True)
-class Constraint:
-    text: str
-    lhs: float
-    rhs: float
-    met: bool
-
-
-@dataclass(frozen=True)
-class CounterexampleView:
-    inputs_svg: Markup
-    outputs_svg: Markup
-    hidden_inputs: int
-    hidden_outputs: int
-    margin: float | None
-    constraints: list[Constraint]
-    raw: str
-    module: bool = False
-    failed: list[str] = field(default_factory=list)  # a module's failed ensures/invariants
-
-
-def _case_for(prop: Property, inputs: list[float]) -> Case | None:
-    for case in prop.cases:
-        if len(case.lower_exact) == len(inputs) and case.contains_exactly(inputs):
-            return case
-    return prop.cases[0] if prop.cases else None
-
-
-def _violated(case: Case | None, outputs: list[float]) -> Conjunction | None:
-    if case is None:
-        return None
-    for conj in case.unsafe:
-        if len(conj.halfspaces) and len(conj.halfspaces[0].coeffs) != len(outputs):
-            return None
-        if conj.holds_exactly(outputs):
-            return conj
-    return case.unsafe[0] if case.unsafe else None
-
-
-def _thresholds(conj: Conjunction | None, n_out: int) -> list[tuple[float, ...]]:
-    found: list[list[float]] = [[] for _ in range(n_out)]
-    for h in conj.halfspaces if conj else ():
-        nz = [(i, c) for i, c in enumerate(h.coeffs) if c != 0]
-        if len(nz) == 1 and nz[0][0] < n_out:
-            i, c = nz[0]
-            found[i].append(float(h.rhs / c))
-    return [tuple(t) for t in found]
-
-
-def _constraints(conj: Conjunction | None, outputs: list[float]) -> list[Constraint]:
-    out = []
-    for h in conj.halfspaces if conj else ():
-        lhs = float(sum(c * Fraction(float(y)) for c, y in zip(h.coeffs, outputs, strict=True)))
-        out.append(Constraint(halfspace_text(h), lhs, float(h.rhs), h.holds_exactly(outputs)))
-    return out
-
-
-def _module_inputs(
-    spec: dict[str, Any], n: int, order: list[str]
-) -> list[tuple[str, float, float]] | None:
-    """Names and intervals of a module contract's inputs, when they match the counterexample
-    (in the order of the trace's inputs, which is the function's parameter order)."""
-    box = spec.get("inputs")
-    if "step" in spec or not isinstance(box, dict) or len(box) != n:
-        return None
-    names = order if sorted(order) == sorted(box) else list(box)
-    try:
-        return [(str(k), float(box[k][0]), float(box[k][1])) for k in names]
-    except (TypeError, ValueError, IndexError, KeyError):
-        return None
-
-
-def _input_rows(
-    inputs: list[float], case: Case | None, spec: dict[str, Any] | None, order: list[str]
-) -> list[charts.IntervalRow]:
-    named = _module_inputs(spec, len(inputs), order) if spec else None
-    if named:
-        pairs = zip(named, inputs, strict=True)
-        return [charts.IntervalRow(n, x, lo, hi) for (n, lo, hi), x in pairs]
-    lower = [float(v) for v in case.lower] if case else inputs
-    upper = [float(v) for v in case.upper] if case else inputs
-    return [charts.IntervalRow(f"X_{i}", x, lower[i], upper[i]) for i, x in enumerate(inputs)]
-
-
-def counterexample_view(
-    cex: dict[str, Any], prop: Property | None, spec: dict[str, Any] | None = None
-) -> CounterexampleView:
-    """The drawing of a counterexample; ``spec`` is a module's SPEC (inputs named there)."""
-    inputs = [float(v) for v in cex.get("inputs") or []]
-    outputs = [float(v) for v in cex.get("outputs") or []]
-    ort = cex.get("onnxruntime_outputs")
-    runtime = [float(v) for v in ort] if ort else None
-    case = _case_for(prop, inputs) if prop else None
-    conj = _violated(case, runtime or outputs)
-    trace = cex.get("trace") or []
-    first = trace[0].get("inputs") if trace and isinstance(trace[0], dict) else None
-    order = list(first) if isinstance(first, dict) else []
-    rows = _input_rows(inputs, case, spec, order)[:MAX_ROWS]
-    thresholds = _thresholds(conj, len(outputs))
-    out_name = "result" if spec is not None and len(outputs) == 1 else None
-    out_rows = [
-        charts.OutputRow(
-            out_name or (f"result[{i}]" if spec is not None else f"Y_{i}"),
-            y,
-            runtime[i] if runtime and i < len(runtime) else None,
-            thresholds[i],
-        )
-        for i, y in enumerate(outputs[:MAX_ROWS])
-    ]
-    failed = trace[-1].get("failed", []) if trace and isinstance(trace[-1], dict) else []
-    return CounterexampleView(
-        inputs_svg=charts.interval_chart(rows, "Counterexample inputs within their intervals"),
-        outputs_svg=charts.output_chart(
-            out_rows, "Module result" if spec is not None else "Outputs: engine and onnxruntime"
-        ),
-        hidden_inputs=max(0, len(inputs) - MAX_ROWS),
-        hidden_outputs=max(0, len(outputs) - MAX_ROWS),
-        margin=cex.get("margin"),
-        constraints=_constraints(conj, runtime or outputs) if conj else [],
-        raw=json.dumps(cex, indent=2),
-        module=spec is not None,
-        failed=[str(f) for f in failed],
     )
 
 
@@ -371,22 +272,25 @@ class PropertyHistory:
     regression: bool
 
 
-def _regressed(before: list[Cell | None], state: str) -> bool:
+def _regressed(before: list[Cell | None], job: Job) -> bool:
+    """Held on an earlier version, fails on this one (resource-limited unknowns ignored)."""
     seen = [c.state for c in before if c is not None]
-    return state == "violated" and "holds" in seen
+    return "holds" in seen and not resource_limited(job) and regressed("holds", state_of(job))
 
 
 def property_histories(
     jobs: list[Job], versions: list[ArtefactInfo]
 ) -> tuple[list[PropertyHistory], list[charts.HistoryPoint]]:
-    """The newest verdict of each property on each version, and every job as a point."""
+    """The verdict of each property on each version (the newest decided run; see
+    service/regressions.py), and every job as a point."""
     column = {v.id: k for k, v in enumerate(versions)}
     labels: dict[str, str] = {}
-    latest: dict[tuple[str, int], Job] = {}
-    for job in jobs:  # oldest first: later jobs win
+    runs: dict[tuple[str, int], list[Job]] = {}
+    for job in jobs:  # oldest first
         key = digest(job.prop)
         labels.setdefault(key, property_label(job.prop))
-        latest[(key, column[job.artefact])] = job
+        runs.setdefault((key, column[job.artefact]), []).append(job)
+    latest = {k: representative(v) for k, v in runs.items()}
     histories = []
     for key, label in labels.items():
         cells: list[Cell | None] = []
@@ -394,8 +298,7 @@ def property_histories(
             job = latest.get((key, k))
             cell = None
             if job is not None:
-                state = state_of(job)
-                cell = Cell(job.id, state, _regressed(cells, state))
+                cell = Cell(job.id, state_of(job), _regressed(cells, job))
             cells.append(cell)
         histories.append(PropertyHistory(label, cells, any(c and c.regression for c in cells)))
     rows = {key: i for i, key in enumerate(labels)}
@@ -410,3 +313,13 @@ def property_histories(
         for j in jobs
     ]
     return histories, points
+
+
+# The counterexample drawing lives in its own module; re-exported for callers of views.
+from service.dashboard.counterexample import (  # noqa: E402
+    Constraint,
+    CounterexampleView,
+    counterexample_view,
+)
+
+__all__ = ["Constraint", "CounterexampleView", "counterexample_view"]

@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 
-from service.api.client import TERMINAL, ApiError, checked, property_body, system_body, upload
+from service.api.client import (
+    TERMINAL,
+    ApiError,
+    checked,
+    job_url,
+    property_body,
+    system_body,
+    upload,
+)
 from service.gate.config import ModelKind
 from service.gate.runner import OnDone, OnStart
 from service.gate.tasks import Outcome, Task
@@ -51,7 +59,8 @@ def run_server(
                     continue
                 del jobs[index]
                 result = _result(job) if job else _failure(f"job {job_id} could not be read")
-                outcomes[index] = Outcome(tasks[index], result, bool(job and job.get("cached")))
+                cached = bool(job and job.get("cached"))
+                outcomes[index] = Outcome(tasks[index], result, cached, job_url(server, job_id))
                 if on_done:
                     on_done(outcomes[index])
     return [outcomes[i] for i in range(len(tasks))]
@@ -72,7 +81,8 @@ def _submit_all(client, tasks, outcomes, on_start, on_done) -> dict[int, str]:
             on_start(task)
         log.info("submitted %s as job %s", task.id, job["id"])
         if job["status"] in TERMINAL:
-            outcomes[index] = Outcome(task, _result(job), bool(job.get("cached")))
+            url = job_url(str(client.base_url), str(job["id"]))
+            outcomes[index] = Outcome(task, _result(job), bool(job.get("cached")), url)
             if on_done:
                 on_done(outcomes[index])
         else:

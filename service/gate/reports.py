@@ -36,7 +36,10 @@ def counterexample_text(outcome: Outcome) -> str | None:
     outputs = cex.onnxruntime_outputs if cex.onnxruntime_outputs is not None else cex.outputs
     # Inputs in full precision, so the counterexample can be replayed exactly.
     inputs = "[" + ", ".join(repr(v) for v in cex.inputs) + "]"
-    return f"inputs {inputs} give outputs {_short(outputs)} (margin {cex.margin:.6g})"
+    return (
+        f"inputs {inputs} give outputs {_short(outputs)} (margin {cex.margin:.6g}: how far the "
+        "output lies past the property's bound)"
+    )
 
 
 def _short(values: list[float] | None) -> str:
@@ -82,7 +85,11 @@ def _junit_case(suite: ET.Element, outcome: Outcome, summary: GateSummary) -> st
         time=f"{outcome.seconds:.3f}",
     )
     status, message = outcome.status, describe(outcome)
-    body = "\n".join(filter(None, [message, counterexample_text(outcome)]))
+    link = f"dashboard: {outcome.url}" if outcome.url else None
+    body = "\n".join(filter(None, [message, counterexample_text(outcome), link]))
+    if outcome.url:
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="url", value=outcome.url)
     if status is Status.ERROR:
         ET.SubElement(case, "error", message=message, type="error").text = body
         return "errors"
@@ -94,7 +101,8 @@ def _junit_case(suite: ET.Element, outcome: Outcome, summary: GateSummary) -> st
     if status is Status.UNKNOWN:  # --unknown=warn
         ET.SubElement(case, "skipped", message=message)
         return "skipped"
-    ET.SubElement(case, "system-out").text = message + (" (cached)" if outcome.cached else "")
+    out = message + (" (cached)" if outcome.cached else "")
+    ET.SubElement(case, "system-out").text = out + (f"\n{link}" if link else "")
     return None
 
 
@@ -140,8 +148,11 @@ def _sarif_result(outcome: Outcome, summary: GateSummary, config: GateConfig) ->
     text += describe(outcome)
     if cex := counterexample_text(outcome):
         text += f". Counterexample: {cex}"
+    if outcome.url:
+        text += f". Details: {outcome.url}"
     blocking = summary.blocks(outcome)
-    return {
+    found: dict[str, Any] = {"hostedViewerUri": outcome.url} if outcome.url else {}
+    return found | {
         "ruleId": rule_id,
         "ruleIndex": rule_index,
         "level": "error" if blocking else "warning",
@@ -164,6 +175,7 @@ def _sarif_result(outcome: Outcome, summary: GateSummary, config: GateConfig) ->
             "expected": outcome.task.check.expect.value,
             "seconds": round(outcome.seconds, 3),
             "cached": outcome.cached,
+            "url": outcome.url,
             "counterexample": (
                 outcome.result.counterexample.to_json() if outcome.result.counterexample else None
             ),
@@ -185,9 +197,12 @@ def markdown(summary: GateSummary) -> str:
     lines += ["| | check | property | expected | verdict | time | cached |"]
     lines += ["|---|---|---|---|---|---|---|"]
     for o in summary.outcomes:
+        verdict = o.result.verdict.value
+        if o.url:
+            verdict = f"[{verdict}]({o.url})"
         lines.append(
             f"| {ICONS[o.status]} | {_md(o.task.check.name)} | `{_md(o.task.label)}` "
-            f"| {o.task.check.expect.value} | {o.result.verdict.value} | {o.seconds:.2f} s "
+            f"| {o.task.check.expect.value} | {verdict} | {o.seconds:.2f} s "
             f"| {'yes' if o.cached else 'no'} |"
         )
     lines += _baseline_lines(summary)
@@ -195,7 +210,8 @@ def markdown(summary: GateSummary) -> str:
     if details:
         lines += ["", "### Failures and warnings", ""]
     for o in details:
-        lines.append(f"- **{_md(o.task.id)}**: {_md(describe(o))}")
+        link = f" ([job]({o.url}))" if o.url else ""
+        lines.append(f"- **{_md(o.task.id)}**: {_md(describe(o))}{link}")
         if cex := counterexample_text(o):
             lines.append(f"  - counterexample: {cex}")
     return "\n".join(lines) + "\n"

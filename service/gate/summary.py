@@ -52,7 +52,11 @@ class GateSummary:
         parts = [f"{counts[s]} {s.value}" for s in Status if counts[s]]
         cached = sum(o.cached for o in self.outcomes)
         verdict = "passed" if self.passed else f"failed (exit {self.exit_code})"
+        # A [[check]] table is one check; each of its properties is one verdict.
+        n_checks = len({o.task.check.name for o in self.outcomes})
+        n = len(self.outcomes)
+        size = f"{n} propert{'y' if n == 1 else 'ies'} in {n_checks} check{'' if n_checks == 1 else 's'}"
         return (
-            f"proofwell gate {verdict}: {len(self.outcomes)} checks, {', '.join(parts)}; "
+            f"proofwell gate {verdict}: {size}, {', '.join(parts)}; "
             f"{cached} from cache, {len(self.outcomes) - cached} run"
         )

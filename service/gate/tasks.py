@@ -52,6 +52,7 @@ class Outcome:
     task: Task
     result: Result
     cached: bool = False
+    url: str | None = None  # the job's dashboard page, when run on a server
 
     @property
     def status(self) -> Status:

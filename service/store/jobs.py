@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.queue.states import TERMINAL, EventKind, Status
 from service.store.db import Database
-from service.store.models import JobEvent, JobRow, ResultRow, utcnow
+from service.store.models import DEFAULT_PROJECT_ID, JobEvent, JobRow, ResultRow, utcnow
 
 # Only decisive verdicts answer identical work; an `unknown` may be decided by a rerun.
 CACHEABLE = ("holds", "violated")
@@ -35,6 +36,7 @@ class JobSpec:
     cache_key: str
     priority: int = 0
     max_attempts: int = 3
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -88,11 +91,17 @@ def _job(row: JobRow, res: ResultRow | None) -> Job:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        project_id=row.project_id,
     )
 
 
 def _joined() -> Select[tuple[JobRow, ResultRow]]:
     return select(JobRow, ResultRow).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+
+
+def _in_project(stmt: Any, project: int | None) -> Any:
+    """``stmt`` narrowed to one project's jobs (None: every project, for workers)."""
+    return stmt if project is None else stmt.where(JobRow.project_id == project)
 
 
 def _event(s: Session, job_id: int, kind: EventKind, data: dict[str, Any]) -> None:
@@ -108,6 +117,7 @@ def _move(s: Session, row: JobRow, status: Status, reason: str | None = None) ->
     if status.terminal:
         row.finished_at = utcnow()
         row.lease_expires_at = None
+        row.inflight_key = None
     _event(s, row.id, EventKind.STATUS, data)
 
 
@@ -117,15 +127,42 @@ class JobStore:
 
     # -- the API side ------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> Job:
-        """A queued job, or one already done from the stored result of identical work."""
+        """A queued job; one already done from the stored result of identical work; or the
+        identical job already queued or running (one job per identical in-flight work)."""
+        try:
+            return self._submit(spec)
+        except IntegrityError:  # an identical job was queued concurrently: attach to it
+            return self._submit(spec)
+
+    def _submit(self, spec: JobSpec) -> Job:
         with self.db.session() as s:
+            hit = s.scalars(
+                select(ResultRow)
+                .where(ResultRow.cache_key == spec.cache_key, ResultRow.verdict.in_(CACHEABLE))
+                .order_by(ResultRow.id.desc())
+                .limit(1)
+            ).first()
+            if hit is None:
+                running = s.scalars(
+                    select(JobRow).where(JobRow.inflight_key == spec.cache_key)
+                ).first()
+                if running is not None:
+                    if running.status == Status.QUEUED.value and spec.priority > running.priority:
+                        s.execute(
+                            update(JobRow)
+                            .where(JobRow.id == running.id, JobRow.priority < spec.priority)
+                            .values(priority=spec.priority)
+                        )
+                    return _job(running, None)
             row = JobRow(
+                project_id=spec.project_id,
                 artefact_id=spec.artefact,
                 prop=spec.prop,
                 property_hash=spec.property_hash,
                 subnetwork=spec.subnetwork,
                 options=spec.options,
                 cache_key=spec.cache_key,
+                inflight_key=spec.cache_key if hit is None else None,
                 priority=spec.priority,
                 max_attempts=spec.max_attempts,
                 status=Status.QUEUED.value,
@@ -133,12 +170,6 @@ class JobStore:
             )
             s.add(row)
             s.flush()
-            hit = s.scalars(
-                select(ResultRow)
-                .where(ResultRow.cache_key == spec.cache_key, ResultRow.verdict.in_(CACHEABLE))
-                .order_by(ResultRow.id.desc())
-                .limit(1)
-            ).first()
             if hit is None:
                 _event(s, row.id, EventKind.STATUS, {"status": Status.QUEUED.value})
             else:
@@ -147,15 +178,16 @@ class JobStore:
                 _move(s, row, Status.DONE)
             return _job(row, hit)
 
-    def get(self, job_id: int) -> Job | None:
+    def get(self, job_id: int, project: int | None = None) -> Job | None:
+        """The job, if it exists (and belongs to ``project`` when one is given)."""
         with self.db.session() as s:
-            found = s.execute(_joined().where(JobRow.id == job_id)).first()
+            found = s.execute(_in_project(_joined().where(JobRow.id == job_id), project)).first()
             return _job(*found) if found else None
 
-    def certificate(self, job_id: int) -> dict[str, Any] | None:
+    def certificate(self, job_id: int, project: int | None = None) -> dict[str, Any] | None:
         with self.db.session() as s:
             stmt = select(ResultRow.certificate).join(JobRow, JobRow.result_id == ResultRow.id)
-            return s.scalars(stmt.where(JobRow.id == job_id)).first()
+            return s.scalars(_in_project(stmt.where(JobRow.id == job_id), project)).first()
 
     def list(
         self,
@@ -165,8 +197,9 @@ class JobStore:
         artefact: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        project: int | None = None,
     ) -> tuple[list[Job], int]:
-        stmt = _joined()
+        stmt = _in_project(_joined(), project)
         if status:
             stmt = stmt.where(JobRow.status == status)
         if verdict:
@@ -178,11 +211,11 @@ class JobStore:
             rows = s.execute(stmt.order_by(JobRow.id.desc()).limit(limit).offset(offset))
             return [_job(*r) for r in rows], total
 
-    def cancel(self, job_id: int) -> Job | None:
+    def cancel(self, job_id: int, project: int | None = None) -> Job | None:
         """Cancel a queued or running job (its worker notices at its next poll)."""
         with self.db.session() as s:
             row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None:
+            if row is None or (project is not None and row.project_id != project):
                 return None
             if Status(row.status) not in TERMINAL:
                 _move(s, row, Status.CANCELLED, "cancelled by request")
@@ -199,9 +232,21 @@ class JobStore:
             )
             return [Event(e.id, e.job_id, EventKind(e.kind), e.data, e.created_at) for e in rows]
 
-    def status_counts(self) -> dict[str, int]:
+    def events_of(self, job_ids: list[int], after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of any of ``job_ids`` after event id ``after``, oldest first."""
         with self.db.session() as s:
-            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            rows = s.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id.in_(job_ids), JobEvent.id > after)
+                .order_by(JobEvent.id)
+                .limit(limit)
+            )
+            return [Event(e.id, e.job_id, EventKind(e.kind), e.data, e.created_at) for e in rows]
+
+    def status_counts(self, project: int | None = None) -> dict[str, int]:
+        stmt = _in_project(select(JobRow.status, func.count()), project)
+        with self.db.session() as s:
+            rows = s.execute(stmt.group_by(JobRow.status))
             return {status: n for status, n in rows}
 
     def finished_seconds(self) -> list[float]:
@@ -209,28 +254,35 @@ class JobStore:
             stmt = select(JobRow.seconds).where(JobRow.seconds.is_not(None), ~JobRow.cached)
             return [float(x) for x in s.scalars(stmt)]
 
-    def verdict_counts(self) -> dict[str, int]:
+    def verdict_counts(self, project: int | None = None) -> dict[str, int]:
         """Finished jobs by verdict (a cached job counts like the job it reuses)."""
         with self.db.session() as s:
-            stmt = (
-                select(ResultRow.verdict, func.count())
-                .join(JobRow, JobRow.result_id == ResultRow.id)
-                .group_by(ResultRow.verdict)
-            )
+            stmt = _in_project(
+                select(ResultRow.verdict, func.count()).join(
+                    JobRow, JobRow.result_id == ResultRow.id
+                ),
+                project,
+            ).group_by(ResultRow.verdict)
             return {verdict: n for verdict, n in s.execute(stmt)}
 
-    def latest_per_property(self, artefacts: list[str] | None = None) -> list[Job]:
+    def latest_per_property(
+        self, artefacts: list[str] | None = None, project: int | None = None
+    ) -> list[Job]:
         """The newest job of each (artefact, property) pair, optionally for some artefacts."""
-        newest = select(func.max(JobRow.id)).group_by(JobRow.artefact_id, JobRow.property_hash)
+        newest = _in_project(select(func.max(JobRow.id)), project).group_by(
+            JobRow.artefact_id, JobRow.property_hash
+        )
         if artefacts is not None:
             newest = newest.where(JobRow.artefact_id.in_(artefacts))
         with self.db.session() as s:
             rows = s.execute(_joined().where(JobRow.id.in_(newest)).order_by(JobRow.id.desc()))
             return [_job(*r) for r in rows]
 
-    def history(self, artefacts: list[str], limit: int = 2000) -> list[Job]:
+    def history(
+        self, artefacts: list[str], limit: int = 2000, project: int | None = None
+    ) -> list[Job]:
         """Jobs on these artefacts, oldest first (the newest ``limit`` of them)."""
-        stmt = _joined().where(JobRow.artefact_id.in_(artefacts))
+        stmt = _in_project(_joined().where(JobRow.artefact_id.in_(artefacts)), project)
         with self.db.session() as s:
             rows = s.execute(stmt.order_by(JobRow.id.desc()).limit(limit))
             return [_job(*r) for r in reversed(rows.all())]
@@ -293,10 +345,29 @@ class JobStore:
             .with_for_update()
         ).first()
 
-    def finish(self, job_id: int, worker_id: str, result: dict[str, Any], seconds: float) -> bool:
-        """Store the result and mark the job done, if this worker still holds it."""
+    def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        result: dict[str, Any],
+        seconds: float,
+        adopt: bool = False,
+    ) -> bool:
+        """Store the result and mark the job done, if this worker still holds it; with
+        ``adopt`` also if its lease ran out meanwhile (a database outage) and no other worker
+        has claimed it yet: the work is done, so it is not run again."""
         with self.db.session() as s:
             row = self._held(s, job_id, worker_id)
+            if row is None and adopt:
+                row = s.scalars(
+                    select(JobRow)
+                    .where(
+                        JobRow.id == job_id,
+                        JobRow.status == Status.QUEUED.value,
+                        JobRow.worker_id.is_(None),
+                    )
+                    .with_for_update()
+                ).first()
             if row is None:
                 return False
             res = ResultRow(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, MetaData, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -28,6 +28,44 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, bytes: LargeBinary}
+
+
+# Open mode and data from before projects existed belong to this project (made by migration 0002).
+DEFAULT_PROJECT_ID = 1
+DEFAULT_PROJECT = "default"
+
+
+class Project(Base):
+    """A team's space: its tokens, artefacts and jobs are invisible to other projects."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token: ``pw_<id>_<secret>``; only an argon2 hash of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(String(64))  # comma-separated, sorted
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ProjectArtefact(Base):
+    """An artefact as one project uploaded it (the bytes are shared, the name is not)."""
+
+    __tablename__ = "project_artefacts"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    artefact_id: Mapped[str] = mapped_column(ForeignKey("artefacts.id"), primary_key=True)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Artefact(Base):
@@ -62,12 +100,19 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_claim", "status", "priority", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: SQLite cannot add one without rebuilding `jobs`, and a rebuild would
+    # cascade-delete every job_events row. Projects are never deleted.
+    project_id: Mapped[int] = mapped_column(
+        index=True, server_default=text(str(DEFAULT_PROJECT_ID))
+    )
     artefact_id: Mapped[str] = mapped_column(ForeignKey("artefacts.id"), index=True)
     prop: Mapped[dict[str, Any]]
     property_hash: Mapped[str] = mapped_column(String(64))
     subnetwork: Mapped[dict[str, Any] | None]
     options: Mapped[dict[str, Any]]
     cache_key: Mapped[str] = mapped_column(String(64))
+    # The cache key while queued or running, else NULL: identical in-flight work is one job.
+    inflight_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     priority: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)

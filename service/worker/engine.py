@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -48,7 +49,13 @@ def inspect_artefact(data: bytes) -> tuple[str, dict[str, Any]]:
     if kind == "module":
         return kind, _inspect_module(data.decode("utf-8"))
     model = _load_model(data)
-    return kind, {"n_inputs": int(model.n_inputs), "n_outputs": int(model.n_outputs)}
+    return kind, {
+        "n_inputs": int(model.n_inputs),
+        "n_outputs": int(model.n_outputs),
+        # Shown beside counterexamples: X_i / Y_j are elements of these tensors.
+        "input_name": model.graph.input_name,
+        "output_name": model.graph.output_name,
+    }
 
 
 def _inspect_module(source: str) -> dict[str, Any]:
@@ -119,22 +126,24 @@ def run_job(
     """Run one job in this (sandboxed) process; return ``Result.to_json()``."""
     from verifiers.result import Result, Verdict
 
+    started = time.monotonic()
     try:
         if payload["kind"] == "system":
             return _run_system(payload)
         if payload["kind"] == "module":
             return _run_module(payload, on_progress)
-        return _run_onnx(payload, on_progress)
+        return _run_onnx(payload, on_progress, started)
     except VerifierError as exc:
         return Result(Verdict.ERROR, reason=str(exc)).to_json()
 
 
-def _options(payload: dict[str, Any]) -> Any:
+def _options(payload: dict[str, Any], spent_s: float = 0.0) -> Any:
+    """The engine's options; ``spent_s`` (loading, preparing) counts toward the timeout."""
     from verifiers.options import Options
 
     opts = payload["options"]
     return Options(
-        timeout_s=float(opts["timeout_s"]),
+        timeout_s=max(1e-3, float(opts["timeout_s"]) - spent_s),
         workers=1,
         seed=int(opts.get("seed", 0)),
         margin=float(opts.get("margin", 0.0)),
@@ -142,7 +151,7 @@ def _options(payload: dict[str, Any]) -> Any:
 
 
 def _run_onnx(
-    payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None]
+    payload: dict[str, Any], on_progress: Callable[[dict[str, Any]], None], started: float
 ) -> dict[str, Any]:
     from verifiers.components import OnnxComponent
     from verifiers.verify import verify
@@ -155,10 +164,44 @@ def _run_onnx(
     )
     model = _load_model(payload["data"], sub)
     prop = build_property(payload["prop"], (int(model.n_inputs), int(model.n_outputs)))
-    result = verify(
-        component, prop, _options(payload), on_progress=lambda p: on_progress(p.to_json())
+    spent = time.monotonic() - started
+    if spent >= float(payload["options"]["timeout_s"]):
+        from service.worker.sandbox import unknown
+
+        return unknown(
+            f"timeout ({payload['options']['timeout_s']:g} s) reached while loading the model "
+            f"and preparing the property ({spent:.1f} s)"
+        )
+    options = _options(payload, spent)
+    result = verify(component, prop, options, on_progress=lambda p: on_progress(p.to_json()))
+    data = result.to_json()
+    if payload.get("check_certificate", True) and data.get("certificate"):
+        _check_certificate(data, model, prop, float(payload["options"]["timeout_s"]))
+    return data
+
+
+def _check_certificate(data: dict[str, Any], model: Any, prop: Any, timeout_s: float) -> None:
+    """Re-check a `holds` certificate with the independent checker, within what is left of
+    the job's CPU budget (sandbox.Limits), and record the outcome in the certificate and
+    the stats. A certificate the checker rejects turns the verdict into `unknown`."""
+    from verifiers.certify.checker import CHECKER_VERSION, check
+
+    budget = timeout_s + max(10.0, 0.5 * timeout_s) - float(data["stats"]["seconds"]) - 5.0
+    report = check(
+        data["certificate"], model.network, prop, model.sha256, budget_s=max(budget, 1.0)
     )
-    return result.to_json()
+    outcome = {
+        "checked": report.checked,
+        "valid": report.valid if report.checked else None,
+        "checker": CHECKER_VERSION,
+        "seconds": round(report.seconds, 3),
+        "message": report.message,
+    }
+    data["certificate"]["check"] = outcome
+    data["stats"]["certificate_check"] = outcome
+    if report.checked and not report.valid:
+        data["verdict"] = "unknown"
+        data["reason"] = f"the certificate failed the independent check: {report.message}"
 
 
 def _run_module(
@@ -209,11 +252,21 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+MAX_PATH = 1024
+MAX_PATH_PARTS = 32
+
+
 def check_relative_path(path: str) -> PurePosixPath:
     """A file name under the job's folder: relative, without `..`; raises ValueError."""
     pure = PurePosixPath(path)
     if not path or "\x00" in path:
         raise ValueError("expected a file path")
+    if len(path) > MAX_PATH or len(pure.parts) > MAX_PATH_PARTS:
+        raise ValueError(
+            f"'{path[:60]}…' is too long: at most {MAX_PATH} characters in {MAX_PATH_PARTS} parts"
+        )
+    if any(len(part.encode()) > 255 for part in pure.parts):
+        raise ValueError("a file or folder name is longer than 255 bytes")
     if pure.is_absolute():
         raise ValueError(f"'{path}' is absolute: give a path relative to the system")
     if ".." in pure.parts:

@@ -15,16 +15,15 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from service.config import Settings
 from service.store.artefacts import ArtefactStore
-from service.store.db import Database
+from service.store.db import DATABASE_DOWN, Database
 from service.store.jobs import Job, JobStore
 from service.store.migrate import ensure_schema
 from service.store.workers import WorkerStore
+from service.worker.pending import PendingWrites
 from service.worker.runner import Child, unknown
-from service.worker.sandbox import DEFAULT_RUNNER, Limits
+from service.worker.sandbox import DEFAULT_RUNNER, Limits, grace_s, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ class Worker:
         self.stopping = threading.Event()
         self._last_progress: dict[int, float] = {}
         self._last_lease = self._last_beat = self._last_reclaim = 0.0
+        self.pending = PendingWrites()
 
     def request_stop(self, *_: Any) -> None:
         self.stopping.set()
@@ -59,13 +59,14 @@ class Worker:
     def run(self, migrate: bool = True) -> None:
         if migrate:
             ensure_schema(self.db)
+        warm_up()
         self.workers.register(self.id, socket.gethostname(), os.getpid(), self.concurrency)
         log.info("worker %s started (concurrency %d)", self.id, self.concurrency)
         try:
             while not self.stopping.is_set():
                 try:
                     self.tick()
-                except OperationalError as exc:  # the database went away: retry, keep the children
+                except DATABASE_DOWN as exc:  # the database went away: retry, keep the children
                     log.warning("worker %s: database error, retrying: %s", self.id, exc)
                     self.stopping.wait(2.0)
                 self.stopping.wait(self.settings.poll_s)
@@ -77,6 +78,7 @@ class Worker:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             log.warning("worker %s: its parent process is gone; stopping", self.id)
             self.stopping.set()
+        self.pending.flush()  # before reclaiming: a kept result beats running the job again
         self._collect()
         self._check_held(renew=now - self._last_lease >= self.settings.lease_s / 3)
         if now - self._last_reclaim >= min(5.0, self.settings.lease_s / 2):
@@ -93,6 +95,9 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stop claiming; give running jobs back to the queue."""
+        self.pending.flush()
+        if len(self.pending):
+            log.error("worker %s: %d results could not be stored", self.id, len(self.pending))
         for job_id, child in list(self.children.items()):
             child.kill()
             self.jobs.release(job_id, self.id, "worker stopped; job returned to the queue")
@@ -130,9 +135,12 @@ class Worker:
             "subnetwork": job.subnetwork,
             "attempt": job.attempts,
             "options": {**job.options, "timeout_s": timeout},
+            "check_certificate": self.settings.check_certificates,
         }
         limits = Limits.for_timeout(timeout, memory)
-        self.children[job.id] = Child(job.id, payload, limits, self.runner, wall_s=2 * timeout + 30)
+        # The child's watchdog ends it at timeout + grace; this is the backstop behind it.
+        wall = timeout + 2 * grace_s(timeout) + 5
+        self.children[job.id] = Child(job.id, payload, limits, self.runner, wall_s=wall)
         log.info("job %d started (attempt %d)", job.id, job.attempts)
 
     def _check_held(self, renew: bool) -> None:
@@ -157,19 +165,32 @@ class Worker:
                 child.kill()
                 self.children.pop(job_id)
                 reason = f"wall-clock limit ({child.deadline - child.started:.0f} s) exceeded"
-                self.jobs.finish(job_id, self.id, unknown(reason), child.seconds)
+                self._store(job_id, unknown(reason), None, child.seconds)
 
     def _progress(self, job_id: int, reports: list[dict[str, Any]]) -> None:
         now = time.monotonic()
         if reports and now - self._last_progress.get(job_id, 0.0) >= PROGRESS_EVERY_S:
             self._last_progress[job_id] = now
-            self.jobs.progress(job_id, self.id, reports[-1])
+            try:
+                self.jobs.progress(job_id, self.id, reports[-1])
+            except DATABASE_DOWN:  # progress is advisory: the next report replaces it
+                log.warning("job %d: progress not stored (database unavailable)", job_id)
 
     def _finish(self, job_id: int, child: Child) -> None:
         outcome = child.outcome()
         self._last_progress.pop(job_id, None)
-        if outcome.result is not None:
-            done = self.jobs.finish(job_id, self.id, outcome.result, child.seconds)
-        else:
-            done = self.jobs.fail(job_id, self.id, outcome.failure or "unknown failure")
-        log.info("job %d finished (%s)", job_id, "stored" if done else "no longer ours")
+        self._store(job_id, outcome.result, outcome.failure, child.seconds)
+
+    def _store(
+        self, job_id: int, result: dict[str, Any] | None, failure: str | None, seconds: float
+    ) -> None:
+        """Finish (or fail) the job; through a database outage, keep trying."""
+
+        def write(retrying: bool) -> bool:
+            if result is not None:
+                return self.jobs.finish(job_id, self.id, result, seconds, adopt=retrying)
+            return self.jobs.fail(job_id, self.id, failure or "unknown failure")
+
+        done = self.pending.record(job_id, write)
+        state = {True: "stored", False: "no longer ours", None: "kept until the database is back"}
+        log.info("job %d finished (%s)", job_id, state[done])

@@ -9,7 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from service.worker.sandbox import Limits, child_main, context
+from service.worker.sandbox import Limits, child_main, context, unknown
+
+__all__ = ["Child", "Outcome", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -18,16 +20,6 @@ class Outcome:
 
     result: dict[str, Any] | None
     failure: str | None = None
-
-
-def unknown(reason: str) -> dict[str, Any]:
-    return {
-        "verdict": "unknown",
-        "reason": reason,
-        "counterexample": None,
-        "stats": {"seconds": 0.0, "method": "", "subproblems": 0, "proved_fraction": 0.0},
-        "certificate": None,
-    }
 
 
 class Child:

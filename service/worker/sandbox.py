@@ -57,6 +57,20 @@ def context() -> BaseContext:
     return ctx
 
 
+def _nothing() -> None:
+    return None
+
+
+def warm_up() -> None:
+    """Start the fork server and let it import PRELOAD now, before any job is claimed.
+
+    On a loaded machine that takes seconds; done after a claim, it can outlast a short
+    lease, and another worker would take the job again."""
+    process = context().Process(target=_nothing, name="proofwell-warm-up")
+    process.start()
+    process.join(timeout=120)
+
+
 def resolve(runner: str) -> Callable[..., dict[str, Any]]:
     module, _, name = runner.partition(":")
     fn: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), name)
@@ -83,22 +97,75 @@ def _watch_parent(conn: Connection) -> None:
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+def unknown(reason: str) -> dict[str, Any]:
+    """An `unknown` result for a resource limit (time or memory) with its reason."""
+    return {
+        "verdict": "unknown",
+        "reason": reason,
+        "counterexample": None,
+        "stats": {"seconds": 0.0, "method": "", "subproblems": 0, "proved_fraction": 0.0},
+        "certificate": None,
+    }
+
+
+class _Reply:
+    """The pipe to the worker, shared by the job and its watchdog: one final message."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.lock, self.done = conn, threading.Lock(), False
+
+    def progress(self, data: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.done:
+                self.conn.send(("progress", data))
+
+    def final(self, message: tuple[str, Any]) -> bool:
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            with contextlib.suppress(Exception):
+                self.conn.send(message)
+            return True
+
+
+def _watchdog(reply: _Reply, timeout_s: float) -> None:
+    """End the job at its timeout plus a grace, whatever it is doing (loading the model,
+    preparing the property, or a solver call that does not return): `unknown`, with why."""
+    reason = f"timeout ({timeout_s:g} s) reached (including loading and preparing the property)"
+    if reply.final(("result", unknown(reason))):
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def grace_s(timeout_s: float) -> float:
+    """How long past its timeout a job may take to report (the engine checks its deadline
+    between steps, not within them)."""
+    return min(30.0, 2.0 + 0.1 * timeout_s)
+
+
 def child_main(conn: Connection, payload: dict[str, Any], limits: Limits, runner: str) -> None:
     os.setsid()  # own process group: the worker kills the job with everything it started
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
+    reply = _Reply(conn)
+    timeout = (payload.get("options") or {}).get("timeout_s")
+    if timeout:
+        timer = threading.Timer(
+            float(timeout) + grace_s(float(timeout)), _watchdog, (reply, timeout)
+        )
+        timer.daemon = True
+        timer.start()
     try:
         fn = resolve(runner)
         apply_limits(limits)
-        result = fn(payload, lambda progress: conn.send(("progress", progress)))
+        result = fn(payload, reply.progress)
         # An allocation that failed inside a library may come back as an `error` verdict.
         failed_alloc = result.get("verdict") == "error" and _ALLOC.search(result.get("reason", ""))
-        conn.send(("memory", None) if failed_alloc else ("result", result))
+        reply.final(("memory", None) if failed_alloc else ("result", result))
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, never swallowed
         message = (
             ("memory", None) if out_of_memory(exc) else ("crash", f"{type(exc).__name__}: {exc}")
         )
-        with contextlib.suppress(Exception):
-            conn.send(message)
+        reply.final(message)
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -108,4 +175,12 @@ def out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
         return True
     text = str(exc)
-    return isinstance(exc, ImportError) and ("failed to map" in text or "memory" in text)
+    if isinstance(exc, ImportError):
+        return "failed to map" in text or "memory" in text
+    # z3 reports an allocation that failed under the address-space limit as a Z3Exception
+    # ("out of memory", "bad_alloc"); other libraries as their own exception types.
+    return (
+        _ALLOC.search(text) is not None
+        or type(exc).__name__ == "Z3Exception"
+        and ("memory" in text.lower())
+    )

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.shared_data import VNNCOMP_TEST, needs_shared
+from tests.fixtures import VNNCOMP_TEST
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from service.cli import app; app()"
@@ -51,7 +51,6 @@ FLAGS = [
 
 pytestmark = [
     pytest.mark.browser,
-    needs_shared,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed"),
 ]
 

@@ -137,6 +137,7 @@ def status_events(svc: Service, job_id: int) -> list[str]:
     return [e.data["status"] for e in svc.jobs.events_after(job_id) if e.kind.value == "status"]
 
 
+@pytest.mark.slow
 def test_three_workers_do_each_of_100_jobs_once(service: Service) -> None:
     ids = [service.submit(f"job-{i}").id for i in range(100)]
     for _ in range(3):
@@ -196,6 +197,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_api_and_two_workers_on_postgres(tmp_path: Path) -> None:
     """The documented topology without Docker: db upgrade, serve --workers 0, 2 workers."""
     import httpx

@@ -32,7 +32,7 @@ def test_upload_is_content_addressed_and_deduplicated(client: TestClient) -> Non
     body = first.json()
     assert body["id"] == hashlib.sha256(data).hexdigest()
     assert (body["kind"], body["size"]) == ("onnx", len(data))
-    assert body["meta"] == {"n_inputs": 2, "n_outputs": 2}
+    assert body["meta"] == {"n_inputs": 2, "n_outputs": 2, "input_name": "x", "output_name": "y"}
     again = upload(client, data, "other-name.onnx")
     assert again.status_code == 200 and again.json()["id"] == body["id"]
     assert client.get(f"/v1/artefacts/{body['id']}").json()["kind"] == "onnx"
@@ -71,7 +71,7 @@ def test_module_source_is_parsed_not_run(client: TestClient) -> None:
 
 def test_upload_over_the_limit_is_413(tmp_path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/small.db", max_upload_mb=0.001)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         r = upload(client, b"x" * 5000)
         assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
         assert r.json()["errors"][0]["pointer"] == "/file"

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.fixtures import VNNCOMP_TEST
 from tests.integration.runners import with_delay
-from tests.shared_data import VNNCOMP_TEST, needs_shared
 
 PROBLEM = "application/problem+json"
-pytestmark = needs_shared
 
 
 def prop() -> str:
@@ -58,7 +57,12 @@ def test_verdicts_certificate_and_cache(client: TestClient, worker: object) -> N
     assert len(broken["counterexample"]["inputs"]) == 5
     assert broken["counterexample"]["margin"] >= 0
     assert held["stats"]["proved_fraction"] == 1.0
-    assert client.get(f"/v1/jobs/{held['id']}/certificate").status_code == 200
+    check = held["stats"]["certificate_check"]
+    assert check["checked"] and check["valid"] and check["checker"].startswith("proofwell")
+    assert check["seconds"] >= 0
+    downloaded = client.get(f"/v1/jobs/{held['id']}/certificate")
+    assert downloaded.status_code == 200
+    assert downloaded.json()["format"] == "proofwell-certificate"
     cert = client.get(f"/v1/jobs/{broken['id']}/certificate")
     assert cert.status_code == 404 and cert.headers["content-type"] == PROBLEM
     again = submit(client, unsat, prop())

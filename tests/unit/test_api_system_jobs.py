@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.test_api_jobs import wait_done
@@ -48,6 +49,7 @@ def problem(r: Any, status: int) -> dict[str, Any]:
     return dict(r.json())
 
 
+@pytest.mark.slow
 def test_equivalence_holds_and_fails_and_is_cached(client: TestClient, worker: object) -> None:
     files = mapping(client)
     r_holds, r_fails = (

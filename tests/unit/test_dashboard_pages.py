@@ -10,11 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from tests.shared_data import VNNCOMP_TEST, needs_shared
+from tests.fixtures import VNNCOMP_TEST
 
 EVIL = "<script>alert(1)</script>"
 HTML = "text/html"
-pytestmark = needs_shared
 
 
 def prop() -> str:
@@ -94,11 +93,12 @@ def test_pages_show_verdicts_counterexample_proof_and_regression(
     good = page(client, f"/jobs/{held}")
     assert 'class="badge v-holds"' in good and f'href="/v1/jobs/{held}/certificate"' in good
     assert "Subproblems" in good and "Download the certificate" in good
-    assert "<caption>Input box</caption>" in good and "-0.303531" in good
+    assert 'class="certificate-check' in good
+    assert "<caption>Input box</caption>" in good and "-0.28" in good
 
     model = page(client, f"/models/{v2}")
     assert "regression" in model and "v2 (this)" in model and f'href="/models/{v1}"' in model
-    assert "<svg" in model and "test property is acas xu property 3" in model
+    assert "<svg" in model and "test property: unsafe when Y_0 is minimal" in model
     assert "1 of 2" in page(client, f"/models/{v1}")
 
     texts = [home, bad, good, model, page(client, "/jobs"), page(client, f"/jobs/{also}")]
@@ -163,10 +163,11 @@ def test_unknown_pages_are_404_and_assets_are_local(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("url", ["/", "/jobs", "/jobs/1", "/models/x"])
-def test_pages_need_the_read_scope_outside_open_mode(settings: Settings, url: str) -> None:
+def test_pages_redirect_to_login_outside_open_mode(settings: Settings, url: str) -> None:
     from service.app import create_app
 
     app = create_app(settings.model_copy(update={"open_mode": False}))
-    with TestClient(app) as c:
-        assert c.get(url).status_code == 401
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as c:
+        r = c.get(url)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
     app.state.services.db.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from tests.oracle import exact_maximum, random_network
 from tests.unit.test_search_oracle import to_network
@@ -13,6 +14,7 @@ from verifiers.falsify.pgd import unsafe_margin
 from verifiers.falsify.regions import activation_pattern, deepest_in_region
 
 
+@pytest.mark.slow
 def test_lp_reaches_the_exact_maximum_of_the_region_it_starts_in() -> None:
     """Unsafe: c.y >= t with t just below the true maximum (found by exhaustive enumeration of
     activation patterns). Started from a safe point near the maximiser, the LP must return an

@@ -10,12 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from tests.fixtures.make_fixtures import SUB5, onnx_network, random_layers
 from tests.onnx_builders import dense_relu_model, make_model, random_dense, to_bytes
 from verifiers.errors import ModelError, UnsupportedError
 from verifiers.model import load_model
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ACAS_1_1 = SHARED / "benchmarks" / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"
 
 
 def _dense_bytes() -> bytes:
@@ -176,9 +174,11 @@ def test_subnetwork_with_unknown_tensor_name() -> None:
         load_model(_dense_bytes(), outputs=["no_such_tensor"])
 
 
-@pytest.mark.skipif(not ACAS_1_1.exists(), reason=f"ACAS Xu benchmarks not found at {ACAS_1_1}")
-def test_acasxu_network_loads_and_matches_onnxruntime() -> None:
-    model = load_model(ACAS_1_1)
+def test_acasxu_shaped_network_loads_and_matches_onnxruntime() -> None:
+    """ACAS Xu's layout: Sub, Flatten, then MatMul + Add + Relu layers (6 x 50)."""
+    weights, biases = random_layers(3, [5, 50, 50, 50, 50, 50, 50, 5])
+    weights = [w / np.sqrt(w.shape[1]) for w in weights]  # outputs of order 1, as in ACAS Xu
+    model = load_model(onnx_network(weights, biases, SUB5).SerializeToString())
     assert (model.n_inputs, model.n_outputs) == (5, 5)
     assert [n.op_type for n in model.graph.nodes[:4]] == ["Sub", "Flatten", "MatMul", "Add"]
     x = np.random.default_rng(2).uniform(-0.5, 0.5, size=(50, 5))

@@ -317,6 +317,7 @@ def in_phase(network, x, phases: tuple[Phase, ...], scale: float) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_phase_region_is_refuted_only_when_that_phase_is_safe() -> None:
     """One or two ReLUs fixed to a phase: the threshold a hair above the phase's own maximum
     is refuted, a hair below gives a candidate in that phase. Where the rest of the box goes

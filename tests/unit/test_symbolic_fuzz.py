@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
 import z3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -115,6 +116,7 @@ def _exercise(source: str) -> None:
             assert z3.is_expr(term)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(modules())
 def test_generated_modules_only_raise_module_error(source: str):
@@ -181,6 +183,7 @@ def typed_modules(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(typed_modules())
 def test_typed_modules_evaluate_and_compile(source: str):

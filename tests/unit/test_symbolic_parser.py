@@ -120,6 +120,7 @@ def test_source_size_limit():
         parse_module("#" * 200_000)
 
 
+@pytest.mark.slow
 def test_unrolled_size_limit():
     body = "for i in range(1000):\n    for j in range(1000):\n        x = x + 1.0\nreturn x"
     with pytest.raises(ModuleError, match="unrolls to more than"):

@@ -199,6 +199,7 @@ def test_example_equivalence_fails_below_the_deviation():
     assert result.certificate["max_deviation"] > system["epsilon"]
 
 
+@pytest.mark.slow
 def test_example_closed_loop():
     base = EXAMPLES / "closed_loop"
     for name, verdict in [("SYSTEM.json", Verdict.HOLDS), ("SYSTEM_fails.json", Verdict.VIOLATED)]:

@@ -14,9 +14,12 @@ from verifiers.spec import Case, Conjunction, HalfSpace, Property, parse_vnnlib,
 from verifiers.spec.sexpr import Atom, SList, read_sexprs
 from verifiers.spec.vnnlib import MAX_DNF_TERMS
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-BENCHMARK_FILES = sorted(SHARED.glob("*/*.vnnlib")) if SHARED.is_dir() else []
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "benchmarks"  # VNN-COMP's files, when they sit beside us
+VNNLIB_FILES = sorted(
+    [*ROOT.glob("examples/**/*.vnnlib"), *ROOT.glob("tests/fixtures/**/*.vnnlib")]
+    + (sorted(SHARED.glob("*/*.vnnlib")) if SHARED.is_dir() else [])
+)
 
 F = Fraction
 ACAS_DECLS = "\n".join(
@@ -25,9 +28,8 @@ ACAS_DECLS = "\n".join(
 )
 
 
-def load(relative: str) -> Property:
-    path = SHARED / relative
-    return parse_vnnlib(path.read_text(), source=str(path))
+def load(text: str) -> Property:
+    return parse_vnnlib(text, source="acas.vnnlib")
 
 
 def unit(*pairs: tuple[int, int], n: int = 5) -> tuple[Fraction, ...]:
@@ -43,12 +45,11 @@ def error_of(text: str, **kwargs: int) -> SpecError:
     return info.value
 
 
-# --- the shared benchmarks ---------------------------------------------------------------------
+# --- files in VNN-COMP's layout --------------------------------------------------------------
 
 
-@needs_shared
-@pytest.mark.parametrize("path", BENCHMARK_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_benchmark_parses_and_round_trips(path: Path) -> None:
+@pytest.mark.parametrize("path", VNNLIB_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_vnnlib_file_parses_and_round_trips(path: Path) -> None:
     prop = parse_vnnlib(path.read_text(), source=str(path))
     assert prop.cases
     assert all(not case.is_empty() for case in prop.cases)
@@ -57,15 +58,36 @@ def test_every_benchmark_parses_and_round_trips(path: Path) -> None:
     assert again.sha256() == prop.sha256()
 
 
-def test_benchmark_files_are_found_when_shared_exists() -> None:
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent")
-    assert len(BENCHMARK_FILES) >= 14
+def test_the_shipped_files_are_found() -> None:
+    assert len([p for p in VNNLIB_FILES if SHARED not in p.parents]) >= 10
 
 
-@needs_shared
+# ACAS Xu's properties as VNN-COMP writes them: one assert per bound, `or` of `and`s.
+def acas(inputs: str, outputs: str) -> str:
+    return f"; ACAS Xu style\n{ACAS_DECLS}\n{inputs}\n{outputs}\n"
+
+
+def bounds(*pairs: tuple[str, str]) -> str:
+    return "\n".join(
+        f"(assert (<= X_{i} {hi}))\n(assert (>= X_{i} {lo}))" for i, (lo, hi) in enumerate(pairs)
+    )
+
+
+PROP_1_BOX = bounds(
+    ("0.6", "0.679857769"), ("-0.5", "0.5"), ("-0.5", "0.5"), ("0.45", "0.5"), ("-0.5", "-0.45")
+)
+PROP_3_BOX = bounds(
+    ("-0.303531156", "-0.298552812"),
+    ("-0.009549297", "0.009549297"),
+    ("0.493380324", "0.5"),
+    ("0.3", "0.5"),
+    ("0.3", "0.5"),
+)
+COC_MINIMAL = "\n".join(f"(assert (<= Y_0 Y_{j}))" for j in range(1, 5))
+
+
 def test_acas_prop_1_structure() -> None:
-    prop = load("acasxu/prop_1.vnnlib")
+    prop = load(acas(PROP_1_BOX, "(assert (>= Y_0 3.991125645861615))"))
     assert (prop.n_inputs, prop.n_outputs, len(prop.cases)) == (5, 5, 1)
     case = prop.cases[0]
     assert case.lower_exact == (F("0.6"), F("-0.5"), F("-0.5"), F("0.45"), F("-0.5"))
@@ -73,20 +95,17 @@ def test_acas_prop_1_structure() -> None:
     assert case.unsafe == (Conjunction((HalfSpace(unit((0, -1)), -F("3.991125645861615")),)),)
 
 
-@needs_shared
 def test_acas_prop_2_is_one_conjunction_of_four() -> None:
-    (case,) = load("acasxu/prop_2.vnnlib").cases
-    assert case.lower_exact == load("acasxu/prop_1.vnnlib").cases[0].lower_exact
+    outputs = "\n".join(f"(assert (<= Y_{j} Y_0))" for j in range(1, 5))
+    (case,) = load(acas(PROP_1_BOX, outputs)).cases
     (conjunction,) = case.unsafe
     assert conjunction.halfspaces == tuple(
         HalfSpace(unit((j, 1), (0, -1)), F(0)) for j in range(1, 5)
     )
 
 
-@needs_shared
-@pytest.mark.parametrize("name", ["acasxu/prop_3.vnnlib", "vnncomp-test/test_prop.vnnlib"])
-def test_acas_prop_3_minimal_coc(name: str) -> None:
-    (case,) = load(name).cases
+def test_acas_prop_3_minimal_coc() -> None:
+    (case,) = load(acas(PROP_3_BOX, COC_MINIMAL)).cases
     (conjunction,) = case.unsafe
     assert conjunction.halfspaces == tuple(
         HalfSpace(unit((0, 1), (j, -1)), F(0)) for j in range(1, 5)
@@ -95,33 +114,67 @@ def test_acas_prop_3_minimal_coc(name: str) -> None:
     assert case.lower_exact[3:] == (F("0.3"), F("0.3"))
 
 
-@needs_shared
-def test_test_prop_box_is_exact() -> None:
-    (case,) = load("vnncomp-test/test_prop.vnnlib").cases
+def test_long_decimals_are_read_exactly() -> None:
+    box = bounds(
+        ("-0.30353115613746867", "-0.29855281193475053"),
+        ("-0.1", "0.1"),
+        ("0.4933803235848431", "0.49999999998567607"),
+        ("0.3", "0.5"),
+        ("0.3", "0.5"),
+    )
+    (case,) = load(acas(box, COC_MINIMAL)).cases
     assert case.upper_exact[0] == F("-0.29855281193475053")
     assert case.lower_exact[2] == F("0.4933803235848431")
     assert case.upper_exact[2] == F("0.49999999998567607")
 
 
-@needs_shared
 def test_acas_prop_4_point_bound() -> None:
-    (case,) = load("acasxu/prop_4.vnnlib").cases
+    box = bounds(
+        ("-0.303531156", "-0.298552812"),
+        ("-0.009549297", "0.009549297"),
+        ("0.0", "0.0"),
+        ("0.318181818", "0.5"),
+        ("0.083333333", "0.166666667"),
+    )
+    (case,) = load(acas(box, COC_MINIMAL)).cases
     assert case.lower_exact[2] == case.upper_exact[2] == 0
     assert case.lower_exact[4] == F("0.083333333")
     assert len(case.unsafe) == 1 and len(case.unsafe[0].halfspaces) == 4
 
 
-@needs_shared
+def box_and(lows: list[str], highs: list[str]) -> str:
+    return (
+        "(and "
+        + " ".join(
+            f"(<= X_{i} {hi}) (>= X_{i} {lo})"
+            for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))
+        )
+        + ")"
+    )
+
+
 def test_acas_prop_6_two_boxes_four_disjuncts_each() -> None:
-    prop = load("acasxu/prop_6.vnnlib")
+    lows = ["-0.129289109", "0.11140846", "-0.499999896", "-0.5", "-0.5"]
+    highs = ["0.700434925", "0.499999896", "-0.499204121", "0.5", "0.5"]
+    mirrored_lows = [*lows[:1], "-0.499999896", *lows[2:]]
+    mirrored_highs = [*highs[:1], "-0.11140846", *highs[2:]]
+    inputs = (
+        f"(assert (or\n    {box_and(lows, highs)}\n    {box_and(mirrored_lows, mirrored_highs)}\n))"
+    )
+    outputs = "(assert (or\n" + "".join(f"    (and (<= Y_{j} Y_0))\n" for j in range(1, 5)) + "))"
+    prop = load(acas(inputs, outputs))
     assert [len(case.unsafe) for case in prop.cases] == [4, 4]
     assert prop.cases[0].lower_exact[1] == F("0.11140846")
     assert prop.cases[1].upper_exact[1] == F("-0.11140846")
 
 
-@needs_shared
 def test_acas_prop_7_one_case_two_conjunctions() -> None:
-    (case,) = load("acasxu/prop_7.vnnlib").cases
+    outputs = (
+        "(assert (or\n"
+        "    (and (<= Y_3 Y_0) (<= Y_3 Y_1) (<= Y_3 Y_2))\n"
+        "    (and (<= Y_4 Y_0) (<= Y_4 Y_1) (<= Y_4 Y_2))\n))"
+    )
+    (case,) = load(acas(PROP_1_BOX, outputs)).cases
     assert [len(c.halfspaces) for c in case.unsafe] == [3, 3]
 
 
@@ -357,6 +410,7 @@ def properties(draw: st.DrawFn) -> Property:
     return Property(n_in, n_out, tuple(cases))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(properties())
 def test_random_properties_round_trip_exactly(prop: Property) -> None:

@@ -19,6 +19,13 @@ from verifiers.bounds.rounding import gamma, widen_down
 def combination_lower_bound(
     coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
 ) -> float:
+    """The sound value of the best combination (see combination_weights)."""
+    return combination_weights(coeffs, consts, lower, upper)[0]
+
+
+def combination_weights(
+    coeffs: np.ndarray, consts: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[float, np.ndarray]:
     """max over mu of the sound minimum over the box of sum_i mu_i (coeffs_i . x + consts_i).
 
     coeffs: (m, n) input-level coefficients; consts: (m,) the bounds' constants, such that
@@ -32,8 +39,9 @@ def combination_lower_bound(
     # A row whose bound overflowed bounds nothing: the combination of the others is still
     # a valid argument (it is one with weight 0 on that row), and NaN never reaches the LP.
     finite = np.isfinite(consts) & np.all(np.isfinite(coeffs), axis=1)
+    weights = np.zeros(len(consts))  # per row given; 0 on the rows left out
     if not finite.any() or not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
-        return -np.inf
+        return -np.inf, weights
     coeffs, consts = coeffs[finite], consts[finite]
     m, n = coeffs.shape
     cost = np.zeros(n + 1)
@@ -46,11 +54,13 @@ def combination_lower_bound(
         np.append(upper, np.inf),
     )
     if answer is None:
-        return -np.inf
+        return -np.inf, weights
     mu = np.abs(answer.row_duals)
     if not mu.sum() > 0.0:
-        return -np.inf
-    return sound_value(mu / mu.sum(), coeffs, consts, lower, upper)
+        return -np.inf, weights
+    mu = mu / mu.sum()
+    weights[finite] = mu
+    return sound_value(mu, coeffs, consts, lower, upper), weights
 
 
 def sound_value(

@@ -35,6 +35,9 @@ class UnstableRelu:
     lower: float
     upper: float
     alpha: float
+    # Where it sits in the network (ReLU layer, neuron): for certificates.
+    layer: int = -1
+    index: int = -1
 
 
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -64,6 +67,7 @@ def _through_relu(
     var_mag: list[float],
     unstable: list[UnstableRelu],
     keep: np.ndarray | None = None,
+    layer_index: int = -1,
 ) -> Affine:
     active, inactive = lower >= 0.0, upper <= 0.0
     scale = np.where(active, 1.0, layer.alpha)
@@ -84,6 +88,8 @@ def _through_relu(
                 float(lower[i]),
                 float(upper[i]),
                 layer.alpha,
+                layer_index,
+                int(i),
             )
         )
         coeffs[i] = 0.0
@@ -122,7 +128,7 @@ def restrict(
         else:
             low, high = layer_bounds[affine_index - 1]
             kept = None if keep is None else keep[affine_index - 1]
-            rep = _through_relu(rep, layer, low, high, var_mag, unstable, kept)
+            rep = _through_relu(rep, layer, low, high, var_mag, unstable, kept, affine_index - 1)
             post_low, post_high = layer.apply(low), layer.apply(high)
             in_mag = _magnitude(post_low, post_high) * (1 + 1e-12)
     return unstable, rep

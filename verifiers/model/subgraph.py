@@ -17,6 +17,14 @@ def tensor_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def _listed(graph: onnx.GraphProto, constants: set[str], limit: int = 40) -> str:
+    """The tensor names a subnetwork may use, in graph order (the first ``limit``)."""
+    names = [v.name for v in graph.input if v.name not in constants]
+    names += [out for node in graph.node for out in node.output if out]
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 def extract(
     model: onnx.ModelProto, inputs: Sequence[str] | None, outputs: Sequence[str] | None
 ) -> onnx.ModelProto:
@@ -31,7 +39,10 @@ def extract(
     known = tensor_names(model.graph)
     unknown = [name for name in [*inputs, *outputs] if name not in known]
     if unknown:
-        raise ModelError(f"unknown tensor name(s) for the subnetwork: {', '.join(unknown)}")
+        raise ModelError(
+            f"unknown tensor name(s) for the subnetwork: {', '.join(unknown)}; "
+            f"valid names: {_listed(model.graph, constants)}"
+        )
     try:
         extracted = onnx.utils.Extractor(model).extract_model(list(inputs), list(outputs))
         # Before IR 4 every initializer had to be a graph input, which the extractor does not

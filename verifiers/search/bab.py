@@ -24,14 +24,14 @@ from fractions import Fraction
 import numpy as np
 
 from verifiers.bounds.alpha import SlopeSearch
+from verifiers.bounds.combine import box_constants, combination_weights
 from verifiers.bounds.interval import interval_bounds
-from verifiers.bounds.linear import LinearBounds, linear_bounds
+from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
 from verifiers.bounds.rounding import proves
 from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
 from verifiers.search import slopes
 from verifiers.search.branching import Branching
-from verifiers.search.combination import refuted_by_combination
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
 from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
@@ -190,9 +190,11 @@ class CaseSearch:
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
             check(self.deadline)
-            if self.refuted_by_combination(bounds, i, lower[i], upper[i], regions[i].phases):
+            phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
+            proofs = self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows)
+            if proofs is not None:
                 proved[i] = True
-                self.record(regions[i], Evidence.COMBINATION, -1)
+                self.record(regions[i], Evidence.COMBINATION, -1, proofs)
         return bounds, proved
 
     def bound_only(self, regions: list[Region]):
@@ -246,23 +248,75 @@ class CaseSearch:
         for i in np.flatnonzero(empty):
             self.record(regions[i], Evidence.EMPTY, -1)
         for i in np.flatnonzero(proved & ~empty):
-            row = int(np.argmax(bounds.objective_lower[i] - self.rhs))
-            self.record(regions[i], Evidence.LINEAR, row)
+            clearance = bounds.objective_lower[i] - self.rhs
+            row = int(np.argmax(clearance))
+            self.record(regions[i], Evidence.LINEAR, row, self.row_proofs(clearance))
         return proved | empty
 
-    def refuted_by_combination(self, bounds: LinearBounds, i: int, lower, upper, phases) -> bool:
-        """Refuted by convex combinations of the half-spaces' and phases' linear bounds
-        (search/combination.py)."""
-        return refuted_by_combination(
-            self.ctx.network,
-            bounds,
-            i,
-            (lower, upper),
-            phases,
-            self.rhs,
-            self.groups,
-            len(self.polytopes),
-        )
+    def phase_rows(self, region: Region, bounds: LinearBounds, i: int, lower, upper):
+        """Linear lower bounds (coeffs, consts) over the box of -z for each ReLU split active
+        (z >= 0) and of z for each split inactive: all are <= 0 on the region."""
+        if not region.phases:
+            return None
+        network = self.ctx.network
+        coeffs, values, order = [], [], []
+        for k in sorted({k for k, _, _ in region.phases}):
+            phases = [(j, active) for layer, j, active in region.phases if layer == k]
+            order += [(k, j, active) for j, active in phases]
+            rows = np.zeros((len(phases), network.affine_layers[k].n_out))
+            for row, (j, active) in zip(rows, phases, strict=True):
+                row[j] = -1.0 if active else 1.0
+            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, rows)
+            coeffs.append(c)
+            values.append(value)
+        coeffs = np.concatenate(coeffs)
+        return coeffs, box_constants(np.concatenate(values), coeffs, lower, upper), order
+
+    def row_proofs(self, clearance: np.ndarray) -> list[dict]:
+        """Per conjunction, the half-space (index within it) whose bound clears it most."""
+        proofs = []
+        for g in range(len(self.polytopes)):
+            rows = np.flatnonzero(self.groups == g)
+            proofs.append({"row": int(np.argmax(clearance[rows]))})
+        return proofs
+
+    def refuted_by_combination(
+        self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
+    ) -> list[dict] | None:
+        """Every unsafe conjunction is refuted on the box, by one half-space or a convex
+        combination of its half-spaces' linear bounds (bounds/combine.py). The ReLU phases of
+        a split region join each conjunction: the LP may weigh them in too (as the Lagrange
+        multipliers of beta-CROWN do), which is what proves a region once its ReLUs are
+        all stable. Returns, per conjunction, the row or the weights that refute it (None:
+        not refuted)."""
+        coeffs = bounds.objective_coeffs[i]
+        # Constants of the linear lower bounds of (a.y - b) per row, slack included.
+        consts = box_constants(bounds.objective_lower[i], coeffs, lower, upper, self.rhs)
+        clearance = bounds.objective_lower[i] - self.rhs
+        proofs = []
+        for g in range(len(self.polytopes)):
+            rows = self.groups == g
+            if np.any(proves(clearance[rows])):
+                proofs.append({"row": int(np.argmax(clearance[rows]))})
+                continue
+            group_coeffs, group_consts = coeffs[rows], consts[rows]
+            if phase_rows is not None:
+                group_coeffs = np.concatenate([group_coeffs, phase_rows[0]])
+                group_consts = np.concatenate([group_consts, phase_rows[1]])
+            if len(group_consts) < 2:
+                return None
+            value, mu = combination_weights(group_coeffs, group_consts, lower, upper)
+            if not proves(value):
+                return None
+            n_rows = int(rows.sum())
+            proof = {"mu": [float(w) for w in mu[:n_rows]]}
+            if phase_rows is not None:
+                proof["phase_mu"] = [
+                    [int(k), int(j), bool(active), float(w)]
+                    for (k, j, active), w in zip(phase_rows[2], mu[n_rows:], strict=True)
+                ]
+            proofs.append(proof)
+        return proofs
 
     def score_of(self, parent: ParentBounds) -> float:
         return float(self.scores(parent.objective_lower[None, :])[0])
@@ -405,7 +459,8 @@ class CaseSearch:
             self.strict_bounds(lower, upper),
         )
         if answer.outcome is SatOutcome.UNSAT:
-            self.record(region, Evidence.SMT, -1)
+            # z3's query, for audit: the checker writes and decides its own (with cvc5).
+            self.record(region, Evidence.SMT, -1, [{"smtlib": answer.query}])
         elif answer.outcome is SatOutcome.SAT:
             witness = np.array([float(v) for v in answer.inputs])
             if not (
@@ -447,7 +502,7 @@ class CaseSearch:
         answer = search.decide(PHASE_LP_NODES, deadline)
         self.outcome.phase_lps += answer.lps
         if answer.outcome is PhaseOutcome.REFUTED:
-            self.record(region, Evidence.PHASE_LP, -1)
+            self.record(region, Evidence.PHASE_LP, -1, answer.proofs)
             return True
         if not answer.candidates:
             return False
@@ -476,7 +531,9 @@ class CaseSearch:
         pattern = [lo >= 0.0 for lo, _ in parent.layers[:-1]]
         return self.falsifier.polish([pattern], region.lower, region.upper)
 
-    def record(self, region: Region, evidence: Evidence, detail: int) -> None:
+    def record(
+        self, region: Region, evidence: Evidence, detail: int, proofs: list[dict] | None = None
+    ) -> None:
         self.outcome.proved_share += region.share * relative_volume(
             region.lower, region.upper, self.free, self.root_width
         )
@@ -488,5 +545,7 @@ class CaseSearch:
                     evidence,
                     detail,
                     [(k, j, active) for k, j, active in region.phases],
+                    region.path,
+                    proofs,
                 )
             )

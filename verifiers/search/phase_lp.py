@@ -44,6 +44,9 @@ class PhaseAnswer:
     outcome: PhaseOutcome
     candidates: list[np.ndarray]
     lps: int
+    # For a refutation, per conjunction its tree of phase splits and refuted pieces (the
+    # certificate's evidence; see dual_evidence).
+    proofs: list[dict] | None = None
 
 
 class PhaseSearch:
@@ -73,6 +76,7 @@ class PhaseSearch:
         self.const = np.array([u.const for u in unstable])
         self.err = np.array([u.err for u in unstable])
         self.alpha = np.array([u.alpha for u in unstable])
+        self.where = [(u.layer, u.index) for u in unstable]
         self.pre_lower = np.array([u.lower for u in unstable])
         self.pre_upper = np.array([u.upper for u in unstable])
         self.box_lower, self.box_upper = lower, upper
@@ -81,16 +85,19 @@ class PhaseSearch:
     def decide(self, max_lps: int, deadline: float) -> PhaseAnswer:
         """Refute every unsafe conjunction on the region, or find candidates, or give up."""
         lps = 0
+        proofs = []
         if not self.finite():
             return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
         for conjunction in range(len(self.unsafe_rows)):
             solver = _Solver(self, conjunction)
-            stack = [(self.pre_lower, self.pre_upper)]
+            stack = [(self.pre_lower, self.pre_upper, ())]
+            pieces: list[tuple[tuple, dict]] = []
             while stack:
                 if lps >= max_lps or time.monotonic() > deadline:
                     return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
-                low, high = stack.pop()
+                low, high, path = stack.pop()
                 if np.any(low > high):  # sound bounds that cross: no input has the phases
+                    pieces.append((path, {"empty": True}))
                     continue
                 lps += 1
                 try:
@@ -98,13 +105,39 @@ class PhaseSearch:
                 except LpFailed:
                     return PhaseAnswer(PhaseOutcome.GAVE_UP, [], lps)
                 if point is None:
+                    pieces.append((path, solver.evidence))
                     continue
                 split = self._split_choice(point, low, high)
                 if split is None:
                     return PhaseAnswer(PhaseOutcome.CANDIDATE, [point[: self.n_in]], lps)
-                stack.append(_active(low, high, split))
-                stack.append(_inactive(low, high, split))
-        return PhaseAnswer(PhaseOutcome.REFUTED, [], lps)
+                layer, neuron = self.where[split]
+                stack.append((*_active(low, high, split), (*path, ("relu", layer, neuron, 0))))
+                stack.append((*_inactive(low, high, split), (*path, ("relu", layer, neuron, 1))))
+            proofs.append(_tree(pieces))
+        return PhaseAnswer(PhaseOutcome.REFUTED, [], lps, proofs)
+
+    def dual_evidence(self, weights: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+        """A refuted piece as the certificate states it: the weights of the unsafe rows (mu)
+        and, per unstable ReLU, the multiplier of its pre-activation (lambda) that the
+        combination passes down the network: minus the weight of p in the ReLU's rows
+        (p >= lo, p <= hi, r >= p, r >= alpha p, r <= slope p + c). The checker re-evaluates
+        the Lagrangian with these in exact arithmetic, on its own bounds."""
+        k = self.k
+        w = [weights[b * k : (b + 1) * k] for b in range(5)]
+        open_ = (low < 0.0) & (high > 0.0)
+        width = np.where(open_, high - low, 1.0)
+        chord = np.where(open_, (high - self.alpha * low) / width, 0.0) * (
+            1.0 + 16.0 * UNIT_ROUNDOFF
+        )
+        slope = np.where(low >= 0.0, 1.0, np.where(high <= 0.0, self.alpha, chord))
+        p_weight = w[0] - w[1] - w[2] - self.alpha * w[3] + slope * w[4]
+        return {
+            "mu": [float(v) for v in weights[5 * k :]],
+            "lambda": [
+                [int(layer), int(neuron), float(-v)]
+                for (layer, neuron), v in zip(self.where, p_weight, strict=True)
+            ],
+        }
 
     def finite(self) -> bool:
         """Every number the LPs would use is finite. An overflowed bound or composition gives
@@ -203,6 +236,7 @@ class _Solver:
 
         self.search = search
         self.unsafe = search.unsafe_rows[conjunction]
+        self.evidence: dict | None = None  # of the last refuted node
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         # One search process per core: HiGHS' own worker threads would only contend.
@@ -254,6 +288,7 @@ class _Solver:
             if weights.sum() > 0.0 and self.search.certified(
                 weights / weights.sum(), rows, consts, scale, var_lower, var_upper
             ):
+                self.evidence = self.search.dual_evidence(weights / weights.sum(), low, high)
                 return None
         return point
 
@@ -276,6 +311,19 @@ class _Solver:
                 self.highs.changeCoeff(upper_line, int(col), float(rows[upper_line, col]))
             self.highs.changeCoeff(upper_line, column, -1.0)
         self.low, self.high = low, high
+
+
+def _tree(pieces: list[tuple[tuple, dict]]) -> dict:
+    """Nest (path, evidence) pieces into a tree of ReLU splits (certificate format)."""
+    root: dict = {}
+    for path, evidence in pieces:
+        node = root
+        for kind, layer, neuron, side in path:
+            if "children" not in node:
+                node.update(split=kind, layer=layer, neuron=neuron, children=[{}, {}])
+            node = node["children"][side]
+        node.update(evidence)
+    return root
 
 
 def _active(low: np.ndarray, high: np.ndarray, j: int):

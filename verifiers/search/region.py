@@ -42,6 +42,10 @@ class Region:
     # The enclosing region's optimised lower slopes and split multipliers of the objective
     # rows (per ReLU layer, (m, n) each; bounds/alpha.py): a warm start, never a proof.
     warm: Warm | None = None
+    # The splits from the case's box to this region, for the certificate's tree: per split
+    # ("input", dim, at, side) with side 0 the lower half, or ("relu", layer, neuron, side)
+    # with side 0 the active part.
+    path: tuple[tuple, ...] = ()
 
     def split(
         self, dim: int, known: LayerBounds | None = None, score: float = 0.0
@@ -51,7 +55,11 @@ class Region:
         left_upper[dim] = middle
         right_lower[dim] = middle
         child = replace(self, depth=self.depth + 1, known=known, parent_score=score)
-        return replace(child, upper=left_upper), replace(child, lower=right_lower)
+        at = float(middle)
+        return (
+            replace(child, upper=left_upper, path=(*self.path, ("input", dim, at, 0))),
+            replace(child, lower=right_lower, path=(*self.path, ("input", dim, at, 1))),
+        )
 
     def split_relu(
         self,
@@ -81,6 +89,7 @@ class Region:
                     phases=(*self.phases, (layer, neuron, active)),
                     share=self.share / 2,
                     warm=warm,
+                    path=(*self.path, ("relu", int(layer), int(neuron), 0 if active else 1)),
                 )
             )
         return children[0], children[1]
@@ -142,6 +151,10 @@ class Leaf:
     evidence: Evidence
     detail: int  # the half-space row index proved (linear) or -1
     phases: list[Phase] = field(default_factory=list)
+    # The splits from the case's box (Region.path) and, per unsafe conjunction, what refutes
+    # it (verifiers/certify/certificate.py writes both into the certificate).
+    path: tuple[tuple, ...] = ()
+    proofs: list[dict] | None = None
 
     def to_json(self) -> dict:
         return {

@@ -31,6 +31,8 @@ class BoxAnswer:
     outcome: SatOutcome
     inputs: list[Fraction] | None = None
     reason: str = ""
+    # For unsat: the query as SMT-LIB2, kept in the certificate for audit.
+    query: str = ""
 
 
 def build_solver(query: BoxQuery, timeout_s: float, seed: int) -> tuple[z3.Solver, list]:

@@ -81,4 +81,6 @@ def decide_region(
     if outcome is SatOutcome.SAT:
         model = solver.model()
         return BoxAnswer(outcome, [model_value(model, x) for x in inputs])
+    if outcome is SatOutcome.UNSAT:
+        return BoxAnswer(outcome, reason=reason, query=solver.to_smt2())
     return BoxAnswer(outcome, reason=reason)

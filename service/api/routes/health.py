@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ServicesDep
-from service.api.schemas import Health
+from service.api.schemas import Health, problem_responses
 from service.errors import ServiceError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=problem_responses(503))
 
 
 @router.get("/healthz", response_model=Health)

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
-from service.api.deps import Read, Services, ServicesDep, Submit
-from service.api.schemas import JobIn, JobList, JobOut
+from service.api.deps import ReadAuth, Services, ServicesDep, SubmitAuth
+from service.api.schemas import JobIn, JobList, JobOut, problem_responses
 from service.errors import ServiceError, invalid_input, not_found
 from service.store.cache import cache_key, digest
 from service.store.jobs import Job, JobSpec
+from service.store.tokens import Principal
 from service.worker.engine import (
     check_property,
     check_relative_path,
-    check_system,
     property_pointer,
     system_files,
 )
+from service.worker.inspect import run_check
 from verifiers.errors import ModelError, VerifierError
 from verifiers.options import Options
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 404, 413, 422, 503)
+)
+# Job ids are 32-bit integer columns on PostgreSQL: anything beyond is a 422, never a 500.
+MAX_ID = 2**31 - 1
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _invalid(pointer: str, detail: str) -> ServiceError:
@@ -36,22 +42,31 @@ def _missing_artefact(artefact: str, pointer: str) -> ServiceError:
     )
 
 
+def _sandboxed(services: Services, payload: dict[str, Any]) -> None:
+    settings = services.settings
+    run_check(payload, settings.inspect_memory_mb, settings.inspect_timeout_s)
+
+
 def _model_job(
-    body: JobIn, services: Services
+    body: JobIn, services: Services, project: int
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
     """An ONNX model or a module with its property: (artefact, property, subnetwork)."""
     if body.artefact is None:
         raise _invalid("/artefact", "required (unless the property is a system)")
     if body.artefacts is not None:
         raise _invalid("/artefacts", "only a system property maps files to artefacts")
-    info = services.artefacts.get(body.artefact)
+    info = services.artefacts.get(body.artefact, project)
     if info is None:
         raise _missing_artefact(body.artefact, "/artefact")
     prop = body.property.payload()
     sub = body.subnetwork.model_dump(exclude_none=True) if body.subnetwork else None
-    data = services.artefacts.data(body.artefact) if sub or info.kind == "module" else None
     try:
-        check_property(prop, info.kind, info.meta, data, sub or None)
+        if sub or info.kind == "module":  # loads the model or parses the module: sandboxed
+            data = services.artefacts.data(body.artefact)
+            args = (prop, info.kind, info.meta, data, sub or None)
+            _sandboxed(services, {"op": "property", "args": args})
+        else:
+            check_property(prop, info.kind, info.meta, None, None)
     except ModelError as exc:
         raise invalid_input(exc, "/subnetwork") from exc
     except VerifierError as exc:
@@ -59,7 +74,7 @@ def _model_job(
     return info.id, prop, sub or None
 
 
-def _system_job(body: JobIn, services: Services) -> tuple[str, dict[str, Any]]:
+def _system_job(body: JobIn, services: Services, project: int) -> tuple[str, dict[str, Any]]:
     """A system and the artefact of every file it names: (listed artefact, property).
 
     The stored property holds both, so its hash (and the cache key) covers the system JSON
@@ -78,7 +93,7 @@ def _system_job(body: JobIn, services: Services) -> tuple[str, dict[str, Any]]:
             check_relative_path(path)
         except ValueError as exc:
             raise _invalid(f"/artefacts/{_escape(path)}", str(exc)) from exc
-    infos = services.artefacts.many(list(mapping.values()))
+    infos = services.artefacts.many(list(mapping.values()), project)
     for path, artefact in mapping.items():
         if artefact not in infos:
             raise _missing_artefact(artefact, f"/artefacts/{_escape(path)}")
@@ -100,7 +115,7 @@ def _system_job(body: JobIn, services: Services) -> tuple[str, dict[str, Any]]:
     _check_layout(mapping)
     files = {path: services.artefacts.data(a) or b"" for path, a in mapping.items()}
     try:
-        check_system(system, files)
+        _sandboxed(services, {"op": "system", "system": system, "files": files})
     except VerifierError as exc:
         raise invalid_input(exc, _system_pointer(exc)) from exc
     if body.artefact is not None and body.artefact not in mapping.values():
@@ -133,12 +148,12 @@ def _system_pointer(exc: VerifierError) -> str:
     return "/property/system" + (f"/{field.replace('.', '/')}" if field else "")
 
 
-def _spec(body: JobIn, services: Services) -> JobSpec:
+def _spec(body: JobIn, services: Services, project: int) -> JobSpec:
     if body.property.system is not None:
-        artefact, prop = _system_job(body, services)
+        artefact, prop = _system_job(body, services, project)
         sub = None
     else:
-        artefact, prop, sub = _model_job(body, services)
+        artefact, prop, sub = _model_job(body, services, project)
     settings = services.settings
     timeout = body.options.timeout_s or settings.default_timeout_s
     options: dict[str, Any] = {
@@ -151,64 +166,76 @@ def _spec(body: JobIn, services: Services) -> JobSpec:
     prop_hash = digest(prop)
     # A system's property holds every file's sha256; the artefact it is listed under is no work.
     key_artefact = "system" if "system" in prop else artefact
+    # Results are shared within a project only (another project's cache hit would tell it
+    # that someone else checked the same model).
+    key = {**key_opts.cache_key(), "project": project}
     return JobSpec(
         artefact=artefact,
         prop=prop,
         property_hash=prop_hash,
         subnetwork=sub,
         options=options,
-        cache_key=cache_key(key_artefact, prop_hash, sub, key_opts.cache_key()),
+        cache_key=cache_key(key_artefact, prop_hash, sub, key),
         priority=body.priority,
         max_attempts=settings.max_attempts,
+        project_id=project,
     )
 
 
-def _job_or_404(services: Services, job_id: int) -> Job:
-    job = services.jobs.get(job_id)
+def job_or_404(services: Services, job_id: int, who: Principal) -> Job:
+    """The job if it belongs to the caller's project; another project's job is a 404."""
+    job = services.jobs.get(job_id, who.project_id)
     if job is None:
         raise not_found("job", job_id)
     return job
 
 
-@router.post("", status_code=202, response_model=JobOut, dependencies=[Submit])
-def submit_job(body: JobIn, services: ServicesDep) -> JobOut:
-    """Queue a job, or answer it at once from the stored result of identical work."""
-    return JobOut.of(services.jobs.submit(_spec(body, services)))
+@router.post("", status_code=202, response_model=JobOut)
+def submit_job(body: JobIn, services: ServicesDep, who: SubmitAuth) -> JobOut:
+    """Queue a job; or answer it at once from the stored result of identical work; or
+    return the identical job already queued or running."""
+    return JobOut.of(services.jobs.submit(_spec(body, services, who.project_id)))
 
 
-@router.get("", response_model=JobList, dependencies=[Read])
+@router.get("", response_model=JobList)
 def list_jobs(
     services: ServicesDep,
-    status: str | None = None,
-    verdict: str | None = None,
-    artefact: str | None = None,
+    who: ReadAuth,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    verdict: Annotated[str | None, Query(max_length=16)] = None,
+    artefact: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> JobList:
     jobs, total = services.jobs.list(
-        status=status, verdict=verdict, artefact=artefact, limit=limit, offset=offset
+        status=status,
+        verdict=verdict,
+        artefact=artefact,
+        limit=limit,
+        offset=offset,
+        project=who.project_id,
     )
     return JobList(items=[JobOut.of(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobOut, dependencies=[Read])
-def get_job(job_id: int, services: ServicesDep) -> JobOut:
-    return JobOut.of(_job_or_404(services, job_id))
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: JobId, services: ServicesDep, who: ReadAuth) -> JobOut:
+    return JobOut.of(job_or_404(services, job_id, who))
 
 
-@router.delete("/{job_id}", response_model=JobOut, dependencies=[Submit])
-def cancel_job(job_id: int, services: ServicesDep) -> JobOut:
+@router.delete("/{job_id}", response_model=JobOut)
+def cancel_job(job_id: JobId, services: ServicesDep, who: SubmitAuth) -> JobOut:
     """Cancel a queued or running job; a finished job is returned unchanged."""
-    job = services.jobs.cancel(job_id)
+    job = services.jobs.cancel(job_id, who.project_id)
     if job is None:
         raise not_found("job", job_id)
     return JobOut.of(job)
 
 
-@router.get("/{job_id}/certificate", dependencies=[Read])
-def get_certificate(job_id: int, services: ServicesDep) -> dict[str, Any]:
-    job = _job_or_404(services, job_id)
-    certificate = services.jobs.certificate(job_id)
+@router.get("/{job_id}/certificate")
+def get_certificate(job_id: JobId, services: ServicesDep, who: ReadAuth) -> dict[str, Any]:
+    job = job_or_404(services, job_id, who)
+    certificate = services.jobs.certificate(job_id, who.project_id)
     if certificate is None:
         raise ServiceError(
             404,

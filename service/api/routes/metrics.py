@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from service.api.deps import ServicesDep
+from service.api.deps import AdminAuth, ServicesDep
+from service.api.schemas import problem_responses
 from service.queue.states import Status
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], responses=problem_responses(401, 403, 503))
 BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,7 +44,8 @@ def render(counts: dict[str, int], seconds: list[float], workers: int) -> str:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(services: ServicesDep) -> PlainTextResponse:
+def metrics(services: ServicesDep, _who: AdminAuth) -> PlainTextResponse:
+    """Counts over every project: an ``admin`` token (or open mode)."""
     text = render(
         services.jobs.status_counts(),
         services.jobs.finished_seconds(),

@@ -1,0 +1,105 @@
+"""Certificates on ACAS Xu: size, time to produce, time to check (issue 14's targets).
+
+    python benchmarks/certificates.py [--props 3,4] [--nets 1_1,2_7] [--limit N] [--csv F]
+                                      [--shuffle SEED] [--timeout S]
+
+Every `holds` instance of ../shared/benchmarks/acasxu (expected.csv) is verified in this
+process with one worker (the search's own seconds are the production time), its certificate
+written to JSON (the size is that of the file), then re-checked by the independent checker
+(verifiers/certify/checker). Targets: every certificate under 10 MB, checking no slower than
+producing. Never run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "acasxu"
+
+
+def holding(props: set[str] | None, nets: set[str] | None) -> list[tuple[str, str]]:
+    out = []
+    with open(SHARED / "expected.csv") as f:
+        for row in csv.DictReader(f):
+            net = "_".join(row["onnx"].split("_")[2:4])
+            prop = row["vnnlib"].removeprefix("prop_").removesuffix(".vnnlib")
+            if row["expected"] != "holds":
+                continue
+            if (props and prop not in props) or (nets and net not in nets):
+                continue
+            out.append((row["onnx"], row["vnnlib"]))
+    return out
+
+
+def run(onnx_name: str, vnnlib: str, timeout: float) -> dict:
+    from verifiers.certify.checker import check
+    from verifiers.components import OnnxComponent
+    from verifiers.model import load_model
+    from verifiers.options import Options
+    from verifiers.spec import load_property
+    from verifiers.verify import verify
+
+    source = (SHARED / onnx_name).read_bytes()
+    prop = load_property(SHARED / vnnlib)
+    result = verify(OnnxComponent(source), prop, Options(timeout_s=timeout, workers=1))
+    row = {"onnx": onnx_name, "vnnlib": vnnlib, "verdict": result.verdict.value}
+    row["produce_s"] = round(result.stats.seconds, 3)
+    if result.certificate is None:
+        return row
+    text = json.dumps(result.certificate, separators=(",", ":"))
+    row["size_kb"] = round(len(text) / 1024, 1)
+    row["leaves"] = sum(result.certificate["leaves"].values())
+    model = load_model(source)
+    started = time.monotonic()
+    report = check(json.loads(text), model.network, prop, model.sha256)
+    row["check_s"] = round(time.monotonic() - started, 3)
+    row["valid"] = report.valid
+    row["ratio"] = round(row["check_s"] / max(row["produce_s"], 1e-3), 2)
+    if not report.valid:
+        row["message"] = report.message
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--props", type=lambda s: set(s.split(",")))
+    parser.add_argument("--nets", type=lambda s: set(s.split(",")))
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--shuffle", type=int)
+    parser.add_argument("--timeout", type=float, default=116.0)
+    parser.add_argument("--csv", type=Path)
+    args = parser.parse_args()
+    todo = holding(args.props, args.nets)
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(todo)
+    todo = todo[: args.limit] if args.limit else todo
+    rows = []
+    for onnx_name, vnnlib in todo:
+        row = run(onnx_name, vnnlib, args.timeout)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.csv:
+            keys = sorted({k for r in rows for k in r})
+            with open(args.csv, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+    checked = [r for r in rows if "check_s" in r]
+    if checked:
+        print(
+            f"{len(checked)} certificates: largest {max(r['size_kb'] for r in checked):.0f} KB, "
+            f"all valid: {all(r['valid'] for r in checked)}, "
+            f"check/produce: median {sorted(r['ratio'] for r in checked)[len(checked) // 2]}, "
+            f"max {max(r['ratio'] for r in checked)}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Load: `proofwell serve` on PostgreSQL with local workers, N concurrent clients submitting
+and polling small jobs over loopback. Prints submissions/s, submission latency (p50/p99),
+end-to-end latency, and lost and duplicated jobs (both must be 0).
+
+    python benchmarks/load.py --clients 50 --jobs 4 --api-workers 2 --workers 2
+
+A fresh database is made on the server of ``--admin-url`` (default: 127.0.0.1:5432) and
+dropped at the end. Bounded: ``--clients`` x ``--jobs`` jobs, ``--deadline`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+PROPERTY = """; load {tag}
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(assert (>= X_0 0))
+(assert (<= X_0 1))
+(assert (>= X_1 0))
+(assert (<= X_1 1))
+(assert (>= Y_0 3))
+"""
+
+
+def small_model() -> bytes:
+    """y = x0 + x1 on [0, 1]^2: a trivial job (holds)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])
+    w = numpy_helper.from_array(np.ones((2, 1), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return model.SerializeToString()
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"pw_load_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
+    cli = [sys.executable, "-c", "from service.cli import app; app()"]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    args = ["serve", "--port", str(port), "--workers", str(workers)]
+    args += ["--api-workers", str(api_workers)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*cli, *args], env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def client(
+    base: str, artefact: str, jobs: int, deadline: float, stats: dict[str, list]
+) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        mine: dict[str, float] = {}
+        for warm in range(jobs + 1):  # the first is a warm-up (connections, imports): not timed
+            body = {
+                "artefact": artefact,
+                "property": {"vnnlib": PROPERTY.format(tag=uuid.uuid4().hex)},
+                "options": {"timeout_s": 30},
+            }
+            start = time.perf_counter()
+            r = await http.post("/v1/jobs", json=body)
+            if warm:
+                stats["submit"].append(time.perf_counter() - start)
+            if r.status_code != 202:
+                stats["errors"].append(f"submit {r.status_code}")
+                continue
+            job_id = r.json()["id"]
+            stats["ids"].append(job_id)
+            mine[job_id] = start
+        while mine and time.monotonic() < deadline and not stats["no_wait"]:
+            for job_id in list(mine):
+                start = time.perf_counter()
+                r = await http.get(f"/v1/jobs/{job_id}")
+                stats["poll"].append(time.perf_counter() - start)
+                if r.status_code == 200 and r.json()["status"] in ("done", "failed", "cancelled"):
+                    stats["end_to_end"].append(time.perf_counter() - mine.pop(job_id))
+                    stats["verdicts"].append(r.json().get("verdict"))
+            await asyncio.sleep(0.1)
+        if not stats["no_wait"]:
+            stats["lost"].extend(mine)
+
+
+async def run(base: str, clients: int, jobs: int, seconds: float, no_wait: bool) -> dict[str, list]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        r = await http.post("/v1/artefacts", files={"file": ("load.onnx", small_model())})
+        r.raise_for_status()
+        artefact = r.json()["id"]
+    stats: dict[str, list] = {
+        k: [] for k in ("submit", "poll", "end_to_end", "ids", "errors", "lost", "verdicts")
+    }
+    stats["no_wait"] = [True] if no_wait else []
+    deadline = time.monotonic() + seconds
+    start = time.perf_counter()
+    await asyncio.gather(*(client(base, artefact, jobs, deadline, stats) for _ in range(clients)))
+    stats["wall"] = [time.perf_counter() - start]
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        stats["stored"] = [(await http.get("/v1/jobs", params={"limit": 1})).json()["total"]]
+    return stats
+
+
+def report(stats: dict[str, list], args: argparse.Namespace) -> int:
+    ms = 1000.0
+    submitted, stored = len(stats["ids"]), stats["stored"][0]  # warm-up jobs included
+    duplicated = (submitted - len(set(stats["ids"]))) + max(0, stored - submitted)
+    sub_time = sum(stats["submit"]) / max(1, args.clients)
+    timed = len(stats["submit"])
+    print(
+        f"clients {args.clients}, jobs {submitted}, api workers {args.api_workers}, "
+        f"workers {args.workers}"
+    )
+    print(f"submissions/s      {timed / max(sub_time, 1e-9):8.1f}")
+    for name in ("submit", "poll"):
+        values = stats[name] or [float("nan")]
+        print(
+            f"{name:<8} latency   p50 {percentile(values, 0.5) * ms:7.1f} ms   "
+            f"p99 {percentile(values, 0.99) * ms:7.1f} ms   max {max(values) * ms:7.1f} ms"
+        )
+    e2e = stats["end_to_end"] or [float("nan")]
+    print(
+        f"end to end        p50 {percentile(e2e, 0.5) * ms:7.1f} ms   "
+        f"p99 {percentile(e2e, 0.99) * ms:7.1f} ms   (polling every 100 ms)"
+    )
+    print(
+        f"verdicts          {dict((v, stats['verdicts'].count(v)) for v in set(stats['verdicts']))}"
+    )
+    print(f"lost jobs         {len(stats['lost'])}")
+    print(f"duplicated jobs   {duplicated}")
+    print(f"errors            {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}")
+    print(f"wall              {stats['wall'][0]:.1f} s")
+    return 1 if stats["lost"] or duplicated or stats["errors"] else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=4, help="jobs per client")
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deadline", type=float, default=300.0, help="seconds, at most")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="submit only (the API alone; use --workers 0)"
+    )
+    parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    args.clients, args.jobs = min(args.clients, 500), min(args.jobs, 100)
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
+        log = Path(tmp) / "serve.log"
+        with serve(url, args.api_workers, args.workers, log) as base:
+            stats = asyncio.run(run(base, args.clients, args.jobs, args.deadline, args.no_wait))
+    return report(stats, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

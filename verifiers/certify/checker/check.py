@@ -1,0 +1,475 @@
+"""Re-validating a certificate: the tree covers every case's box, every leaf is proved.
+
+The walk goes down each case's tree from the case's box: an input split halves the box at
+its point (both halves must be there), a ReLU split keeps the box and adds the phase
+z >= 0 to one child and z <= 0 to the other (both must be there). Every region gets exact
+pre-activation bounds of its own (lagrangian.py), intersected with its parent's, which are
+valid on it too. Leaves are then proved from those bounds; the certificate's numbers only
+say which argument to make (a row, combination weights, Lagrange multipliers), never what
+a bound is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from verifiers.certify.checker import exact
+from verifiers.certify.checker import lagrangian as lg
+from verifiers.certify.checker.smt import cvc5_answer, query
+
+FORMAT = "proofwell-certificate"
+VERSIONS = (1,)
+
+
+class Invalid(Exception):
+    """The certificate does not prove the property; the message names where."""
+
+
+class OutOfTime(Exception):
+    """The time budget ran out before every region was checked."""
+
+
+@dataclass
+class Report:
+    valid: bool
+    message: str
+    checked: bool = True  # False: the budget ran out first (then valid is False)
+    leaves: int = 0
+    nodes: int = 0
+    seconds: float = 0.0
+    evidence: dict[str, int] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int], None]  # (nodes checked, nodes in all)
+
+
+def check(
+    certificate,
+    network,
+    prop,
+    model_sha256: str,
+    on_progress: Progress | None = None,
+    budget_s: float | None = None,
+) -> Report:
+    """A Report: valid, or the first failing node named by its case and path; with a
+    budget, possibly not checked to the end."""
+    started = time.monotonic()
+    walker = _Walker(network, prop, on_progress)
+    walker.deadline = None if budget_s is None else started + budget_s
+    try:
+        walker.margin = _header(certificate, prop, model_sha256)
+        walker.total = sum(_count(entry["tree"]) for entry, _ in _cases(certificate, prop))
+        for entry, case in _cases(certificate, prop):
+            walker.case(entry, case)
+    except Invalid as exc:
+        return walker.report(False, str(exc), started)
+    except RecursionError:
+        return walker.report(False, "the certificate nests too deeply", started)
+    except OutOfTime:
+        message = f"not checked to the end: {walker.done} of {walker.total} regions"
+        return walker.report(False, message, started, checked=False)
+    except Exception as exc:  # a malformed certificate fails closed, it never crashes
+        return walker.report(False, f"cannot check: {type(exc).__name__}: {exc}", started)
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(walker.kinds.items()))
+    summary = f"valid: {walker.leaves} leaves, {walker.done} regions re-checked ({kinds})"
+    return walker.report(True, summary, started)
+
+
+def _header(cert, prop, model_sha256: str) -> Fraction:
+    if not isinstance(cert, dict) or cert.get("format") != FORMAT:
+        raise Invalid(f"not a {FORMAT} document")
+    if cert.get("version") not in VERSIONS:
+        raise Invalid(f"unsupported certificate version {cert.get('version')!r}")
+    if cert.get("model_sha256") != model_sha256:
+        raise Invalid("the certificate is for another model (model_sha256 differs)")
+    if cert.get("property_sha256") != prop.sha256():
+        raise Invalid("the certificate is for another property (property_sha256 differs)")
+    margin = cert.get("margin")
+    if not isinstance(margin, int | float) or not math.isfinite(margin) or margin < 0:
+        raise Invalid("margin: not a finite number >= 0")
+    return Fraction(margin)
+
+
+def _cases(cert, prop):
+    entries = cert.get("cases")
+    if not isinstance(entries, list):
+        raise Invalid("cases: missing")
+    by_index = {e.get("index"): e for e in entries if isinstance(e, dict)}
+    out = []
+    for index, case in enumerate(prop.cases):
+        if case.is_empty():
+            continue
+        entry = by_index.get(index)
+        if entry is None:
+            raise Invalid(f"case {index}: missing from the certificate")
+        if entry.get("lower") != case.lower.tolist() or entry.get("upper") != case.upper.tolist():
+            raise Invalid(f"case {index}: its box is not the property's")
+        if not isinstance(entry.get("tree"), dict):
+            raise Invalid(f"case {index}: no tree (the certificate was written without one)")
+        out.append((entry, case))
+    return out
+
+
+def _count(node) -> int:
+    if not isinstance(node, dict):
+        return 1
+    children = node.get("children")
+    return 1 + (sum(_count(c) for c in children) if isinstance(children, list) else 0)
+
+
+class _Walker:
+    def __init__(self, network, prop, on_progress):
+        self.plain = network
+        self.net = lg.ExactNetwork.of(network)
+        self.prop = prop
+        self.on_progress = on_progress
+        self.margin = Fraction(0)
+        self.total = 0
+        self.done = 0
+        self.leaves = 0
+        self.kinds: dict[str, int] = {}
+        self.last_report = 0.0
+        self.tightened: dict = {}
+        self.deadline: float | None = None
+
+    def report(self, valid: bool, message: str, started: float, checked: bool = True):
+        seconds = time.monotonic() - started
+        if valid:
+            message = f"{message} in {seconds:.1f} s"
+        return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
+
+    def case(self, entry, case) -> None:
+        index = entry["index"]
+        lower = np.array(entry["lower"], dtype=np.float64)
+        upper = np.array(entry["upper"], dtype=np.float64)
+        # (node, lower, upper, phases, parent bounds, name, regions from the root)
+        stack = [(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
+        while stack:
+            node, lo, hi, phases, parent, name, chain = stack.pop()
+            self.tick()
+            if not isinstance(node, dict) or ("split" in node) == ("leaf" in node):
+                raise Invalid(f"{name}: a split is missing a case (no split or leaf here)")
+            region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases))
+            chain = (*chain, (lo, hi, phases, name))
+            if "leaf" in node:
+                self.count(node)
+                try:
+                    self.leaf(node, region, empty, case, phases, name)
+                except Invalid:
+                    # The search bounds regions in batches (which tightens some bounds
+                    # more) and most of them twice: the checker tries again with every
+                    # neuron tightened, twice: here, then down the whole path.
+                    try:
+                        region, empty = self.retighten(chain[-1:], parent, "leaf")
+                        self.leaf(node, region, empty, case, phases, name)
+                    except Invalid:
+                        region, empty = self.retighten(chain, None, "path")
+                        self.leaf(node, region, empty, case, phases, name)
+                continue
+            if empty:  # no input here: nothing below needs a proof
+                self.done += _count(node) - 1
+                continue
+            for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
+                stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain))
+
+    def retighten(self, chain, parent, mode: str):
+        """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
+        other leaves below the same regions)."""
+        for lo, hi, phases, name in chain:
+            key = (name, mode)
+            if key not in self.tightened:
+                region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases), True)
+                if not empty:
+                    region, empty = lg.tighten_again(self.net, region, list(phases), True)
+                self.tightened[key] = (region, empty)
+            region, empty = self.tightened[key]
+            if empty:
+                return region, True
+            parent = region.bounds
+        return region, False
+
+    def count(self, node) -> None:
+        kind = str(node["leaf"])
+        self.leaves += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise OutOfTime()
+        if self.on_progress and (now - self.last_report > 0.2 or self.done == self.total):
+            self.last_report = now
+            self.on_progress(self.done, self.total)
+
+    def split(self, node, lo, hi, phases, name):
+        children = node.get("children")
+        if not isinstance(children, list) or len(children) != 2:
+            raise Invalid(f"{name}: a split must have exactly its two cases")
+        kind = node["split"]
+        if kind == "input":
+            dim, at = node.get("dim"), node.get("at")
+            if not isinstance(dim, int) or not 0 <= dim < lo.size:
+                raise Invalid(f"{name}: input split on no input dimension ({dim!r})")
+            if not isinstance(at, int | float) or not lo[dim] <= at <= hi[dim]:
+                raise Invalid(f"{name}: input split point {at!r} outside the region")
+            left_hi, right_lo = hi.copy(), lo.copy()
+            left_hi[dim] = right_lo[dim] = float(at)
+            return [
+                (children[0], (lo, left_hi, phases), " 0"),
+                (children[1], (right_lo, hi, phases), " 1"),
+            ]
+        if kind == "relu":
+            k, j = self.neuron(node, name)
+            return [
+                (children[0], (lo, hi, (*phases, (k, j, True))), " +"),
+                (children[1], (lo, hi, (*phases, (k, j, False))), " -"),
+            ]
+        raise Invalid(f"{name}: unknown split {kind!r}")
+
+    def neuron(self, node, name) -> tuple[int, int]:
+        k, j = node.get("layer"), node.get("neuron")
+        if not (isinstance(k, int) and 0 <= k < len(self.net.sizes)):
+            raise Invalid(f"{name}: ReLU split on no ReLU layer ({k!r})")
+        if not (isinstance(j, int) and 0 <= j < self.net.sizes[k]):
+            raise Invalid(f"{name}: ReLU split on no neuron ({j!r})")
+        return k, j
+
+    def leaf(self, node, region, empty, case, phases, name) -> None:
+        kind = node["leaf"]
+        if empty:
+            return
+        if kind == "smt-unsat":
+            self.smt(region, case, phases, name)
+            return
+        if kind not in ("linear-bound", "linear-combination", "lp-phases", "empty-split"):
+            raise Invalid(f"{name}: unknown evidence {kind!r}")
+        if kind != "empty-split" and self.proved(node, region, case, phases, name):
+            return
+        # The search may have bounded this region twice (once ahead, once when taken up).
+        again, empty = lg.tighten_again(self.net, region, list(phases))
+        if empty:
+            return
+        if kind == "empty-split":
+            raise Invalid(f"{name}: empty-split, but the region's bounds do not cross")
+        if not self.proved(node, again, case, phases, name, final=True):
+            raise Invalid(f"{name}: {kind} does not prove the region")
+
+    def proved(self, node, region, case, phases, name, final=False) -> bool:
+        proofs = node.get("proofs")
+        if not isinstance(proofs, list) or len(proofs) != len(case.unsafe):
+            raise Invalid(f"{name}: needs one proof per unsafe conjunction")
+        for conjunction, proof in zip(case.unsafe, proofs, strict=True):
+            if not isinstance(proof, dict):
+                raise Invalid(f"{name}: a proof is not an object")
+            if "row" in proof:
+                ok = self.row(conjunction, proof["row"], region, name)
+            elif "mu" in proof and node["leaf"] == "linear-combination":
+                ok = self.combination(conjunction, proof, region, phases, name)
+            elif node["leaf"] == "lp-phases":
+                ok = self.lp_tree(conjunction, proof, region, phases, name)
+            else:
+                raise Invalid(f"{name}: a proof of unknown shape")
+            if not ok:
+                return False
+        return True
+
+    # --- linear leaves -------------------------------------------------------------------
+
+    def row_bound(self, coeffs, k, region, overrides=None):
+        """Exact lower bound of coeffs . z_k as Fractions: (input coefficients, constant)."""
+        ints, exps = _dyadic_rows(coeffs)
+        g, g_exps, h, h_exps = lg.lower_linear(self.net, region, k, (ints, exps), overrides)
+        return g, g_exps, h, h_exps
+
+    def row(self, conjunction, index, region, name) -> bool:
+        if not isinstance(index, int) or not 0 <= index < len(conjunction.halfspaces):
+            raise Invalid(f"{name}: no half-space {index!r}")
+        h = conjunction.halfspaces[index]
+        scale = _scale([h.coeffs])
+        coeffs = [[c * scale for c in h.coeffs]]
+        g, g_exps, c, c_exps = self.row_bound(coeffs, len(self.net.layers) - 1, region)
+        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
+        value = exact.to_fraction(int(least[0]), int(exps[0]))
+        bound = (h.rhs + self.margin) * scale
+        return value >= bound if h.strict else value > bound
+
+    def combination(self, conjunction, proof, region, phases, name) -> bool:
+        mu = _weights(proof.get("mu"), len(conjunction.halfspaces), name)
+        terms = []  # (weight, input coefficients (Fractions), constant)
+        scale = _scale([h.coeffs for h in conjunction.halfspaces])
+        coeffs = [[c * scale for c in h.coeffs] for h in conjunction.halfspaces]
+        last = len(self.net.layers) - 1
+        g, g_exps, c, c_exps = self.row_bound(coeffs, last, region)
+        for i, h in enumerate(conjunction.halfspaces):
+            const = exact.to_fraction(int(c[i]), int(c_exps[i])) - (h.rhs + self.margin) * scale
+            terms.append((mu[i], _fractions(g[i], g_exps[i]), const))
+        for entry in proof.get("phase_mu") or []:
+            if not (isinstance(entry, list) and len(entry) == 4):
+                raise Invalid(f"{name}: a phase weight is not [layer, neuron, active, weight]")
+            k, j, active, w = entry
+            if (k, j, bool(active)) not in set(phases):
+                raise Invalid(f"{name}: weighs in a phase ({k}, {j}) the region does not have")
+            weight = _weights([w], 1, name)[0]
+            size = self.net.sizes[k]
+            row = [Fraction(0)] * size
+            row[j] = Fraction(-1 if active else 1)
+            pg, pg_exps, pc, pc_exps = self.row_bound([row], k, region)
+            terms.append(
+                (
+                    weight,
+                    _fractions(pg[0], pg_exps[0]),
+                    exact.to_fraction(int(pc[0]), int(pc_exps[0])),
+                )
+            )
+        return _combined_minimum(terms, region) > 0
+
+    # --- LP leaves -----------------------------------------------------------------------
+
+    def lp_tree(self, conjunction, tree, region, phases, name) -> bool:
+        stack = [(tree, region, list(phases), name + " lp")]
+        while stack:
+            node, here, node_phases, label = stack.pop()
+            if not isinstance(node, dict):
+                raise Invalid(f"{label}: a phase split is missing a case")
+            if "split" in node:
+                children = node.get("children")
+                if not isinstance(children, list) or len(children) != 2:
+                    raise Invalid(f"{label}: a phase split must have exactly its two cases")
+                k, j = self.neuron(node, label)
+                for child, active, tag in ((children[0], True, "+"), (children[1], False, "-")):
+                    lo, hi = here.bounds[k]
+                    lo, hi = lo.copy(), hi.copy()
+                    if active:
+                        lo[j] = max(lo[j], 0.0)
+                    else:
+                        hi[j] = min(hi[j], 0.0)
+                    child_region = here.with_bounds(k, lo, hi)
+                    stack.append((child, child_region, [*node_phases, (k, j, active)], label + tag))
+                continue
+            if node.get("empty") is True:
+                if not any(np.any(lo > hi) for lo, hi in here.bounds):
+                    return False
+                continue
+            if not self.lp_piece(conjunction, node, here, label):
+                return False
+        return True
+
+    def lp_piece(self, conjunction, node, region, label) -> bool:
+        mu = _weights(node.get("mu"), len(conjunction.halfspaces), label)
+        if any(np.any(lo > hi) for lo, hi in region.bounds):
+            return True
+        combined = [
+            sum(
+                (
+                    Fraction(w) * h.coeffs[i]
+                    for w, h in zip(mu, conjunction.halfspaces, strict=True)
+                ),
+                Fraction(0),
+            )
+            for i in range(len(conjunction.halfspaces[0].coeffs))
+        ]
+        scale = _scale([combined])
+        overrides = self.overrides(node.get("lambda"), float(scale), label)
+        g, g_exps, c, c_exps = self.row_bound(
+            [[v * scale for v in combined]], len(self.net.layers) - 1, region, overrides
+        )
+        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
+        rhs = sum(
+            (
+                Fraction(w) * (h.rhs + self.margin)
+                for w, h in zip(mu, conjunction.halfspaces, strict=True)
+            ),
+            Fraction(0),
+        )
+        return exact.to_fraction(int(least[0]), int(exps[0])) > rhs * scale
+
+    def overrides(self, entries, scale: float, label):
+        if not isinstance(entries, list):
+            raise Invalid(f"{label}: lambda is not a list")
+        by_layer: dict[int, tuple[list[int], list[float]]] = {}
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 3):
+                raise Invalid(f"{label}: a multiplier is not [layer, neuron, value]")
+            k, j = self.neuron({"layer": entry[0], "neuron": entry[1]}, label)
+            value = entry[2]
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise Invalid(f"{label}: a multiplier is not a finite number")
+            by_layer.setdefault(k, ([], []))
+            by_layer[k][0].append(j)
+            by_layer[k][1].append(float(value) * scale)
+        return {k: (np.array(js), np.array(vs)) for k, (js, vs) in by_layer.items()}
+
+    # --- SMT leaves ----------------------------------------------------------------------
+
+    def smt(self, region, case, phases, name) -> None:
+        text = query(self.plain, region, case, self.margin, list(phases))
+        answer = cvc5_answer(text)
+        if answer != "unsat":
+            raise Invalid(f"{name}: smt-unsat, but cvc5 answers {answer} on the region's query")
+
+
+def _weights(values, n: int, name) -> list[float]:
+    if not isinstance(values, list) or len(values) != n:
+        raise Invalid(f"{name}: expected {n} weights")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise Invalid(f"{name}: a weight is not a finite number >= 0")
+    return [float(v) for v in values]
+
+
+def _scale(rows) -> int:
+    """A positive integer making every coefficient a dyadic rational (ints over 2**k)."""
+    scale = 1
+    for row in rows:
+        for c in row:
+            d = Fraction(c).denominator
+            while d % 2 == 0:
+                d //= 2
+            scale = math.lcm(scale, d)
+    return scale
+
+
+def _dyadic_rows(rows) -> tuple[np.ndarray, np.ndarray]:
+    """Dyadic rationals exactly, one exponent per row."""
+    out = np.zeros((len(rows), len(rows[0])), dtype=object)
+    small = True
+    exps = np.zeros(len(rows), dtype=np.int64)
+    for i, row in enumerate(rows):
+        fractions = [Fraction(v) for v in row]
+        k = max((f.denominator.bit_length() - 1 for f in fractions), default=0)
+        for j, f in enumerate(fractions):
+            assert (f.denominator & (f.denominator - 1)) == 0, "not dyadic"
+            out[i, j] = f.numerator << (k - (f.denominator.bit_length() - 1))
+        exps[i] = -k
+        small = small and all(abs(v).bit_length() < 62 for v in out[i])
+    return (out.astype(np.int64) if small else out), exps
+
+
+def _fractions(ints, exp) -> list[Fraction]:
+    return [exact.to_fraction(int(v), int(exp)) for v in ints]
+
+
+def _combined_minimum(terms, region) -> Fraction:
+    """min over the box of sum_i w_i (g_i . x + c_i), exactly."""
+    n = len(region.lower)
+    g = [Fraction(0)] * n
+    const = Fraction(0)
+    for w, coeffs, c in terms:
+        wf = Fraction(w)
+        if wf == 0:
+            continue
+        const += wf * c
+        for j in range(n):
+            g[j] += wf * coeffs[j]
+    lo = [Fraction(float(v)) for v in region.lower]
+    hi = [Fraction(float(v)) for v in region.upper]
+    return const + sum(
+        (min(gj * a, gj * b) for gj, a, b in zip(g, lo, hi, strict=True)), Fraction(0)
+    )

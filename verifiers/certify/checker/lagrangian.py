@@ -1,0 +1,346 @@
+"""Exact bounds of a piecewise-linear network on a region, re-derived from its weights.
+
+The network is  z_1 = W_1 x + b_1,  r_k = relu(z_k),  z_{k+1} = W_{k+1} r_k + b_{k+1}.
+For ANY multipliers lambda_k (one per neuron) the identity
+
+    c . z_K = sum_k sum_j (nu_kj r_kj - lambda_kj z_kj) + (W_1^T lambda_1) . x + constants,
+    nu_{k-1} = W_k^T lambda_k,  lambda_K = c,
+
+holds at every point of the network. So a lower bound of c . z_K on the region is the sum,
+over neurons, of a lower bound of (nu r - lambda z) on a set containing the neuron's graph
+over its bounds [lo, hi] (the triangle (lo, alpha lo), (0, 0), (hi, hi), where a linear
+function is least at a vertex), plus the minimum of the input part over the box. All of it
+is evaluated exactly (exact.py): the multipliers only steer how tight the bound is.
+
+They follow CROWN: lambda = nu times the ReLU's lower slope where nu >= 0 and its chord's
+slope where nu < 0, on a grid of 46 bits (a certificate may give some: the Lagrange
+multipliers of an LP). Where lambda is nu (slope 1) it is nu rounded *down*, and where it
+is 0 it is 0: then nu r - lambda z >= 0 on the whole triangle and the neuron adds nothing
+(min(0, ...) = 0), so only chord neurons and given multipliers need their vertices.
+
+Bounds are kept on a grid of 46 bits too, rounded outward (a wider interval: its triangle
+still contains the graph). A layer whose composition rounded (the loader's weight_err,
+bias_err) is an interval of weights: c . z moves by at most |lambda| . (weight_err |r| +
+bias_err), bounded above in integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verifiers.certify.checker import exact
+
+Bounds = list[tuple[np.ndarray, np.ndarray]]  # per hidden layer: pre-activation lo, hi
+Overrides = dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (neurons, lambdas)
+GRID = 46
+
+
+@dataclass(frozen=True)
+class ExactLayer:
+    wb: exact.Matrix  # [W | b]: lambda @ wb gives nu and lambda . b at once
+    pos_t: exact.Matrix  # max(W, 0)^T and min(W, 0)^T, for interval bounds
+    neg_t: exact.Matrix
+    bias: tuple[np.ndarray, int]
+    err_t: exact.Matrix | None  # weight_err^T (None: the layer composed exactly)
+    bias_err: np.ndarray | None
+    n_in: int
+    n_out: int
+
+    @classmethod
+    def of(cls, layer) -> ExactLayer:
+        w = np.asarray(layer.weight, dtype=np.float64)
+        inexact = bool(np.any(layer.weight_err) or np.any(layer.bias_err))
+        return cls(
+            exact.Matrix.of_floats(np.concatenate([w, layer.bias[:, None]], axis=1)),
+            exact.Matrix.of_floats(np.maximum(w, 0.0).T),
+            exact.Matrix.of_floats(np.minimum(w, 0.0).T),
+            exact.from_floats(layer.bias),
+            exact.Matrix.of_floats(np.asarray(layer.weight_err).T) if inexact else None,
+            np.asarray(layer.bias_err, dtype=np.float64) if inexact else None,
+            w.shape[1],
+            w.shape[0],
+        )
+
+    def error(self, magnitude: np.ndarray) -> np.ndarray | None:
+        """Per output, a float >= weight_err |r| + bias_err for every |r| <= magnitude."""
+        if self.err_t is None:
+            return None
+        m, m_exp = exact.from_floats(magnitude[None, :])
+        value, exps = exact.matmul(m, np.array([m_exp]), self.err_t)
+        b, b_exp = exact.from_floats(self.bias_err)
+        total, t_exps = exact.add(value, exps, b[None, :], np.array([b_exp]))
+        return exact.round_rows(total[0], t_exps[0], up=True)
+
+
+@dataclass(frozen=True)
+class ExactNetwork:
+    layers: list[ExactLayer]  # affine; a ReLU (slope alpha below 0) after each but the last
+    alphas: list[float]
+    sizes: list[int]  # neurons per hidden layer
+
+    @classmethod
+    def of(cls, network) -> ExactNetwork:
+        return cls(
+            [ExactLayer.of(layer) for layer in network.affine_layers],
+            [float(layer.alpha) for layer in network.relu_layers],
+            [layer.size for layer in network.relu_layers],
+        )
+
+
+def relu_box(lo: np.ndarray, hi: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of relu(z) for z in [lo, hi] (a LeakyRelu product widened by an ulp)."""
+    if alpha == 0.0:
+        return np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+    low = np.where(lo >= 0.0, lo, np.nextafter(alpha * lo, -np.inf))
+    high = np.where(hi >= 0.0, hi, np.nextafter(alpha * hi, np.inf))
+    return low, high
+
+
+def snap_pair(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] widened onto one grid of GRID bits (lo down, hi up)."""
+    both = exact.snap(np.concatenate([lo, -hi]), up=False, bits=GRID)
+    return both[: len(lo)], -both[len(lo) :]
+
+
+@dataclass
+class Region:
+    """A box, pre-activation bounds valid on the region, each layer's error bound."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    bounds: Bounds = field(default_factory=list)
+    errors: list[np.ndarray | None] = field(default_factory=list)
+    exact_bounds: dict = field(default_factory=dict)  # hidden layer -> from_floats([lo, hi])
+
+    def bounds_exactly(self, k: int):
+        if k not in self.exact_bounds:
+            self.exact_bounds[k] = exact.from_floats(np.stack(self.bounds[k]))
+        return self.exact_bounds[k]
+
+    def layer_input(self, net: ExactNetwork, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k == 0:
+            return self.lower, self.upper
+        return relu_box(*self.bounds[k - 1], net.alphas[k - 1])
+
+    def with_bounds(self, k: int, lo: np.ndarray, hi: np.ndarray) -> Region:
+        bounds = [*self.bounds[:k], (lo, hi), *self.bounds[k + 1 :]]
+        cached = {j: v for j, v in self.exact_bounds.items() if j != k}
+        return Region(self.lower, self.upper, bounds, self.errors, cached)
+
+    def crossed(self) -> bool:
+        return any(bool(np.any(lo > hi)) for lo, hi in self.bounds)
+
+
+def _layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None:
+    lo, hi = region.layer_input(net, k)
+    return net.layers[k].error(np.maximum(np.abs(lo), np.abs(hi)))
+
+
+def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interval bounds of affine layer k's output from its input's box, rounded outward."""
+    layer = net.layers[k]
+    lo, hi = snap_pair(*region.layer_input(net, k))
+    both, e = exact.from_floats(np.stack([lo, hi]))
+    base = np.array([e, e], dtype=np.int64)
+    pos, pos_exps = exact.matmul(both, base, layer.pos_t)
+    neg, neg_exps = exact.matmul(both[::-1], base, layer.neg_t)
+    total, exps = exact.add(pos, pos_exps, neg, neg_exps)
+    bias, b_exp = layer.bias
+    total, bias, exps = exact.align(
+        total, exps, np.broadcast_to(bias, pos.shape), np.array([b_exp, b_exp])
+    )
+    total = total + bias  # row 0: W+ lo + W- hi + b; row 1: W+ hi + W- lo + b
+    low = exact.round_rows(total[0], exps[0], up=False)
+    high = exact.round_rows(total[1], exps[1], up=True)
+    err = region.errors[k]
+    if err is not None:
+        low = np.nextafter(low - err, -np.inf)
+        high = np.nextafter(high + err, np.inf)
+    return low, high
+
+
+def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None):
+    """For rows c (exact: ints, exps) over affine layer k's output, an exact linear lower
+    bound c . z_k >= g . x + h on the region: (g, g_exps, h, h_exps)."""
+    lam, lam_exps = rows
+    m = lam.shape[0]
+    h, h_exps = np.zeros(m, dtype=object), np.zeros(m, dtype=np.int64)
+    for index in range(k, -1, -1):
+        layer = net.layers[index]
+        out = exact.matmul_digits(lam, lam_exps, layer.wb)
+        h, h_exps = exact.add(h, h_exps, out.column(out.shape[1] - 1), out.exps)
+        err = region.errors[index]
+        if err is not None:
+            cost, cost_exps = _error_cost(lam, lam_exps, err)
+            h, h_exps = exact.add(h, h_exps, -cost, cost_exps)
+        nu = exact.Digits(out.digits[:, :, :-1], out.bits, out.exps)
+        if index == 0:
+            rows_, cols = np.nonzero(np.ones(nu.shape, dtype=bool))
+            return nu.exact(rows_, cols).reshape(nu.shape), nu.exps, h, h_exps
+        hidden = index - 1
+        lam, lam_exps, term, term_exps = _relax(
+            nu, region, hidden, net.alphas[hidden], (overrides or {}).get(hidden)
+        )
+        h, h_exps = exact.add(h, h_exps, term, term_exps)
+    raise AssertionError("unreachable")
+
+
+def _error_cost(lam, lam_exps, err):
+    """An exact upper bound of |lam| . err per row: both rounded up to short integers."""
+    top = float(np.max(err))
+    if top == 0.0:
+        return np.zeros(lam.shape[0], dtype=np.int64), lam_exps
+    t_exp = np.frexp(top)[1] - 20
+    t = np.ceil(np.ldexp(err, -t_exp)).astype(np.int64)
+    mag = np.abs(lam)
+    if mag.dtype == object or lam.shape[1] >= 4096:
+        cost, exps = exact.matmul(mag, lam_exps, exact.Matrix(t[:, None], int(t_exp)))
+        return cost[:, 0], exps
+    bits = np.array([int(v).bit_length() for v in mag.max(axis=1)], dtype=np.int64)
+    shift = np.maximum(bits - 30, 0)
+    up = (mag + ((np.int64(1) << shift) - 1)[:, None]) >> shift[:, None]
+    return up @ t, lam_exps + shift + t_exp
+
+
+def _relax(nu: exact.Digits, region: Region, hidden: int, alpha: float, override):
+    """The multipliers of a ReLU layer and the exact bound of its neurons' terms."""
+    lo, hi = region.bounds[hidden]
+    nu_f = nu.approx()
+    top = np.max(np.abs(nu_f), axis=1)
+    exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu.exps)
+    active, inactive = lo >= 0.0, hi <= 0.0
+    unstable = ~(active | inactive)
+    positive = nu.sign() >= 0  # exact
+    width = np.where(unstable, hi - lo, 1.0)
+    chord = np.where(unstable, (hi - alpha * lo) / width, 0.0)
+    steep = hi > -lo
+    if alpha == 0.0:
+        take = active[None, :] | (unstable & steep)[None, :] & positive
+        lam = np.where(take, nu.floor(exps), 0)
+        general = unstable[None, :] & ~positive
+        scaled = np.rint(np.ldexp(nu_f * chord[None, :], -exps[:, None])).astype(np.int64)
+        lam = np.where(general, scaled, lam)
+    else:
+        slope = np.where(positive, np.where(steep, 1.0, alpha)[None, :], chord[None, :])
+        slope = np.where(active, 1.0, np.where(inactive, alpha, slope))
+        lam = np.rint(np.ldexp(nu_f * slope, -exps[:, None])).astype(np.int64)
+        general = np.ones(nu.shape, dtype=bool)
+    if override is not None:
+        neurons, values = override
+        lam[:, neurons] = np.rint(np.ldexp(values[None, :], -exps[:, None])).astype(np.int64)
+        general[:, neurons] = True
+    term, term_exps = _vertex_terms(
+        nu, lam, exps, lo, hi, alpha, general, region.bounds_exactly(hidden)
+    )
+    return lam, exps, term, term_exps
+
+
+def _vertex_terms(nu: exact.Digits, lam, lam_exps, lo, hi, alpha, general, lo_hi):
+    """Per row, sum over the `general` neurons of min(0, (nu s_lo - lam) lo,
+    (nu s_hi - lam) hi), s = 1 at a vertex z >= 0 and alpha below: the least value of
+    nu r - lam z on the neuron's triangle (with (0, 0) added to a stable neuron's
+    segment, which only lowers it). Every other neuron's term is >= 0 (see _relax)."""
+    m = nu.shape[0]
+    rows, cols = np.nonzero(general)
+    both, b_exp = lo_hi
+    slopes, s_exp = exact.from_floats(np.array([1.0, alpha]))
+    ex = np.minimum(nu.exps + s_exp, lam_exps)
+    if len(rows) == 0:
+        return np.zeros(m, dtype=object), ex + b_exp
+    n_e = nu.exact(rows, cols) << (nu.exps[rows] + s_exp - ex[rows]).astype(object)
+    l_e = lam[rows, cols].astype(object) << (lam_exps[rows] - ex[rows]).astype(object)
+    values = []
+    for side, z in ((0, lo), (1, hi)):
+        s = np.where(z[cols] >= 0.0, slopes[0], slopes[1]).astype(object)
+        values.append((n_e * s - l_e) * exact._obj(both[side][cols]))
+    least = np.minimum(np.minimum(values[0], values[1]), 0)
+    total = np.zeros(m, dtype=object)
+    np.add.at(total, rows, least)
+    return total, ex + b_exp
+
+
+def box_minimum(g, g_exps, h, h_exps, lower: np.ndarray, upper: np.ndarray):
+    """Exact min over the box of g . x + h, per row: (ints, exps)."""
+    both, e = exact.from_floats(np.stack([lower, upper]))
+    g = exact._obj(g)
+    a = g * exact._obj(both[0])[None, :]
+    b = g * exact._obj(both[1])[None, :]
+    least = np.minimum(a, b).sum(axis=1)
+    return exact.add(least, g_exps + e, h, h_exps)
+
+
+def region_bounds(
+    net: ExactNetwork, lower, upper, parent: Bounds | None, phases, every: bool = False
+):
+    """Pre-activation bounds on the region (the box where the phases hold): interval
+    bounds, intersected with the enclosing region's (valid here too) and the phases, then
+    each unstable neuron of the layers past the first tightened by an exact linear bound.
+    `every`: tighten the stable neurons too (tighter interval bounds downstream).
+    Returns (region, crossed): crossed bounds mean the region holds no input."""
+    region = Region(lower, upper)
+    for k in range(len(net.alphas)):
+        region.errors.append(_layer_error(net, region, k))
+        lo, hi = interval(net, region, k)
+        lo, hi = _clip(lo, hi, parent[k] if parent else None, phases, k)
+        if k > 0:
+            lo, hi = _clip(*_tighten(net, region, k, lo, hi, every), None, phases, k)
+        region.bounds.append(snap_pair(lo, hi))
+        if np.any(lo > hi):
+            return region, True
+    region.errors.append(_layer_error(net, region, len(net.alphas)))
+    return region, False
+
+
+def tighten_again(
+    net: ExactNetwork, region: Region, phases, every: bool = False
+) -> tuple[Region, bool]:
+    """One more pass of linear tightening, each layer with the tighter bounds before it."""
+    again = Region(region.lower, region.upper)
+    for k in range(len(net.alphas)):
+        again.errors.append(_layer_error(net, again, k))
+        lo, hi = region.bounds[k]
+        if k > 0:
+            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, phases, k)
+        again.bounds.append(snap_pair(lo, hi))
+        if np.any(lo > hi):
+            return again, True
+    again.errors.append(_layer_error(net, again, len(net.alphas)))
+    return again, False
+
+
+def _clip(lo, hi, parent, phases, k):
+    if parent is not None:
+        lo, hi = np.maximum(lo, parent[0]), np.minimum(hi, parent[1])
+    for layer, neuron, active in phases:
+        if layer == k:
+            lo, hi = lo.copy(), hi.copy()
+            if active:
+                lo[neuron] = max(lo[neuron], 0.0)
+            else:
+                hi[neuron] = min(hi[neuron], 0.0)
+    return lo, hi
+
+
+def unit_rows(size: int, neurons: np.ndarray, signs: np.ndarray):
+    rows = np.zeros((len(neurons), size), dtype=np.int64)
+    rows[np.arange(len(neurons)), neurons] = signs
+    return rows, np.zeros(len(neurons), dtype=np.int64)
+
+
+def _tighten(net, region, k, lo, hi, every=False):
+    unstable = np.arange(len(lo)) if every else np.flatnonzero((lo < 0.0) & (hi > 0.0))
+    if len(unstable) == 0:
+        return lo, hi
+    n = len(unstable)
+    neurons = np.concatenate([unstable, unstable])
+    signs = np.concatenate([np.ones(n), -np.ones(n)]).astype(np.int64)
+    g, g_exps, h, h_exps = lower_linear(net, region, k, unit_rows(len(lo), neurons, signs))
+    least, exps = box_minimum(g, g_exps, h, h_exps, region.lower, region.upper)
+    new_lo = exact.round_rows(least[:n], exps[:n], up=False)
+    new_hi = -exact.round_rows(least[n:], exps[n:], up=False)
+    lo, hi = lo.copy(), hi.copy()
+    lo[unstable] = np.maximum(lo[unstable], new_lo)
+    hi[unstable] = np.minimum(hi[unstable], new_hi)
+    return lo, hi
