@@ -36,6 +36,7 @@ def verify_files(
     inputs: tuple[str, ...] | None = None,
     outputs: tuple[str, ...] | None = None,
     on_progress: ProgressCallback | None = None,
+    started: float | None = None,
 ) -> Result:
     from verifiers.spec import load_property
     from verifiers.verify import verify
@@ -55,7 +56,7 @@ def verify_files(
             )
         n_inputs, n_outputs = loaded.n_inputs, loaded.n_outputs
     prop = load_property(spec, n_inputs=n_inputs, n_outputs=n_outputs)
-    result = verify(component, prop, options, on_progress=on_progress)
+    result = verify(component, prop, options, on_progress=on_progress, started=started)
     if result.verdict is Verdict.ERROR and str(model) not in (result.reason or ""):
         # verify() reports a model it cannot load as an error result; name the file.
         result = replace(result, reason=f"{model}: {result.reason}")

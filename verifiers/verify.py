@@ -42,10 +42,14 @@ def verify(
     options: Options = Options(),
     on_progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
+    started: float | None = None,
 ) -> Result:
     """Decide `prop` on `component`. Invalid input gives an `error` result, never a raise;
-    so does an internal failure (a bug), logged with its stack trace."""
-    started = time.monotonic()
+    so does an internal failure (a bug), logged with its stack trace.
+
+    The timeout counts from `started` (a time.monotonic() value; default now): a command
+    line run passes its process's start, so that start-up and parsing count too."""
+    started = time.monotonic() if started is None else started
     try:
         model = _load(component, prop)
         network = engine_network(model, prop)  # reports unsupported ops as errors

@@ -12,12 +12,15 @@ lower bounds subtract it, so they are never above the exact real minimum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from verifiers.bounds.alpha import Lines, SlopeSearch, optimise_slopes, times
 from verifiers.bounds.interval import affine_interval, relu_interval
+from verifiers.bounds.optimised import objective_bounds
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
+from verifiers.deadline import check
 from verifiers.model.network import AffineLayer, PiecewiseLinearNetwork, ReluLayer
 
 
@@ -48,6 +51,10 @@ class LinearBounds:
     relu_coeffs: list[np.ndarray] | None = None
     relaxations: list[_Relaxation] | None = None
     magnitudes: list[np.ndarray] | None = None
+    # The objective rows' lower slopes per ReLU layer (batch, m, n), when optimised: a warm
+    # start for the sub-regions in branch and bound.
+    slopes: list[np.ndarray] | None = None
+    betas: list[np.ndarray] | None = None  # and their split multipliers (beta-CROWN)
 
 
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -63,7 +70,7 @@ def _affine_back(state: _Backward, layer: AffineLayer, magnitude_in: np.ndarray)
     per_output = gamma(layer.n_out) * (magnitude_in @ np.abs(layer.weight).T + np.abs(layer.bias))
     per_output = per_output + magnitude_in @ layer.weight_err.T + layer.bias_err
     state.slack = state.slack + np.einsum("bmn,bn->bm", abs_coeffs, per_output)
-    state.coeffs = state.coeffs @ layer.weight
+    state.coeffs = times(state.coeffs, layer.weight)
 
 
 def relu_relaxation(
@@ -94,27 +101,70 @@ def relu_relaxation(
 
 @dataclass(frozen=True)
 class _Relaxation:
-    """A ReLU layer's enclosing lines on its pre-activation bounds, ready for back-substitution."""
+    """A ReLU layer's enclosing lines on its pre-activation bounds, ready for back-substitution.
 
-    lower_slope: np.ndarray  # (batch, n)
+    The lower slope may differ per objective row (batch, m, n) once optimised (bounds/alpha.py):
+    any slope in [alpha, 1] is valid on an unstable ReLU, and `slack` covers the steepest."""
+
+    lower_slope: np.ndarray  # (batch, 1 or m, n)
     slope_gap: np.ndarray  # upper slope - lower slope
     intercept: np.ndarray  # of the upper line
     slack: np.ndarray  # rounding of one backward step, per unit |coefficient|
+    upper_slope: np.ndarray  # (batch, 1, n)
+    floor: float  # the LeakyRelu slope: the smallest valid lower slope
+    slack_any: np.ndarray  # `slack` for any lower slopes in [alpha, 1]
 
     @classmethod
     def of(cls, layer: ReluLayer, lower: np.ndarray, upper: np.ndarray) -> _Relaxation:
         lower_slope, upper_slope, intercept = relu_relaxation(layer, lower, upper)
-        steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * _magnitude(lower, upper)
-        # New coefficients c*lower + min(c, 0)*gap: the gap, both products and the sum each
-        # round by one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10.
-        slack = 10.0 * UNIT_ROUNDOFF * steepest + gamma(lower.shape[-1]) * np.abs(intercept)
+        magnitude = _magnitude(lower, upper)
+        steepest = np.maximum(np.abs(lower_slope), np.abs(upper_slope)) * magnitude
+        # An unstable ReLU's lower slope may be optimised anywhere in [alpha, 1].
+        unstable = (lower < 0.0) & (upper > 0.0)
+        steepest_any = np.where(
+            unstable, np.maximum(np.abs(upper_slope), 1.0) * magnitude, steepest
+        )
         return cls(
-            lower_slope[:, None, :], (upper_slope - lower_slope)[:, None, :], intercept, slack
+            lower_slope[:, None, :],
+            (upper_slope - lower_slope)[:, None, :],
+            intercept,
+            _step_slack(steepest, intercept),
+            upper_slope[:, None, :],
+            float(layer.alpha),
+            _step_slack(steepest_any, intercept),
+        )
+
+    def with_lower(self, slopes: np.ndarray) -> _Relaxation:
+        """The same lines with these lower slopes (batch, m, n), each in [alpha, 1] on the
+        unstable ReLUs and equal to the default on the stable ones (alpha.optimise_slopes)."""
+        return replace(
+            self, lower_slope=slopes, slope_gap=self.upper_slope - slopes, slack=self.slack_any
+        )
+
+    def lines(self, sign: np.ndarray | None = None) -> Lines:
+        """For the optimiser; `sign` (batch, n): the layer's split constraints, if any."""
+        unstable = self.slope_gap != 0.0
+        split = None if sign is None else sign[:, None, :]
+        return Lines(
+            self.lower_slope, self.upper_slope, self.intercept, self.floor, unstable, split
         )
 
     def take(self, i: int) -> _Relaxation:
         """Box i of the batch, as a batch of one."""
-        return _Relaxation(*(getattr(self, f.name)[i : i + 1] for f in fields(self)))
+        return _Relaxation(
+            *(
+                getattr(self, f.name)[i : i + 1] if f.name != "floor" else self.floor
+                for f in fields(self)
+            )
+        )
+
+
+def _step_slack(steepest: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Rounding of one backward step through a ReLU layer, per unit |coefficient|: the new
+    coefficients c*lower + min(c, 0)*gap (the gap, both products and the sum each round by
+    one ulp of terms at most 2 * steepest * |c|: 8 ulps, padded to 10), and the intercepts'
+    dot product."""
+    return 10.0 * UNIT_ROUNDOFF * steepest + gamma(intercept.shape[-1]) * np.abs(intercept)
 
 
 def _relu_back(state: _Backward, relaxation: _Relaxation) -> None:
@@ -153,18 +203,31 @@ def _back_substitute(
     magnitudes: list[np.ndarray],
     box: tuple[np.ndarray, np.ndarray],
     relu_coeffs: list[np.ndarray] | None = None,
+    deadline: float | None = None,
+    split_terms: list[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower bounds of coeffs . (output of affine layer `last_affine`) over the boxes.
-    `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last."""
+    `relu_coeffs`, if given, receives the coefficients met at each ReLU layer, first to last.
+    Raises OutOfTime (verifiers/deadline.py) once `deadline` has passed.
+
+    `split_terms` (per ReLU layer, (batch, m, n) or None): beta-CROWN's terms beta * sign
+    added to the coefficients on that layer's pre-activations z, where sign * z <= 0 holds on
+    the region (its ReLU splits) and beta >= 0. Adding them can only lower the objective on
+    the region, so the result bounds the objective there. Rounding the sum cannot spoil it:
+    fl(c + beta * sign) - c has the sign of `sign` (rounding is monotone), so it is itself
+    a valid multiplier times sign, exactly."""
     batch, m = coeffs.shape[0], coeffs.shape[1]
     state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
     for k in range(last_affine, -1, -1):
+        check(deadline)
         _affine_back(state, affine_layers[k], magnitudes[k])
         if k > 0:
             if relu_coeffs is not None:
                 relu_coeffs.insert(0, state.coeffs)
             _relu_back(state, relaxations[k - 1])
+            if split_terms is not None and split_terms[k - 1] is not None:
+                state.coeffs = state.coeffs + split_terms[k - 1]
     value, corner = _read_off(state, box[0], box[1], last_affine + 1)
     return value, state.coeffs, corner
 
@@ -175,26 +238,35 @@ def linear_bounds(
     upper: np.ndarray,
     objective: np.ndarray | None = None,
     known: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    slopes: SlopeSearch | None = None,
+    deadline: float | None = None,
+    refine: bool = True,
 ) -> LinearBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_outputs) rows are minimised.
 
     `known`: pre-activation bounds (batch, n) per affine layer already valid on each box, e.g.
     those of an enclosing box in branch and bound. They are intersected in, and a neuron they
-    show stable needs no back-substitution of its own: only unstable ones can tighten."""
+    show stable needs no back-substitution of its own: only unstable ones can tighten.
+    `slopes`: optimise the unstable ReLUs' lower slopes (bounds/alpha.py) for the objective
+    rows (and the intermediate bounds); each row keeps the better of the sound CROWN bound and
+    the sound bound of its optimised slopes. Raises OutOfTime once `deadline` has passed.
+    `refine=False` keeps the `known` bounds of the hidden and output layers (intersected with
+    interval bounds) instead of back-substituting for them: beta-CROWN's branch and bound,
+    where a split's constraint reaches the objective through its multiplier."""
     affine_layers, relu_layers = network.affine_layers, network.relu_layers
     pre_bounds: list[tuple[np.ndarray, np.ndarray]] = []
     relaxations: list[_Relaxation] = []
     magnitudes = [_magnitude(lower, upper)]
     post = (lower, upper)
+    context = _Context(network, relaxations, magnitudes, (lower, upper), deadline)
+    inner = slopes if slopes is not None and slopes.intermediate else None
     for k, layer in enumerate(affine_layers):
         low, high = affine_interval(layer, *post)
         if known is not None:
             low, high = np.maximum(low, known[k][0]), np.minimum(high, known[k][1])
-        if k > 0:
+        if k > 0 and (refine or known is None):
             last = k == len(affine_layers) - 1
-            low, high = _refine(
-                network, k, low, high, relaxations, magnitudes, (lower, upper), last
-            )
+            low, high = _refine(context, k, low, high, last, inner)
         pre_bounds.append((low, high))
         if k < len(relu_layers):
             relaxations.append(_Relaxation.of(relu_layers[k], low, high))
@@ -207,17 +279,57 @@ def linear_bounds(
         if objective.ndim == 2
         else objective
     )
-    relu_coeffs: list[np.ndarray] = []
-    value, coeffs, corner = _back_substitute(
-        network,
-        np.array(rows, dtype=np.float64),
-        len(affine_layers) - 1,
-        relaxations,
-        magnitudes,
-        (lower, upper),
-        relu_coeffs,
+    rows = np.array(rows, dtype=np.float64)
+    value, coeffs, corner, relu_coeffs, chosen, betas = objective_bounds(context, rows, slopes)
+    return LinearBounds(
+        pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes, chosen, betas
     )
-    return LinearBounds(pre_bounds, value, coeffs, corner, relu_coeffs, relaxations, magnitudes)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What back-substitutions over one batch share."""
+
+    network: PiecewiseLinearNetwork
+    relaxations: list[_Relaxation]
+    magnitudes: list[np.ndarray]
+    box: tuple[np.ndarray, np.ndarray]
+    deadline: float | None
+
+    def bound(self, rows, last, slopes=None, relu_coeffs=None, terms=None):
+        """The sound back-substitution of rows (batch, m, n) from affine layer `last`, with
+        CROWN's lower slopes or the given per-row ones, and split terms (beta * sign)."""
+        relaxations = self.relaxations[:last]
+        if slopes is not None:
+            relaxations = [r.with_lower(s) for r, s in zip(relaxations, slopes, strict=True)]
+        return _back_substitute(
+            self.network,
+            rows,
+            last,
+            relaxations,
+            self.magnitudes,
+            self.box,
+            relu_coeffs,
+            self.deadline,
+            terms,
+        )
+
+    def optimise(self, rows, last, iterations: int, search: SlopeSearch | None = None):
+        """(slopes, betas) per ReLU layer below `last`; betas only with `search.signs`."""
+        signs = search.signs if search is not None and search.signs is not None else None
+        relaxations = self.relaxations[:last]
+        lines = [r.lines(None if signs is None else signs[k]) for k, r in enumerate(relaxations)]
+        return optimise_slopes(
+            self.network,
+            rows,
+            last,
+            lines,
+            self.box,
+            iterations,
+            None if search is None else search.start,
+            self.deadline,
+            None if search is None else search.start_betas,
+        )
 
 
 def layer_row_bounds(
@@ -238,10 +350,11 @@ def layer_row_bounds(
     return value[0], coeffs[0]
 
 
-def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: bool):
+def _refine(context: _Context, k, low, high, every_neuron: bool, search: SlopeSearch | None):
     """Tighten layer k's bounds by back-substitution, for the neurons that are unstable on
     some box (every neuron for the output layer). Each box gets as many rows as the box with
-    the most; the padding rows are other neurons of the layer, whose bounds stay valid."""
+    the most; the padding rows are other neurons of the layer, whose bounds stay valid.
+    With `search`, each row's slopes are optimised too and the better sound bound kept."""
     batch, n = low.shape
     targets = np.ones_like(low, dtype=bool) if every_neuron else (low < 0.0) & (high > 0.0)
     count = int(targets.sum(axis=1).max())
@@ -254,7 +367,11 @@ def _refine(network, k, low, high, relaxations, magnitudes, box, every_neuron: b
     picks = np.arange(batch)[:, None]
     rows[picks, slots[None, :], neurons] = 1.0
     rows[picks, count + slots[None, :], neurons] = -1.0
-    value, _, _ = _back_substitute(network, rows, k, relaxations, magnitudes, box)
+    value, _, _ = context.bound(rows, k)
+    if search is not None and search.intermediate_iterations > 0:
+        slopes, _ = context.optimise(rows, k, search.intermediate_iterations)
+        tuned, _, _ = context.bound(rows, k, slopes)
+        value = np.where(np.isfinite(tuned), np.maximum(value, tuned), value)
     refined_low = np.take_along_axis(low, neurons, axis=1)
     refined_high = np.take_along_axis(high, neurons, axis=1)
     low, high = low.copy(), high.copy()

@@ -23,11 +23,14 @@ from fractions import Fraction
 
 import numpy as np
 
+from verifiers.bounds.alpha import SlopeSearch
 from verifiers.bounds.combine import box_constants, combination_weights
 from verifiers.bounds.interval import interval_bounds
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
 from verifiers.bounds.rounding import proves
+from verifiers.deadline import OutOfTime, check
 from verifiers.falsify.regions import activation_pattern
+from verifiers.search import slopes
 from verifiers.search.branching import Branching
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
@@ -40,6 +43,7 @@ from verifiers.search.region import (
     log_volume,
     relative_volume,
 )
+from verifiers.search.slopes import slope_search
 from verifiers.smt.outcome import SatOutcome
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,13 @@ class CaseSearch:
         sliced = self.until is not None and time.monotonic() >= self.until
         return sliced or self.ctx.remaining() <= 0 or self.ctx.cancelled()
 
+    @property
+    def deadline(self) -> float:
+        """When long computations inside a step give up (verifiers/deadline.py): the search's
+        deadline only; a slice's end (`until`) lets its last step finish, or a step longer
+        than a slice would never be kept."""
+        return self.ctx.deadline
+
     def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
         """Search until decided, out of time, cancelled, or (for a slice) `until` passes."""
         self.until = until
@@ -118,11 +129,30 @@ class CaseSearch:
             if self.falsifier.deep_due() and self.falsifier.deep(self.stack):
                 break
             batch = [self.stack.pop() for _ in range(min(BATCH, len(self.stack)))]
-            self.step(batch)
+            if not self.step_or_undo(batch):
+                break
             if self.ctx.on_step:
                 self.ctx.on_step(self.outcome)
         self.outcome.open_regions = len(self.stack)
         return self.outcome
+
+    def step_or_undo(self, batch: list[Region]) -> bool:
+        """One step; False when the deadline passed inside it. Then the step is undone: its
+        regions go back on the stack, open, and nothing it proved or pushed is kept."""
+        stacked, share, leaves = (
+            len(self.stack),
+            self.outcome.proved_share,
+            len(self.outcome.leaves),
+        )
+        try:
+            self.step(batch)
+        except OutOfTime:
+            del self.stack[stacked:]
+            del self.outcome.leaves[leaves:]
+            self.outcome.proved_share = share
+            self.stack.extend(reversed(batch))
+            return False
+        return True
 
     def step(self, batch: list[Region]) -> None:
         bounds, proved = self.bound(batch)
@@ -159,6 +189,7 @@ class CaseSearch:
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
+            check(self.deadline)
             phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
             proofs = self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows)
             if proofs is not None:
@@ -179,13 +210,38 @@ class CaseSearch:
                 )
                 for k in range(len(regions[0].known))
             ]
-        bounds = linear_bounds(self.ctx.network, lower, upper, self.rows, known)
+        search = self.slope_search(regions)
+        bounds = None
+        if search is not None and search.intermediate:
+            # The root: plain CROWN first; what it proves needs no optimisation.
+            bounds = linear_bounds(
+                self.ctx.network, lower, upper, self.rows, known, None, self.deadline
+            )
+            if not np.all(proves(self.scores(bounds.objective_lower))):
+                bounds = None
+        if bounds is None:
+            bounds = linear_bounds(
+                self.ctx.network,
+                lower,
+                upper,
+                self.rows,
+                known,
+                search,
+                self.deadline,
+                refine=search is None or search.start is None or not slopes.KEEP_INTERMEDIATE,
+            )
         self.outcome.subproblems += len(regions)
         # Sound bounds that cross (lower > upper) leave no input: the phases contradict.
         empty = np.zeros(len(regions), dtype=bool)
         for lo, hi in bounds.layers:
             empty |= np.any(lo > hi, axis=1)
         return bounds, self.scores(bounds.objective_lower), empty
+
+    def slope_search(self, regions: list[Region]) -> SlopeSearch | None:
+        """Slopes optimised where ReLUs are split (many inputs): search/slopes.py."""
+        if not slopes.ENABLED or self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
+            return None
+        return slope_search(self.ctx.network, regions, self.root, self.rhs)
 
     def settle(self, regions: list[Region], bounds, proved, empty) -> np.ndarray:
         """Record the regions proved by their linear bounds or empty; all such, as a mask."""
@@ -321,7 +377,7 @@ class CaseSearch:
             if choice is None:  # nothing left to split: z3 decides the region
                 self.decide_exactly(region, parent, final=True)
             else:
-                self.stack.extend(region.split_relu(*choice, parent.layers, score))
+                self.stack.extend(region.split_relu(*choice, parent.layers, score, parent.warm))
         if by_inputs:
             self.split_inputs(by_inputs)
 

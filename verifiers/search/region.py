@@ -20,6 +20,7 @@ class Evidence(StrEnum):
 
 LayerBounds = list[tuple[np.ndarray, np.ndarray]]
 Phase = tuple[int, int, bool]  # (ReLU layer, neuron, active): pre-activation >= 0 or <= 0
+Warm = tuple[list[np.ndarray], list[np.ndarray]]  # (slopes, betas) per ReLU layer
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +39,9 @@ class Region:
     # Decide the region by LPs over its ReLU phases once this few ReLUs are unstable (None:
     # the search's default); lowered in a subtree where such an attempt gave up.
     lp_limit: int | None = None
+    # The enclosing region's optimised lower slopes and split multipliers of the objective
+    # rows (per ReLU layer, (m, n) each; bounds/alpha.py): a warm start, never a proof.
+    warm: Warm | None = None
     # The splits from the case's box to this region, for the certificate's tree: per split
     # ("input", dim, at, side) with side 0 the lower half, or ("relu", layer, neuron, side)
     # with side 0 the active part.
@@ -58,7 +62,12 @@ class Region:
         )
 
     def split_relu(
-        self, layer: int, neuron: int, known: LayerBounds, score: float = 0.0
+        self,
+        layer: int,
+        neuron: int,
+        known: LayerBounds,
+        score: float = 0.0,
+        warm: Warm | None = None,
     ) -> tuple[Region, Region]:
         """The parts of this region where a ReLU is active and where it is inactive.
 
@@ -79,6 +88,7 @@ class Region:
                     parent_score=score,
                     phases=(*self.phases, (layer, neuron, active)),
                     share=self.share / 2,
+                    warm=warm,
                     path=(*self.path, ("relu", int(layer), int(neuron), 0 if active else 1)),
                 )
             )
@@ -93,14 +103,23 @@ class ParentBounds:
     objective_lower: np.ndarray
     objective_coeffs: np.ndarray
     relu_coeffs: list[np.ndarray]
+    warm: Warm | None = None
 
     @classmethod
     def of(cls, bounds: LinearBounds, i: int) -> ParentBounds:
+        warm = None
+        if bounds.slopes is not None and bounds.betas is not None:
+            # float32 halves the memory of a warm start, which needs no precision.
+            warm = (
+                [s[i].astype(np.float32) for s in bounds.slopes],
+                [b[i].astype(np.float32) for b in bounds.betas],
+            )
         return cls(
             [(lo[i], hi[i]) for lo, hi in bounds.layers],
             bounds.objective_lower[i],
             bounds.objective_coeffs[i],
             [c[i] for c in bounds.relu_coeffs or []],
+            warm,
         )
 
     @property
