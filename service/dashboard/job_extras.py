@@ -15,6 +15,7 @@ from service import traces
 from service.dashboard.charts import IntervalRow, interval_chart
 from service.dashboard.trace_charts import step_chart
 from service.job_files import property_file, reproduce_command
+from service.names import tensor_elements
 from service.store.artefacts import ArtefactInfo
 from service.store.jobs import Job
 from service.store.models import utcnow
@@ -76,6 +77,28 @@ def downloads(job: Job, info: ArtefactInfo | None, has_certificate: bool) -> lis
             )
         )
     return found
+
+
+def tensor_labels(job: Job, info: ArtefactInfo | None) -> dict[str, str]:
+    """X_i / Y_j named after the ONNX tensor elements they are (``input[3]``), where the
+    component has one input and one output tensor; a property's label map overrides these."""
+    sub = job.subnetwork or {}
+    meta = info.meta if info is not None and info.kind == "onnx" else {}
+    inputs = sub.get("inputs") or ([meta["input_name"]] if meta.get("input_name") else [])
+    outputs = sub.get("outputs") or ([meta["output_name"]] if meta.get("output_name") else [])
+    cex = job.counterexample or {}
+    if len(inputs) != 1 or len(outputs) != 1 or not cex.get("inputs") or not cex.get("outputs"):
+        return {}
+    labels = dict(
+        zip(
+            (f"X_{i}" for i in range(len(cex["inputs"]))),
+            tensor_elements(inputs[0], len(cex["inputs"])),
+            strict=True,
+        )
+    )
+    outs = tensor_elements(outputs[0], len(cex["outputs"]))
+    labels.update((f"Y_{j}", name) for j, name in enumerate(outs))
+    return labels
 
 
 def tensor_note(job: Job, info: ArtefactInfo | None) -> str | None:

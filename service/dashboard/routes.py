@@ -205,7 +205,7 @@ def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth
         spec = job.prop.get("spec") if info is not None and info.kind == "module" else None
         stepped = trace is not None and trace.kind == "steps"
         if "system" not in job.prop and not stepped:  # a trace says it all, with names
-            labels = labels_of(job.prop)
+            labels = {**job_extras.tensor_labels(job, info), **labels_of(job.prop)}
             cex = views.counterexample_view(job.counterexample, parsed, spec, labels)
     has_certificate = (
         job.verdict == "holds" and services.jobs.certificate(job.id, who.project_id) is not None

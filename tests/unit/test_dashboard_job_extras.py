@@ -129,7 +129,8 @@ def test_a_label_map_names_the_counterexample_in_the_charts(
     html = page(client, f"/jobs/{job}")
     charts = html.split('<section class="panel verdict-violated"', 1)[1].split("</section>", 1)[0]
     assert ">rho</text>" in charts and ">clear of…</text>" in charts  # cut to fit the chart
-    assert ">X_1</text>" in charts and ">Y_1</text>" in charts  # unlabelled: the variable
+    # Unlabelled: the ONNX tensor element it is.
+    assert ">input[1]</text>" in charts and ">output[1]</text>" in charts
 
 
 def test_a_module_bmc_trace_is_drawn_by_name(client: TestClient, worker: object) -> None:
