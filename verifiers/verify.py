@@ -105,6 +105,7 @@ def _search(component, model, network, prop, options, on_progress, cancel, start
             margin=options.margin,
             seed=options.seed + index,
             record_tree=options.record_tree,
+            optimise_bounds=options.optimise_bounds,
             on_step=_progress_reporter(on_progress, outcomes, started),
             cancelled=(cancel.is_set if cancel is not None else lambda: False),
         )

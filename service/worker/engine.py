@@ -147,6 +147,9 @@ def _options(payload: dict[str, Any], spent_s: float = 0.0) -> Any:
         workers=1,
         seed=int(opts.get("seed", 0)),
         margin=float(opts.get("margin", 0.0)),
+        # A certificate that will be re-checked must not rest on optimised slopes, which the
+        # independent checker cannot re-derive yet (it would turn the holds into unknown).
+        optimise_bounds=not payload.get("check_certificate", True),
     )
 
 

@@ -372,3 +372,13 @@ def test_worker_check_stores_the_outcome_and_distrusts_a_rejected_certificate():
     _check_certificate(bad, model, prop, 60.0)
     assert bad["verdict"] == "unknown" and "independent check" in bad["reason"]
     assert bad["stats"]["certificate_check"]["valid"] is False
+
+
+def test_workers_that_recheck_certificates_do_not_optimise_slopes() -> None:
+    """Leaves proved only by optimised slopes cannot be re-checked yet: a worker that checks
+    certificates searches with plain CROWN, so its holds is never turned into unknown."""
+    from service.worker.engine import _options
+
+    base = {"options": {"timeout_s": 5}}
+    assert not _options({**base, "check_certificate": True}).optimise_bounds
+    assert _options({**base, "check_certificate": False}).optimise_bounds

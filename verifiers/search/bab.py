@@ -239,7 +239,7 @@ class CaseSearch:
 
     def slope_search(self, regions: list[Region]) -> SlopeSearch | None:
         """Slopes optimised where ReLUs are split (many inputs): search/slopes.py."""
-        if not slopes.ENABLED or self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
+        if not self.ctx.optimise_bounds or self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
             return None
         return slope_search(self.ctx.network, regions, self.root, self.rhs)
 

@@ -51,6 +51,7 @@ class SearchContext:
     margin: float = 0.0
     seed: int = 0
     record_tree: bool = True
+    optimise_bounds: bool = True
     on_step: Callable[[CaseOutcome], None] | None = None
     cancelled: Callable[[], bool] = lambda: False
 

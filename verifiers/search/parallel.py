@@ -38,6 +38,7 @@ class SliceTask:
     margin: float
     seed: int
     record_tree: bool
+    optimise_bounds: bool = True
 
 
 @dataclass
@@ -65,6 +66,7 @@ def _search_slice(task: SliceTask) -> SliceResult:
         margin=task.margin,
         seed=task.seed,
         record_tree=task.record_tree,
+        optimise_bounds=task.optimise_bounds,
     )
     search = CaseSearch(ctx)
     search.stack = list(task.regions)
@@ -101,7 +103,15 @@ def search_in_parallel(
                 share = max(1, min(2 * BATCH, len(pending) // workers + 1))
                 chunk, pending = pending[-share:], pending[:-share]
                 seed += 1
-                task = SliceTask(ctx.case, chunk, ctx.deadline, ctx.margin, seed, ctx.record_tree)
+                task = SliceTask(
+                    ctx.case,
+                    chunk,
+                    ctx.deadline,
+                    ctx.margin,
+                    seed,
+                    ctx.record_tree,
+                    ctx.optimise_bounds,
+                )
                 try:
                     running[pool.submit(_search_slice, task)] = chunk
                 except BrokenProcessPool:

@@ -17,10 +17,6 @@ from verifiers.bounds.alpha import SlopeSearch
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.search.region import Region
 
-# Off: plain CROWN everywhere. Certificates do not yet carry the optimised slopes and
-# multipliers, so the independent checker (certify/checker), which re-derives CROWN's,
-# rejects leaves that only they prove (the service then answers `unknown`).
-ENABLED = True
 ROOT_SLOPE_STEPS = 20
 ROOT_INTERMEDIATE_STEPS = 10
 SLOPE_STEPS = 8
