@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import onnx
 import onnx.shape_inference
-from google.protobuf.message import DecodeError
 
 from verifiers.errors import ModelError
+from verifiers.model.onnx_loader import parse_bytes
 
 # Ops whose output can be far larger than their inputs: their output shape must be known.
 GENERATORS = {
@@ -80,19 +80,9 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
                 yield f"node '{node.name or node.output[0]}' ({node.op_type})", tensor
 
 
-def parse(data: bytes) -> onnx.ModelProto:
-    try:
-        proto = onnx.ModelProto.FromString(data)
-    except (DecodeError, RuntimeWarning, ValueError) as error:
-        raise ModelError(f"not an ONNX model: {error}") from error
-    if proto.ir_version == 0 or not proto.graph.node:
-        raise ModelError("not an ONNX model: no IR version or no graph nodes")
-    return proto
-
-
 def check_model(data: bytes, budget: Budget) -> None:
     """Raise ModelError (naming the tensor or node) when the model exceeds the budget."""
-    proto = parse(data)
+    proto = parse_bytes(data)
     graphs = list(_graphs(proto.graph))
     nodes = sum(len(g.node) for g in graphs)
     if nodes > budget.max_nodes:

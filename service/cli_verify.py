@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import json
 import logging
@@ -134,34 +135,24 @@ def _run(
 ) -> Result:
     """Verify, reporting progress on stderr: a status line on a terminal, else a plain line
     every few seconds (elapsed, rate, estimate) unless ``quiet``."""
-    inputs = tuple(input_names) if input_names else None
-    outputs = tuple(output_names) if output_names else None
     if is_symbolic(model, spec):
         return verify_files(model, spec, options)
+    run = functools.partial(
+        verify_files,
+        model,
+        spec,
+        options,
+        inputs=tuple(input_names) if input_names else None,
+        outputs=tuple(output_names) if output_names else None,
+        started=started,
+    )
     if not live:
-        lines = None if quiet else ProgressLines(options.timeout_s)
-        return verify_files(
-            model,
-            spec,
-            options,
-            inputs=inputs,
-            outputs=outputs,
-            on_progress=lines,
-            started=started,
-        )
+        return run(on_progress=None if quiet else ProgressLines(options.timeout_s))
     # rich is imported where it is used: a `--json` run never needs it.
     from rich.console import Console
 
     with Console(stderr=True).status("verifying...") as status:
-        return verify_files(
-            model,
-            spec,
-            options,
-            inputs=inputs,
-            outputs=outputs,
-            on_progress=_status_updater(status, options.timeout_s),
-            started=started,
-        )
+        return run(on_progress=_status_updater(status, options.timeout_s))
 
 
 def _status_updater(status, timeout: float):

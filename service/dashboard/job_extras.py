@@ -79,13 +79,19 @@ def downloads(job: Job, info: ArtefactInfo | None, has_certificate: bool) -> lis
     return found
 
 
-def tensor_labels(job: Job, info: ArtefactInfo | None) -> dict[str, str]:
-    """X_i / Y_j named after the ONNX tensor elements they are (``input[3]``), where the
-    component has one input and one output tensor; a property's label map overrides these."""
+def _tensors(job: Job, info: ArtefactInfo | None) -> tuple[list[str], list[str]]:
+    """The ONNX input and output tensor names of a job's component (its subnetwork's)."""
     sub = job.subnetwork or {}
     meta = info.meta if info is not None and info.kind == "onnx" else {}
     inputs = sub.get("inputs") or ([meta["input_name"]] if meta.get("input_name") else [])
     outputs = sub.get("outputs") or ([meta["output_name"]] if meta.get("output_name") else [])
+    return inputs, outputs
+
+
+def tensor_labels(job: Job, info: ArtefactInfo | None) -> dict[str, str]:
+    """X_i / Y_j named after the ONNX tensor elements they are (``input[3]``), where the
+    component has one input and one output tensor; a property's label map overrides these."""
+    inputs, outputs = _tensors(job, info)
     cex = job.counterexample or {}
     if len(inputs) != 1 or len(outputs) != 1 or not cex.get("inputs") or not cex.get("outputs"):
         return {}
@@ -103,10 +109,7 @@ def tensor_labels(job: Job, info: ArtefactInfo | None) -> dict[str, str]:
 
 def tensor_note(job: Job, info: ArtefactInfo | None) -> str | None:
     """Which ONNX tensors the X_i and Y_j of a counterexample are the elements of."""
-    sub = job.subnetwork or {}
-    meta = info.meta if info is not None and info.kind == "onnx" else {}
-    inputs = sub.get("inputs") or ([meta["input_name"]] if meta.get("input_name") else [])
-    outputs = sub.get("outputs") or ([meta["output_name"]] if meta.get("output_name") else [])
+    inputs, outputs = _tensors(job, info)
     if not inputs or not outputs:
         return None
     return (

@@ -73,9 +73,10 @@ def test_combination_ignores_rows_whose_bound_overflowed() -> None:
 def test_overflowing_network_is_never_proved_without_falsification(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bias near -float32 max and property coefficients near 2**900 overflow every bound
-    (the issue's reproduction: `holds` where the truth is `sat`). With counterexample search
-    switched off, only the proof side runs: it must not say holds."""
+    """A bias near -float32 max and property coefficients near 2**900 overflow every bound,
+    on an instance whose truth is `sat`. With counterexample search switched off only the
+    proof side runs: it must not say holds. (This instance did not reach the NaN path on the
+    old code, which crashed or said unknown here; the combination test above pins NaN.)"""
     weights = [np.array([[1.0, 1.0], [1.0, -1.0]]), np.array([[1.0, 1.0], [1.0, -1.0]])]
     biases = [np.array([-3e38, 3e38]), np.array([-3e38, 3e38])]
     path = _write(tmp_path, "huge.onnx", to_bytes(dense_relu_model(weights, biases)))

@@ -154,19 +154,12 @@ def grid(case: Case) -> list[list[Fraction]]:
 
 def unsafe_widened(case: Case, y: list[Fraction], margin: Fraction) -> bool:
     """y lies in the case's unsafe set with every right-hand side raised by the margin."""
-    for conjunction in case.unsafe:
-        if all(
-            (sum((c * v for c, v in zip(h.coeffs, y, strict=True)), Fraction(0)) - h.rhs - margin)
-            < 0
-            or (
-                not h.strict
-                and sum((c * v for c, v in zip(h.coeffs, y, strict=True)), Fraction(0))
-                == h.rhs + margin
-            )
-            for h in conjunction.halfspaces
-        ):
-            return True
-    return False
+
+    def inside(h) -> bool:
+        lhs = sum((c * v for c, v in zip(h.coeffs, y, strict=True)), Fraction(0))
+        return lhs < h.rhs + margin if h.strict else lhs <= h.rhs + margin
+
+    return any(all(inside(h) for h in c.halfspaces) for c in case.unsafe)
 
 
 def refutes_holds(net: Network, prop: Property, margin: Fraction) -> bool:

@@ -41,7 +41,7 @@ def load_model(
 ) -> Model:
     """Load, validate and convert an ONNX model, optionally narrowed to a subnetwork."""
     data = _read(source)
-    proto = _parse(data)
+    proto = parse_bytes(data)
     _reject_external_data(proto)
     _reject_custom_domains(proto)
     _check(proto)
@@ -63,7 +63,8 @@ def _read(source: str | Path | bytes) -> bytes:
         raise ModelError(f"cannot read the model: {error}", source=str(source)) from error
 
 
-def _parse(data: bytes) -> onnx.ModelProto:
+def parse_bytes(data: bytes) -> onnx.ModelProto:
+    """ONNX bytes -> ModelProto, or a ModelError saying they are none."""
     try:
         proto = onnx.ModelProto.FromString(data)
     except (DecodeError, RuntimeWarning, ValueError) as error:

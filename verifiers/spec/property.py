@@ -13,6 +13,7 @@ the coefficients can move a.y.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -67,11 +68,15 @@ class HalfSpace:
     rhs: Fraction
     strict: bool = False
 
-    @property
+    @functools.cached_property
+    def exponent(self) -> int:
+        """k of the power of two 2**-k by which the float64 forms below are scaled (the
+        same set; see _scale_exponent)."""
+        return _scale_exponent(self.coeffs)
+
+    @functools.cached_property
     def scale(self) -> Fraction:
-        """The power of two 2**-k by which the float64 forms below are scaled (the same
-        set; see _scale_exponent)."""
-        return Fraction(2) ** -_scale_exponent(self.coeffs)
+        return Fraction(2) ** -self.exponent
 
     @property
     def coeffs_f64(self) -> np.ndarray:
@@ -90,7 +95,7 @@ class HalfSpace:
         if np.isnan(scaled):
             return -np.inf
         try:
-            return math.ldexp(float(scaled), _scale_exponent(self.coeffs))
+            return math.ldexp(float(scaled), self.exponent)
         except OverflowError:
             return math.copysign(np.inf, float(scaled))
 
@@ -117,7 +122,7 @@ class Conjunction:
         """Exact check; a conjunction with no half-space holds at every finite output."""
         if not all(np.isfinite(float(y)) for y in outputs):
             return False
-        return all(h.holds_exactly(outputs) for h in self.halfspaces)
+        return self.holds_for([Fraction(float(y)) for y in outputs])
 
     def holds_for(self, outputs: list[Fraction]) -> bool:
         return all(h.holds_for(outputs) for h in self.halfspaces)
@@ -128,8 +133,8 @@ class Conjunction:
         return bool(self.halfspaces)
 
     def margin(self, outputs: np.ndarray) -> float:
-        """min over half-spaces of rhs - a.y (each scaled to a largest coefficient in
-        [1, 2)): >= 0 when the output is unsafe; inf when no half-space constrains it."""
+        """min over half-spaces of rhs - a.y: >= 0 when the output is unsafe; inf when no
+        half-space constrains it."""
         return min(h.slack(outputs) for h in self.halfspaces) if self.halfspaces else np.inf
 
     def matrix(self) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +148,7 @@ class Conjunction:
 
     @property
     def coefficients_exact_in_float64(self) -> bool:
-        return all(
-            Fraction(float(c * h.scale)) == c * h.scale for h in self.halfspaces for c in h.coeffs
-        )
+        return all(_exact_in_float64(h) for h in self.halfspaces)
 
     def outward_matrix(
         self, margin: Fraction, output_magnitude: np.ndarray | None = None
@@ -158,6 +161,10 @@ class Conjunction:
         a, _ = self.matrix()
         b = [_outward_rhs(h, margin, output_magnitude) for h in self.halfspaces]
         return a, np.array(b, dtype=np.float64)
+
+
+def _exact_in_float64(h: HalfSpace) -> bool:
+    return all(Fraction(float(c * h.scale)) == c * h.scale for c in h.coeffs)
 
 
 def _outward_rhs(h: HalfSpace, margin: Fraction, output_magnitude: np.ndarray | None) -> float:

@@ -95,16 +95,22 @@ class Matrix:
         return cls(*from_floats(values))
 
 
-def matmul(a: np.ndarray, a_exps: np.ndarray, b: Matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(a * 2**a_exps) @ (b * 2**b.exp), exactly: (Python ints, exps)."""
+def _limb_products(a: np.ndarray, b: Matrix) -> dict[int, np.ndarray]:
+    """The limb products of a @ b summed per diagonal i + j (int64, exact: see limbs)."""
     if a.shape[1] >= (1 << 20):
         raise ValueError(f"dot products of {a.shape[1]} terms are beyond the exact product")
-    bits = b.bits
     diagonals: dict[int, np.ndarray] = {}
-    for i, la in enumerate(limbs(a, bits)):
+    for i, la in enumerate(limbs(a, b.bits)):
         for j, lb in enumerate(b.limbs):
             part = (la @ lb).astype(np.int64)
             diagonals[i + j] = diagonals[i + j] + part if i + j in diagonals else part
+    return diagonals
+
+
+def matmul(a: np.ndarray, a_exps: np.ndarray, b: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(a * 2**a_exps) @ (b * 2**b.exp), exactly: (Python ints, exps)."""
+    bits = b.bits
+    diagonals = _limb_products(a, b)
     acc = None
     for d in range(max(diagonals), -1, -1):
         part = diagonals[d].astype(object)
@@ -276,14 +282,8 @@ class Digits:
 
 def matmul_digits(a: np.ndarray, a_exps: np.ndarray, b: Matrix) -> Digits:
     """(a * 2**a_exps) @ (b * 2**b.exp) exactly, as Digits."""
-    if a.shape[1] >= (1 << 20):
-        raise ValueError(f"dot products of {a.shape[1]} terms are beyond the exact product")
     bits = b.bits
-    diagonals: dict[int, np.ndarray] = {}
-    for i, la in enumerate(limbs(a, bits)):
-        for j, lb in enumerate(b.limbs):
-            part = (la @ lb).astype(np.int64)
-            diagonals[i + j] = diagonals[i + j] + part if i + j in diagonals else part
+    diagonals = _limb_products(a, b)
     mask = (np.int64(1) << bits) - 1
     digits, carry = [], np.zeros(next(iter(diagonals.values())).shape, dtype=np.int64)
     for d in range(max(diagonals) + 1):
