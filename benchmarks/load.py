@@ -74,7 +74,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[str]:
+def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple[str, int]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
     cli = [sys.executable, "-c", "from service.cli import app; app()"]
     subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -90,13 +90,35 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[str]:
                 if httpx.get(f"{base}/healthz").status_code == 200:
                     break
             time.sleep(0.5)
-        yield base
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants:
+    a figure that, unlike latency, does not depend on what else loads the machine."""
+    parent, ticks = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        node = frontier.pop()
+        children = [p for p, pp in parent.items() if pp == node and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -183,6 +205,9 @@ def report(stats: dict[str, list], args: argparse.Namespace) -> int:
     print(
         f"verdicts          {dict((v, stats['verdicts'].count(v)) for v in set(stats['verdicts']))}"
     )
+    whose = "API" if args.workers == 0 else "API and workers"
+    per_job = stats["server_cpu"][0] / max(1, submitted) * ms
+    print(f"server CPU        {per_job:7.2f} ms per job ({whose}, all requests)")
     print(f"lost jobs         {len(stats['lost'])}")
     print(f"duplicated jobs   {duplicated}")
     print(f"errors            {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}")
@@ -205,8 +230,10 @@ def main() -> int:
     args.clients, args.jobs = min(args.clients, 500), min(args.jobs, 100)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
         log = Path(tmp) / "serve.log"
-        with serve(url, args.api_workers, args.workers, log) as base:
+        with serve(url, args.api_workers, args.workers, log) as (base, pid):
+            before = tree_cpu_s(pid)
             stats = asyncio.run(run(base, args.clients, args.jobs, args.deadline, args.no_wait))
+            stats["server_cpu"] = [tree_cpu_s(pid) - before]
     return report(stats, args)
 
 
