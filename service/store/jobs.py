@@ -19,9 +19,18 @@ from sqlalchemy.orm import Session
 from service.queue.states import TERMINAL, EventKind, Status
 from service.store.db import Database
 from service.store.models import DEFAULT_PROJECT_ID, JobEvent, JobRow, ResultRow, utcnow
+from service.store.parsed import store_parsed
 
 # Only decisive verdicts answer identical work; an `unknown` may be decided by a rerun.
 CACHEABLE = ("holds", "violated")
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A property as parsed for the API's check, stored once for the pages (parsed.py)."""
+
+    key: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class JobSpec:
     priority: int = 0
     max_attempts: int = 3
     project_id: int = DEFAULT_PROJECT_ID
+    parsed: ParsedSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +234,8 @@ class JobStore:
                     return _attach(s, running, spec.priority)
             if hit_id is not None:
                 return _answer_from(s, spec, s.get_one(ResultRow, hit_id))
+            if spec.parsed is not None:
+                store_parsed(s, spec.parsed.key, spec.parsed.data)
             values = _queued_values(spec)
             job_id = s.execute(insert(JobRow).values(values).returning(JobRow.id)).scalar_one()
             s.execute(
