@@ -75,16 +75,17 @@ def check_property(
     meta: dict[str, Any],
     data: bytes | None,
     subnetwork: dict[str, Any] | None,
-) -> None:
-    """Parse the property now, so a malformed one is refused before it is queued."""
+) -> Any:
+    """Parse the property now, so a malformed one is refused before it is queued; the
+    parsed `Property` of an ONNX model (None for a module)."""
     if kind == "module":
         if "spec" not in prop:
             raise SpecError('a module needs a {"spec": {...}} property', field="property")
         _check_module_spec((data or b"").decode("utf-8"), prop["spec"])
-        return
+        return None
     if "spec" in prop:
         raise SpecError("an ONNX model takes a vnnlib or preset property", field="spec")
-    build_property(prop, _sizes(meta, data, subnetwork))
+    return build_property(prop, _sizes(meta, data, subnetwork))
 
 
 def _check_module_spec(source: str, spec: Any) -> None:
