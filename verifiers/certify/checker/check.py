@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from verifiers.certify.checker import exact
 from verifiers.certify.checker import lagrangian as lg
@@ -47,6 +48,21 @@ class Report:
 
 
 Progress = Callable[[int, int], None]  # (nodes checked, nodes in all)
+BATCH = 256  # regions bounded together: the products with the weights are shared
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A tree node to check, with its region: box, phases, the enclosing region's bounds
+    (valid here too), its name, and the regions from the case's root (for retightening)."""
+
+    tree: object
+    lower: np.ndarray
+    upper: np.ndarray
+    phases: tuple
+    parent: lg.Bounds | None
+    name: str
+    chain: tuple
 
 
 def check(
@@ -59,6 +75,12 @@ def check(
 ) -> Report:
     """A Report: valid, or the first failing node named by its case and path; with a
     budget, possibly not checked to the end."""
+    # One BLAS thread, as the search: on a shared machine threads only contend.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _check(certificate, network, prop, model_sha256, on_progress, budget_s)
+
+
+def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> Report:
     started = time.monotonic()
     walker = _Walker(network, prop, on_progress)
     walker.deadline = None if budget_s is None else started + budget_s
@@ -145,38 +167,74 @@ class _Walker:
         return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
 
     def case(self, entry, case) -> None:
+        """Walk the case's tree a level at a time: the regions of one level are bounded
+        together (lagrangian.batch_bounds), BATCH at most at once."""
         index = entry["index"]
         lower = np.array(entry["lower"], dtype=np.float64)
         upper = np.array(entry["upper"], dtype=np.float64)
-        # (node, lower, upper, phases, parent bounds, name, regions from the root)
-        stack = [(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
-        while stack:
-            node, lo, hi, phases, parent, name, chain = stack.pop()
+        level = [_Node(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
+        while level:
+            below: list[_Node] = []
+            for start in range(0, len(level), BATCH):
+                below += self.level(level[start : start + BATCH], case)
+            level = below
+
+    def level(self, nodes: list[_Node], case) -> list[_Node]:
+        """Bound a batch of regions, check its leaves; the children of its splits."""
+        for node in nodes:
             self.tick()
-            if not isinstance(node, dict) or ("split" in node) == ("leaf" in node):
-                raise Invalid(f"{name}: a split is missing a case (no split or leaf here)")
-            region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases))
-            chain = (*chain, (lo, hi, phases, name))
-            if "leaf" in node:
-                self.count(node)
-                try:
-                    self.leaf(node, region, empty, case, phases, name)
-                except Invalid:
-                    # The search bounds regions in batches (which tightens some bounds
-                    # more) and most of them twice: the checker tries again with every
-                    # neuron tightened, twice: here, then down the whole path.
-                    try:
-                        region, empty = self.retighten(chain[-1:], parent, "leaf")
-                        self.leaf(node, region, empty, case, phases, name)
-                    except Invalid:
-                        region, empty = self.retighten(chain, None, "path")
-                        self.leaf(node, region, empty, case, phases, name)
-                continue
-            if empty:  # no input here: nothing below needs a proof
-                self.done += _count(node) - 1
-                continue
-            for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
-                stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain))
+            if not isinstance(node.tree, dict) or ("split" in node.tree) == ("leaf" in node.tree):
+                raise Invalid(f"{node.name}: a split is missing a case (no split or leaf here)")
+        parents = None
+        if nodes[0].parent is not None:  # only a case's root has none, alone on its level
+            parents = [
+                (
+                    np.stack([n.parent[k][0] for n in nodes]),
+                    np.stack([n.parent[k][1] for n in nodes]),
+                )
+                for k in range(len(self.net.sizes))
+            ]
+        leaves = ["leaf" in n.tree for n in nodes]
+        batch, crossed = self.bounds(nodes, parents)
+        below = []
+        for i, n in enumerate(nodes):
+            region, empty = batch.one(i), bool(crossed[i])
+            if leaves[i]:
+                self.count(n.tree)
+                self.leaf_with_retries(n, region, empty, case)
+            elif empty:  # no input here: nothing below needs a proof
+                self.done += _count(n.tree) - 1
+            else:
+                for child, (lo, hi, phases), tag in self.split(
+                    n.tree, n.lower, n.upper, n.phases, n.name
+                ):
+                    chain = (*n.chain, (n.lower, n.upper, n.phases, n.name))
+                    below.append(_Node(child, lo, hi, phases, region.bounds, n.name + tag, chain))
+        return below
+
+    def bounds(self, nodes, parents):
+        return lg.batch_bounds(
+            self.net,
+            np.stack([n.lower for n in nodes]),
+            np.stack([n.upper for n in nodes]),
+            parents,
+            [list(n.phases) for n in nodes],
+        )
+
+    def leaf_with_retries(self, n: _Node, region, empty, case) -> None:
+        chain = (*n.chain, (n.lower, n.upper, n.phases, n.name))
+        try:
+            self.leaf(n.tree, region, empty, case, n.phases, n.name)
+        except Invalid:
+            # The search bounds regions in batches (which tightens some bounds more) and
+            # most of them twice: the checker tries again with every neuron tightened,
+            # twice: here, then down the whole path.
+            try:
+                region, empty = self.retighten(chain[-1:], n.parent, "leaf")
+                self.leaf(n.tree, region, empty, case, n.phases, n.name)
+            except Invalid:
+                region, empty = self.retighten(chain, None, "path")
+                self.leaf(n.tree, region, empty, case, n.phases, n.name)
 
     def retighten(self, chain, parent, mode: str):
         """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
