@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from verifiers.certify.checker import exact
+from verifiers.certify.checker import exact, rows
 from verifiers.certify.checker import lagrangian as lg
 from verifiers.certify.checker.smt import cvc5_answer, query
 
@@ -196,12 +196,18 @@ class _Walker:
             ]
         leaves = ["leaf" in n.tree for n in nodes]
         batch, crossed = self.bounds(nodes, parents)
+        # Most leaves are a row each; they are bounded together first, exactly.
+        easy = [i for i, n in enumerate(nodes) if leaves[i] and not crossed[i]]
+        proved = rows.proved_by_rows(
+            self.net, batch, [nodes[i].tree for i in easy], easy, case, self.margin
+        )
         below = []
         for i, n in enumerate(nodes):
             region, empty = batch.one(i), bool(crossed[i])
             if leaves[i]:
                 self.count(n.tree)
-                self.leaf_with_retries(n, region, empty, case)
+                if i not in proved:
+                    self.leaf_with_retries(n, region, empty, case)
             elif empty:  # no input here: nothing below needs a proof
                 self.done += _count(n.tree) - 1
             else:
@@ -342,26 +348,22 @@ class _Walker:
 
     def row_bound(self, coeffs, k, region, overrides=None):
         """Exact lower bound of coeffs . z_k as Fractions: (input coefficients, constant)."""
-        ints, exps = _dyadic_rows(coeffs)
+        ints, exps = rows.dyadic(coeffs)
         g, g_exps, h, h_exps = lg.lower_linear(self.net, region, k, (ints, exps), overrides)
         return g, g_exps, h, h_exps
 
     def row(self, conjunction, index, region, name) -> bool:
         if not isinstance(index, int) or not 0 <= index < len(conjunction.halfspaces):
             raise Invalid(f"{name}: no half-space {index!r}")
-        h = conjunction.halfspaces[index]
-        scale = _scale([h.coeffs])
-        coeffs = [[c * scale for c in h.coeffs]]
-        g, g_exps, c, c_exps = self.row_bound(coeffs, len(self.net.layers) - 1, region)
+        target = rows.Target.of(conjunction.halfspaces[index], self.margin)
+        g, g_exps, c, c_exps = self.row_bound([target.coeffs], len(self.net.layers) - 1, region)
         least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
-        value = exact.to_fraction(int(least[0]), int(exps[0]))
-        bound = (h.rhs + self.margin) * scale
-        return value >= bound if h.strict else value > bound
+        return target.beaten(int(least[0]), int(exps[0]))
 
     def combination(self, conjunction, proof, region, phases, name) -> bool:
         mu = _weights(proof.get("mu"), len(conjunction.halfspaces), name)
         terms = []  # (weight, input coefficients (Fractions), constant)
-        scale = _scale([h.coeffs for h in conjunction.halfspaces])
+        scale = rows.scale([h.coeffs for h in conjunction.halfspaces])
         coeffs = [[c * scale for c in h.coeffs] for h in conjunction.halfspaces]
         last = len(self.net.layers) - 1
         g, g_exps, c, c_exps = self.row_bound(coeffs, last, region)
@@ -433,7 +435,7 @@ class _Walker:
             )
             for i in range(len(conjunction.halfspaces[0].coeffs))
         ]
-        scale = _scale([combined])
+        scale = rows.scale([combined])
         overrides = self.overrides(node.get("lambda"), float(scale), label)
         g, g_exps, c, c_exps = self.row_bound(
             [[v * scale for v in combined]], len(self.net.layers) - 1, region, overrides
@@ -480,34 +482,6 @@ def _weights(values, n: int, name) -> list[float]:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
             raise Invalid(f"{name}: a weight is not a finite number >= 0")
     return [float(v) for v in values]
-
-
-def _scale(rows) -> int:
-    """A positive integer making every coefficient a dyadic rational (ints over 2**k)."""
-    scale = 1
-    for row in rows:
-        for c in row:
-            d = Fraction(c).denominator
-            while d % 2 == 0:
-                d //= 2
-            scale = math.lcm(scale, d)
-    return scale
-
-
-def _dyadic_rows(rows) -> tuple[np.ndarray, np.ndarray]:
-    """Dyadic rationals exactly, one exponent per row."""
-    out = np.zeros((len(rows), len(rows[0])), dtype=object)
-    small = True
-    exps = np.zeros(len(rows), dtype=np.int64)
-    for i, row in enumerate(rows):
-        fractions = [Fraction(v) for v in row]
-        k = max((f.denominator.bit_length() - 1 for f in fractions), default=0)
-        for j, f in enumerate(fractions):
-            assert (f.denominator & (f.denominator - 1)) == 0, "not dyadic"
-            out[i, j] = f.numerator << (k - (f.denominator.bit_length() - 1))
-        exps[i] = -k
-        small = small and all(abs(v).bit_length() < 62 for v in out[i])
-    return (out.astype(np.int64) if small else out), exps
 
 
 def _fractions(ints, exp) -> list[Fraction]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verifiers.certify.checker import exact
+from verifiers.certify.checker import exact, rigorous
 
 Bounds = list[tuple[np.ndarray, np.ndarray]]  # per hidden layer: pre-activation lo, hi
 Overrides = dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (neurons, lambdas)
@@ -47,6 +47,9 @@ class ExactLayer:
     bias_err: np.ndarray | None
     n_in: int
     n_out: int
+    w: np.ndarray  # the weights as floats, for rigorous.py's intermediate bounds
+    abs_w: np.ndarray
+    b: np.ndarray
 
     @classmethod
     def of(cls, layer) -> ExactLayer:
@@ -61,6 +64,9 @@ class ExactLayer:
             np.asarray(layer.bias_err, dtype=np.float64) if inexact else None,
             w.shape[1],
             w.shape[0],
+            w,
+            np.abs(w),
+            np.asarray(layer.bias, dtype=np.float64),
         )
 
     def error(self, magnitude: np.ndarray) -> np.ndarray | None:
@@ -372,15 +378,10 @@ def _clip(lo, hi, parent, phases, k):
     return lo, hi
 
 
-def unit_rows(size: int, neurons: np.ndarray, signs: np.ndarray):
-    rows = np.zeros((len(neurons), size), dtype=np.int64)
-    rows[np.arange(len(neurons)), neurons] = signs
-    return rows, np.zeros(len(neurons), dtype=np.int64)
-
-
 def _tighten(net, region, k, lo, hi, every=False):
     """Rows of bounds of layer k tightened, each unstable neuron (every one) of each region
-    by exact linear bounds, all regions' in one pass."""
+    by linear bounds, all regions' in one pass: in float64 with a rigorous bound on their
+    rounding (rigorous.py; the leaves' own bounds are exact)."""
     mask = np.ones(lo.shape, dtype=bool) if every else (lo < 0.0) & (hi > 0.0)
     owner, unstable = np.nonzero(mask)
     if len(unstable) == 0:
@@ -389,11 +390,8 @@ def _tighten(net, region, k, lo, hi, every=False):
     neurons = np.concatenate([unstable, unstable])
     own = np.concatenate([owner, owner])
     signs = np.concatenate([np.ones(n), -np.ones(n)]).astype(np.int64)
-    rows = unit_rows(lo.shape[1], neurons, signs)
-    g, g_exps, h, h_exps = lower_linear(net, region, k, rows, own=own)
-    least, exps = box_minimum(g, g_exps, h, h_exps, region.lower, region.upper, own)
-    new_lo = exact.round_rows(least[:n], exps[:n], up=False)
-    new_hi = -exact.round_rows(least[n:], exps[n:], up=False)
+    least = rigorous.lower_bounds(net, region, k, neurons, signs, own)
+    new_lo, new_hi = least[:n], -least[n:]
     lo, hi = lo.copy(), hi.copy()
     lo[owner, unstable] = np.maximum(lo[owner, unstable], new_lo)
     hi[owner, unstable] = np.minimum(hi[owner, unstable], new_hi)
