@@ -48,6 +48,11 @@ def G(n: int) -> float:
 def lower_bounds(net, region, k: int, neurons, signs, own) -> np.ndarray:
     """Float lower bounds of signs[i] * z_k[neurons[i]] on region own[i] of the batch,
     rigorous (see the module's docstring); -inf where none."""
+    with np.errstate(all="ignore"):  # an overflow ends as -inf (_Sum.lower)
+        return _lower_bounds(net, region, k, neurons, signs, own)
+
+
+def _lower_bounds(net, region, k, neurons, signs, own) -> np.ndarray:
     m = len(neurons)
     lam = np.zeros((m, net.sizes[k]))
     lam[np.arange(m), neurons] = signs
