@@ -147,9 +147,10 @@ def _options(payload: dict[str, Any], spent_s: float = 0.0) -> Any:
         workers=1,
         seed=int(opts.get("seed", 0)),
         margin=float(opts.get("margin", 0.0)),
-        # A certificate that will be re-checked must not rest on optimised slopes, which the
-        # independent checker cannot re-derive yet (it would turn the holds into unknown).
-        optimise_bounds=not payload.get("check_certificate", True),
+        # A certificate that will be re-checked must not rest on optimised intermediate
+        # bounds, whose slopes it does not carry (the checker would turn the holds into
+        # unknown); the objective rows' slopes and split multipliers it does carry.
+        optimise_intermediate=not payload.get("check_certificate", True),
     )
 
 

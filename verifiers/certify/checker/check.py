@@ -20,12 +20,12 @@ from fractions import Fraction
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from verifiers.certify.checker import exact, rows
+from verifiers.certify.checker import exact, optimised, rows
 from verifiers.certify.checker import lagrangian as lg
 from verifiers.certify.checker.smt import cvc5_answer, query
 
 FORMAT = "proofwell-certificate"
-VERSIONS = (1,)
+VERSIONS = (1, 2)  # 2 adds a row proof's slopes and split multipliers
 
 
 class Invalid(Exception):
@@ -333,7 +333,7 @@ class _Walker:
             if not isinstance(proof, dict):
                 raise Invalid(f"{name}: a proof is not an object")
             if "row" in proof:
-                ok = self.row(conjunction, proof["row"], region, name)
+                ok = self.row(conjunction, proof, region, phases, name)
             elif "mu" in proof and node["leaf"] == "linear-combination":
                 ok = self.combination(conjunction, proof, region, phases, name)
             elif node["leaf"] == "lp-phases":
@@ -346,19 +346,29 @@ class _Walker:
 
     # --- linear leaves -------------------------------------------------------------------
 
-    def row_bound(self, coeffs, k, region, overrides=None):
+    def row_bound(self, coeffs, k, region, overrides=None, optimised=None):
         """Exact lower bound of coeffs . z_k as Fractions: (input coefficients, constant)."""
         ints, exps = rows.dyadic(coeffs)
-        g, g_exps, h, h_exps = lg.lower_linear(self.net, region, k, (ints, exps), overrides)
-        return g, g_exps, h, h_exps
+        return lg.lower_linear(self.net, region, k, (ints, exps), overrides, optimised=optimised)
 
-    def row(self, conjunction, index, region, name) -> bool:
+    def row(self, conjunction, proof, region, phases, name) -> bool:
+        index = proof["row"]
         if not isinstance(index, int) or not 0 <= index < len(conjunction.halfspaces):
             raise Invalid(f"{name}: no half-space {index!r}")
+        try:
+            given = optimised.read(proof, self.net.sizes, self.net.alphas, phases)
+        except optimised.BadNumbers as exc:
+            raise Invalid(f"{name}: {exc}") from None
         target = rows.Target.of(conjunction.halfspaces[index], self.margin)
-        g, g_exps, c, c_exps = self.row_bound([target.coeffs], len(self.net.layers) - 1, region)
-        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
-        return target.beaten(int(least[0]), int(exps[0]))
+        last = len(self.net.layers) - 1
+        # The search records a row's slopes whether or not they beat CROWN's (the warm
+        # start's are kept where they did not): CROWN's are tried too.
+        for numbers in (given, None) if given is not None else (None,):
+            g, g_exps, c, c_exps = self.row_bound([target.coeffs], last, region, None, numbers)
+            least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
+            if target.beaten(int(least[0]), int(exps[0])):
+                return True
+        return False
 
     def combination(self, conjunction, proof, region, phases, name) -> bool:
         mu = _weights(proof.get("mu"), len(conjunction.halfspaces), name)
@@ -367,9 +377,14 @@ class _Walker:
         coeffs = [[c * scale for c in h.coeffs] for h in conjunction.halfspaces]
         last = len(self.net.layers) - 1
         g, g_exps, c, c_exps = self.row_bound(coeffs, last, region)
+        given = self.row_numbers(proof, len(coeffs), phases, name)
         for i, h in enumerate(conjunction.halfspaces):
-            const = exact.to_fraction(int(c[i]), int(c_exps[i])) - (h.rhs + self.margin) * scale
-            terms.append((mu[i], _fractions(g[i], g_exps[i]), const))
+            gi, gi_exp, ci, ci_exp = g[i], g_exps[i], c[i], c_exps[i]
+            if given[i] is not None:  # this row's own optimised slopes and multipliers
+                og, og_exps, oc, oc_exps = self.row_bound([coeffs[i]], last, region, None, given[i])
+                gi, gi_exp, ci, ci_exp = og[0], og_exps[0], oc[0], oc_exps[0]
+            const = exact.to_fraction(int(ci), int(ci_exp)) - (h.rhs + self.margin) * scale
+            terms.append((mu[i], _fractions(gi, gi_exp), const))
         for entry in proof.get("phase_mu") or []:
             if not (isinstance(entry, list) and len(entry) == 4):
                 raise Invalid(f"{name}: a phase weight is not [layer, neuron, active, weight]")
@@ -389,6 +404,23 @@ class _Walker:
                 )
             )
         return _combined_minimum(terms, region) > 0
+
+    def row_numbers(self, proof, count: int, phases, name) -> list:
+        """A combination's per-row slopes and split multipliers (None: CROWN's)."""
+        slopes = proof.get("row_slopes") or [None] * count
+        betas = proof.get("row_betas") or [None] * count
+        if not (isinstance(slopes, list) and isinstance(betas, list)):
+            raise Invalid(f"{name}: row_slopes and row_betas must be lists")
+        if len(slopes) != count or len(betas) != count:
+            raise Invalid(f"{name}: row_slopes and row_betas need one entry per half-space")
+        out = []
+        for s, b in zip(slopes, betas, strict=True):
+            numbers = {k: v for k, v in (("slopes", s), ("betas", b)) if v is not None}
+            try:
+                out.append(optimised.read(numbers, self.net.sizes, self.net.alphas, phases))
+            except optimised.BadNumbers as exc:
+                raise Invalid(f"{name}: {exc}") from None
+        return out
 
     # --- LP leaves -----------------------------------------------------------------------
 

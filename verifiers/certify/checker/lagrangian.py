@@ -194,10 +194,13 @@ def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.
     return low, high
 
 
-def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None, own=None):
+def lower_linear(
+    net: ExactNetwork, region: Region, k: int, rows, overrides=None, own=None, optimised=None
+):
     """For rows c (exact: ints, exps) over affine layer k's output, an exact linear lower
     bound c . z_k >= g . x + h on the region: (g, g_exps, h, h_exps). For a batch of
-    regions, row i bounds on region own[i] (own: None for a single region)."""
+    regions, row i bounds on region own[i] (own: None for a single region). `optimised`:
+    a certificate's slopes and split multipliers for the rows (Optimised)."""
     region = region.as_batch()
     lam, lam_exps = rows
     m = lam.shape[0]
@@ -216,11 +219,37 @@ def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None
             rows_, cols = np.nonzero(np.ones(nu.shape, dtype=bool))
             return nu.exact(rows_, cols).reshape(nu.shape), nu.exps, h, h_exps
         hidden = index - 1
+        slopes = None if optimised is None else optimised.slopes.get(hidden)
         lam, lam_exps, term, term_exps = _relax(
-            nu, region, hidden, own, net.alphas[hidden], (overrides or {}).get(hidden)
+            nu, region, hidden, own, net.alphas[hidden], (overrides or {}).get(hidden), slopes
         )
         h, h_exps = exact.add(h, h_exps, term, term_exps)
+        if optimised is not None and hidden in optimised.betas:
+            lam = _with_split_terms(lam, lam_exps, optimised.betas[hidden])
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Optimised:
+    """A row's lower slopes per ReLU layer (alpha-CROWN: hidden layer -> (n,) floats, each
+    in [alpha, 1]) and split multipliers (beta-CROWN: hidden layer -> (neurons, beta * s),
+    beta >= 0 and s = -1 for a split z >= 0, +1 for z <= 0, so beta s z <= 0 on the
+    region). The caller checks the ranges and that each split is one of the region's."""
+
+    slopes: dict[int, np.ndarray]
+    betas: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _with_split_terms(lam, lam_exps, betas):
+    """lam + beta s at the split neurons: the objective c . z_K + sum beta s z (<= c . z_K
+    on the region) back-substitutes through z_k with that coefficient (docs/certificate.md)."""
+    neurons, values = betas
+    scaled = np.rint(np.ldexp(values[None, :], -lam_exps[:, None]))
+    if not np.all(np.abs(scaled) < 2.0**60):  # the int64 grid of lam (46 bits) and room
+        raise exact.NotFinite("a split multiplier far above the row's coefficients")
+    lam = lam.copy()
+    lam[:, neurons] += scaled.astype(np.int64)
+    return lam
 
 
 def _error_cost(lam, lam_exps, err):
@@ -242,9 +271,10 @@ def _error_cost(lam, lam_exps, err):
     return (up * t).sum(axis=1), lam_exps + shift + t_exp
 
 
-def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, override):
+def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, override, slopes):
     """The multipliers of a ReLU layer and the exact bound of its neurons' terms (row i's
-    neurons bounded by its region own[i])."""
+    neurons bounded by its region own[i]); `slopes`: given lower slopes (n,) for the
+    unstable neurons whose coefficient nu is >= 0, instead of CROWN's."""
     lo, hi = (b[own] for b in region.bounds[hidden])
     nu_f = nu.approx()
     top = np.max(np.abs(nu_f), axis=1)
@@ -266,6 +296,11 @@ def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, ove
         slope = np.where(active, 1.0, np.where(inactive, alpha, slope))
         lam = np.rint(np.ldexp(nu_f * slope, -exps[:, None])).astype(np.int64)
         general = np.ones(nu.shape, dtype=bool)
+    if slopes is not None:
+        given = unstable & positive
+        scaled = np.rint(np.ldexp(nu_f * slopes[None, :], -exps[:, None])).astype(np.int64)
+        lam = np.where(given, scaled, lam)
+        general = general | given
     if override is not None:
         neurons, values = override
         lam[:, neurons] = np.rint(np.ldexp(values[None, :], -exps[:, None])).astype(np.int64)

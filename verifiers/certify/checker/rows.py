@@ -69,7 +69,9 @@ def _rows(tree, case):
         return None
     out = []
     for conjunction, proof in zip(case.unsafe, proofs, strict=True):
-        index = proof.get("row") if isinstance(proof, dict) else None
+        if not isinstance(proof, dict) or "slopes" in proof or "betas" in proof:
+            return None  # optimised slopes: checked one by one
+        index = proof.get("row")
         if not isinstance(index, int) or isinstance(index, bool):
             return None
         if not 0 <= index < len(conjunction.halfspaces):
