@@ -148,3 +148,29 @@ def test_huge_bounds_give_sound_bounds_or_none_never_nan():
         assert all(
             v == -np.inf or Fraction(float(v)) <= t for v, t in zip(found, truth, strict=True)
         )
+
+
+def test_rigorous_interval_bounds_enclose_the_exact_range():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        w = (rng.normal(size=(6, 9)) * 10.0 ** rng.integers(-4, 8, size=(6, 9))).astype(np.float32)
+        b = (rng.normal(size=6) * 1e6).astype(np.float32)
+        net = lg.ExactNetwork.of(
+            _Network([_Affine(w.astype(np.float64), b.astype(np.float64))], [])
+        )
+        lo = rng.uniform(-3.0, 0.0, (2, 9))
+        hi = lo + rng.uniform(0.0, 3.0, (2, 9))
+        low, high = rigorous.interval(net.layers[0], lo, hi)
+        for r in range(2):
+            for i in range(6):
+                terms = [
+                    (
+                        Fraction(float(w[i, j])) * Fraction(lo[r, j]),
+                        Fraction(float(w[i, j])) * Fraction(hi[r, j]),
+                    )
+                    for j in range(9)
+                ]
+                least = sum((min(t) for t in terms), Fraction(float(b[i])))
+                most = sum((max(t) for t in terms), Fraction(float(b[i])))
+                assert Fraction(low[r, i]) <= least and Fraction(high[r, i]) >= most
+                assert float(least) - low[r, i] <= 1e-9 * (1.0 + abs(float(least)))

@@ -170,23 +170,9 @@ def _layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None
 
 
 def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interval bounds of affine layer k's output from its input's box, rounded outward,
-    for a batch of regions: one product with the weights for all of them."""
-    layer = net.layers[k]
-    lo, hi = snap_pair(*region.layer_input(net, k))
-    r = len(lo)
-    both, e = exact.from_floats(np.concatenate([lo, hi]))
-    base = np.full(2 * r, e, dtype=np.int64)
-    pos, pos_exps = exact.matmul(both, base, layer.pos_t)
-    neg, neg_exps = exact.matmul(np.concatenate([both[r:], both[:r]]), base, layer.neg_t)
-    total, exps = exact.add(pos, pos_exps, neg, neg_exps)
-    bias, b_exp = layer.bias
-    total, bias, exps = exact.align(
-        total, exps, np.broadcast_to(bias, pos.shape), np.full(2 * r, b_exp)
-    )
-    total = total + bias  # rows < r: W+ lo + W- hi + b; rows >= r: W+ hi + W- lo + b
-    low = _round_matrix(total[:r], exps[:r], up=False)
-    high = _round_matrix(total[r:], exps[r:], up=True)
+    """Interval bounds of affine layer k's output from its input's box, for a batch of
+    regions, rounded outward (rigorous.interval), widened by the layer's composition error."""
+    low, high = rigorous.interval(net.layers[k], *region.layer_input(net, k))
     err = region.errors[k]
     if err is not None:
         low = np.nextafter(low - err, -np.inf)
