@@ -123,3 +123,30 @@ def test_workers_optimise_slopes_but_not_intermediate_bounds() -> None:
     checking = _options({**base, "check_certificate": True})
     assert checking.optimise_bounds and not checking.optimise_intermediate
     assert _options({**base, "check_certificate": False}).optimise_intermediate
+
+
+def test_a_worker_searches_again_without_optimisation_when_the_check_fails(monkeypatch):
+    """Where the checker cannot follow the optimised search (docs/certificate.md), the
+    worker does not settle for unknown: it searches again with plain CROWN, whose
+    certificate the checker follows. The first check is made to fail here."""
+    import time
+
+    import verifiers.certify.checker as checker
+    from service.worker.engine import _run_onnx
+
+    source, text, _ = _instance()
+    real, calls = checker.check, []
+
+    def failing_once(certificate, *args, **kwargs):
+        calls.append(any("slopes" in p for p in _proofs(certificate)))
+        report = real(certificate, *args, **kwargs)
+        if len(calls) == 1:
+            report.valid, report.message = False, "planted failure"
+        return report
+
+    monkeypatch.setattr(checker, "check", failing_once)
+    payload = {"data": source, "prop": {"vnnlib": text}, "options": {"timeout_s": 60}}
+    data = _run_onnx(payload, lambda _: None, time.monotonic())
+    assert calls == [True, False]  # optimised first, then plain CROWN
+    assert data["verdict"] == "holds"
+    assert data["stats"]["certificate_check"]["valid"] is True
