@@ -22,8 +22,11 @@ Algorithms", 2nd ed., sections 2.2 and 3.1):
 G(n) = 2 (n + 4) u over-estimates gamma_{n+4} by a factor of about 2, which also covers
 the rounding of the error terms themselves (computed in float from non-negative numbers,
 so they are off by at most a factor 1 + gamma). Absolute underflow terms are added as
-2**-1070 per element (times the magnitude they are multiplied by), and TINY = 2**-1000
-covers the rest: far fewer than 2**60 operations, each off by at most 2**-1075.
+UNDER = 2**-1020 per element (times the magnitude they are multiplied by): that covers an
+underflow of 2**-1075 under IEEE gradual underflow and also a subnormal flushed to zero
+(at most 2**-1022) should some library have set flush-to-zero, in each of a few
+operations. TINY = 2**-960 covers the rest: far fewer than 2**60 operations, each off by
+at most 2**-1022.
 
 Each row's result is value - slack - G(P) (|parts| + slack) - TINY, where value is the
 float sum of the P computed parts and slack the sum of their error bounds: a lower bound
@@ -36,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 
 U = 2.0**-53
-UNDER = 2.0**-1070  # per element: covers an underflow (2**-1075) in each of a few operations
-TINY = 2.0**-1000
+UNDER = 2.0**-1020  # per element: an underflow (<= 2**-1022 even flushed to zero) in a few ops
+TINY = 2.0**-960
 
 
 def G(n: int) -> float:
