@@ -106,6 +106,7 @@ def _search(component, model, network, prop, options, on_progress, cancel, start
             seed=options.seed + index,
             record_tree=options.record_tree,
             optimise_bounds=options.optimise_bounds,
+            optimise_intermediate=options.optimise_intermediate,
             on_step=_progress_reporter(on_progress, outcomes, started),
             cancelled=(cancel.is_set if cancel is not None else lambda: False),
         )

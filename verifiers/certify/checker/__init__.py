@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from verifiers.certify.checker.check import Invalid, Report, check
 
-CHECKER_VERSION = "proofwell-checker 1"
+CHECKER_VERSION = "proofwell-checker 2"  # 2: certificate format v2, float64 intermediate bounds
 
 __all__ = ["CHECKER_VERSION", "Invalid", "Report", "check", "check_files"]
 
