@@ -89,6 +89,7 @@ class CaseSearch:
         self.falsifier = Falsifier(ctx, self.outcome)
         self.exact = ExactDecider(ctx, self.polytopes, self.falsifier, self.outcome, self.record)
         self.branching = Branching(self.rhs, self.free, self.root_width)
+        self.splits_relus = ctx.optimise_bounds and self.root.lower.size > INPUT_SPLIT_MAX_DIMS
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
         self.batches = 0
@@ -186,6 +187,10 @@ class CaseSearch:
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
             check(self.deadline)
+            if self.splits_relus and not combination.worth_trying(
+                bounds, i, self.rhs, self.groups, PHASE_LP_UNSTABLE
+            ):
+                continue
             phase_rows = combination.phase_rows(
                 self.ctx.network, regions[i], bounds, i, lower[i], upper[i]
             )
