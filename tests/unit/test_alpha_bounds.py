@@ -172,7 +172,7 @@ def test_relu_split_search_with_optimised_bounds_matches_oracle(seed: int, monke
             assert outcome.counterexample is not None
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))  # instances whose search meets open regions
 def test_relu_split_search_without_combination_lp_matches_oracle(seed: int, monkeypatch) -> None:
     """With no ReLU count low enough for the combination LP (search/combination.worth_trying)
     or the phase LPs, the ReLU-splitting search still decides oracle instances a hair on
