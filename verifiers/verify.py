@@ -232,14 +232,14 @@ def _certificate(
 ) -> dict:
     from verifiers.certify.certificate import certificate
 
-    # The graph engine's splits (element intervals, Max cases) have no certificate form
-    # and no independent checker yet: its certificate carries no tree ("complete": false).
+    # A graph-engine certificate has splits of its own (element intervals, Max cases) and
+    # its own checker (verifiers/certify/checker/graph_check.py): "engine" says which.
     cert = certificate(
         prop,
         list(zip(indices, outcomes, strict=True)),
         model_sha256,
         options.margin,
-        options.record_tree and not graph,
+        options.record_tree,
     )
     if graph:
         cert["engine"] = "graph"
