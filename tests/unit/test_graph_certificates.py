@@ -357,3 +357,62 @@ def test_the_worker_rechecks_graph_certificates_and_distrusts_a_rejected_one() -
     _nodes(bad["certificate"]["cases"][0]["tree"], lambda n: "children" in n)[0]["children"].pop()
     _check_certificate(bad, model, prop, 60.0)
     assert bad["verdict"] == "unknown" and "independent check" in bad["reason"]
+
+
+def _mutations(cert):
+    """(description, mutate(cert)) pairs, each of which must make the certificate invalid."""
+
+    def at(path):
+        def go(c):
+            node = c["cases"][0]["tree"]
+            for step in path:
+                node = node[step]
+            return node
+
+        return go
+
+    def first_split(c):
+        return _nodes(c["cases"][0]["tree"], lambda n: "children" in n)[0]
+
+    def first_leaf(c):
+        return _nodes(c["cases"][0]["tree"], lambda n: n.get("leaf") == "linear-bound")[0]
+
+    return [
+        ("tree not an object", lambda c: c["cases"][0].__setitem__("tree", "x")),
+        ("children a string", lambda c: first_split(c).__setitem__("children", "ab")),
+        ("split kind unknown", lambda c: first_split(c).__setitem__("split", "relu")),
+        ("split point NaN", lambda c: first_split(c).__setitem__("at", float("nan"))),
+        ("split point a string", lambda c: first_split(c).__setitem__("at", "0.1")),
+        ("split dim a bool", lambda c: first_split(c).__setitem__("dim", True)),
+        ("leaf kind unknown", lambda c: first_leaf(c).__setitem__("leaf", "smt-unsat")),
+        ("proofs missing", lambda c: first_leaf(c).pop("proofs")),
+        ("row out of range", lambda c: first_leaf(c).__setitem__("proofs", [{"row": 99}])),
+        ("row a float", lambda c: first_leaf(c).__setitem__("proofs", [{"row": 0.0}])),
+        ("version 2", lambda c: c.__setitem__("version", 2)),
+        ("engine chain", lambda c: c.pop("engine")),
+        ("margin negative", lambda c: c.__setitem__("margin", -1.0)),
+        ("margin a bool", lambda c: c.__setitem__("margin", True)),
+        ("case missing", lambda c: c.__setitem__("cases", [])),
+        ("both split and leaf", lambda c: first_leaf(c).__setitem__("split", "input")),
+        ("node a list", lambda c: first_split(c)["children"].__setitem__(0, [])),
+    ], at
+
+
+@pytest.mark.parametrize("index", range(17))
+def test_malformed_graph_certificates_fail_closed(index: int) -> None:
+    data, prop, cert = instance("residual")
+    mutations, _ = _mutations(cert)
+    what, mutate = mutations[index]
+    tampered = copy.deepcopy(cert)
+    mutate(tampered)
+    report = _check(data, prop, tampered)
+    assert not report.valid, what
+
+
+def test_interval_split_on_no_tensor_or_element_is_rejected() -> None:
+    data, prop, cert = instance("wide")
+    for change in ({"tensor": "nope"}, {"index": 10_000}, {"index": -1}, {"at": float("inf")}):
+        tampered = copy.deepcopy(cert)
+        split = _nodes(tampered["cases"][0]["tree"], lambda n: n.get("split") == "interval")[0]
+        split.update(change)
+        assert not _check(data, prop, tampered).valid, change
