@@ -22,7 +22,7 @@ back-substitution (the entries its lines depend on). Crossing bounds: the region
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,9 @@ Rows = tuple[np.ndarray, np.ndarray]  # (ints (m, n), exps (m,)): exact dyadic r
 class Region:
     boxes: dict[str, tuple[np.ndarray, np.ndarray]]
     relax: dict[str, gl.Relax]
+    # Per linear node: its composition error per output on the boxes its inputs had when
+    # it was bounded (they only shrink later: still an upper bound), or None.
+    errors: dict[str, np.ndarray | None] = field(default_factory=dict)
 
 
 class Matrices:
@@ -71,7 +74,9 @@ def region_bounds(net: Net, mats: Matrices, lower, upper, parent, splits, allowe
                         return None
                     region.boxes[name] = box
         boxes = [region.boxes[name] for name in node.inputs]
-        found = _node_bounds(node, mats, boxes, allowed)
+        if node.kind == "linear":
+            region.errors[node.output] = _error_vector(node, boxes)
+        found = _node_bounds(node, mats, boxes, allowed, region.errors.get(node.output))
         if found is None:
             return None
         box, relax = found
@@ -102,11 +107,11 @@ def _clamp(box, name, parent, splits):
     return lo, hi
 
 
-def _node_bounds(node: Node, mats: Matrices, boxes, allowed):
+def _node_bounds(node: Node, mats: Matrices, boxes, allowed, error=None):
     if node.kind == "alias":
         return boxes[0], None
     if node.kind == "linear":
-        return _affine_range(node, mats, boxes), None
+        return _affine_range(node, mats, boxes, error), None
     if node.kind == "piecewise":
         return gl.piecewise(node, boxes[0])
     if node.kind == "sshaped":
@@ -130,7 +135,7 @@ def _row(values: np.ndarray) -> Rows:
     return ints, np.array([e], dtype=np.int64)
 
 
-def _affine_range(node: Node, mats: Matrices, boxes):
+def _affine_range(node: Node, mats: Matrices, boxes, slack):
     """Exact W+ l + W- u + b (and the upper end), widened by the composition error."""
     ends = []
     for upper in (False, True):
@@ -141,7 +146,6 @@ def _affine_range(node: Node, mats: Matrices, boxes):
                 sel = np.maximum(w, 0.0) if part == "pos" else np.minimum(w, 0.0)
                 m = mats.get(node, f"{part}T{i}", lambda sel=sel: sel.T)
                 total = exact.add(*total, *exact.matmul(*_row(vec), m))
-        slack = _error_vector(node, boxes)
         if slack is not None:
             neg = _row(-slack if not upper else slack)
             total = exact.add(*total, neg[0], neg[1])
@@ -267,7 +271,7 @@ def _back_linear(node: Node, mats: Matrices, region: Region, c: Rows):
         for i, w in enumerate(node.weights)
     ]
     const = _column(exact.matmul(ints, exps, mats.get(node, "b", lambda: node.bias[:, None])))
-    slack = _error_vector(node, [region.boxes[name] for name in node.inputs])
+    slack = region.errors[node.output]
     if slack is not None:
         obj = ints if ints.dtype == object else ints.astype(object)
         cost = _column(exact.matmul(np.abs(obj), exps, exact.Matrix.of_floats(slack[:, None])))

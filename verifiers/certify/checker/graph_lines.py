@@ -64,14 +64,23 @@ def piecewise(node: Node, box) -> tuple[tuple[np.ndarray, np.ndarray], Relax]:
     slopes, icpts = _pieces(node, n)
     out_lo, out_hi = np.empty(n), np.empty(n)
     ls, li, us, ui = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    for j in range(n):
+    # Elements without a breakpoint inside are one exact line; where it is y = x or a
+    # constant, its interval is exact in floats; other elements take the exact path below.
+    k = (0.5 * lo[:, None] + 0.5 * hi[:, None] > np.array(node.breakpoints)).sum(axis=1)
+    k = k.astype(np.int64)
+    s, t = slopes[k, np.arange(n)], icpts[k, np.arange(n)]
+    inside = np.zeros(n, dtype=bool)
+    for b in node.breakpoints:
+        inside |= (lo < b) & (b < hi)
+    ls[:], us[:], li[:], ui[:] = s, s, t, t
+    identity, flat = (s == 1.0) & (t == 0.0), s == 0.0
+    out_lo[:] = np.where(identity, lo, t)
+    out_hi[:] = np.where(identity, hi, t)
+    for j in np.flatnonzero(inside | ~(identity | flat)):
         points = _points(node, float(lo[j]), float(hi[j]))
         values = [_value(node, slopes, icpts, j, p) for p in points]
         out_lo[j], out_hi[j] = down(min(values)), up(max(values))
         if len(points) == 2:  # no breakpoint inside: f is one exact line here
-            k = sum(1 for b in node.breakpoints if b < 0.5 * (lo[j] + hi[j]))
-            ls[j] = us[j] = slopes[k, j]
-            li[j] = ui[j] = icpts[k, j]
             continue
         width = float(hi[j] - lo[j])
         chord = float(values[1] - values[0]) / width
