@@ -80,7 +80,12 @@ def _split(step: tuple) -> dict[str, Any]:
         return {"split": "interval", "tensor": str(tensor), "index": int(index), "at": float(at)}
     if step[0] == "max":  # graph engine: is candidate b the max of element j?
         _, tensor, index, candidate, _ = step
-        return {"split": "max", "tensor": str(tensor), "index": int(index), "candidate": int(candidate)}
+        return {
+            "split": "max",
+            "tensor": str(tensor),
+            "index": int(index),
+            "candidate": int(candidate),
+        }
     _, layer, neuron, _ = step
     return {"split": "relu", "layer": int(layer), "neuron": int(neuron)}
 

@@ -319,8 +319,13 @@ class GraphCaseSearch:
         if self.ctx.record_tree:
             self.outcome.leaves.append(
                 Leaf(
-                    region.lower.tolist(), region.upper.tolist(), evidence, detail, [],
-                    region.path, proofs,
+                    region.lower.tolist(),
+                    region.upper.tolist(),
+                    evidence,
+                    detail,
+                    [],
+                    region.path,
+                    proofs,
                 )  # fmt: skip
             )
 

@@ -277,7 +277,9 @@ def _chord(low_b: float, high_b: float, rest: float) -> tuple[float, float]:
         return 0.0, rest
     s = (high_b - rest) / (high_b - low_b)
     r, sf = Fraction(rest), Fraction(s)
-    t = max(max(Fraction(low_b), r) - sf * Fraction(low_b), Fraction(high_b) - sf * Fraction(high_b))
+    t = max(
+        max(Fraction(low_b), r) - sf * Fraction(low_b), Fraction(high_b) - sf * Fraction(high_b)
+    )
     return s, up(t)
 
 
