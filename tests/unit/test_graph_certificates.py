@@ -416,3 +416,27 @@ def test_interval_split_on_no_tensor_or_element_is_rejected() -> None:
         split = _nodes(tampered["cases"][0]["tree"], lambda n: n.get("split") == "interval")[0]
         split.update(change)
         assert not _check(data, prop, tampered).valid, change
+
+
+def test_a_final_softmax_is_stripped_by_the_checker_only_for_pairwise_properties() -> None:
+    from tests.unit.test_graph_verify import _softmax_model
+    from verifiers.spec.property import Case, Conjunction, HalfSpace, Property
+
+    data = to_bytes(_softmax_model(np.random.default_rng(0)))
+    lower, upper = np.zeros(3), np.full(3, 0.01)
+    win = int(np.argmax(load_model(data).evaluate(0.5 * (lower + upper)[None])[0]))
+    coeffs = [Fraction(0), Fraction(0)]
+    coeffs[win], coeffs[1 - win] = Fraction(1), Fraction(-1)
+    box = (tuple(Fraction(v) for v in lower), tuple(Fraction(v) for v in upper))
+    case = Case(*box, (Conjunction((HalfSpace(tuple(coeffs), Fraction(0)),)),))
+    prop = Property(3, 2, (case,))
+    result = verify(OnnxComponent(data), prop, Options(timeout_s=10))
+    assert result.verdict is Verdict.HOLDS
+    assert _check(data, prop, result.certificate).valid
+    # The same tree for a property on the probabilities themselves is not accepted.
+    shifted = Case(*box, (Conjunction((HalfSpace(tuple(coeffs), Fraction(1, 2)),)),))
+    other = Property(3, 2, (shifted,))
+    forged = copy.deepcopy(result.certificate)
+    forged["property_sha256"] = other.sha256()
+    report = _check(data, other, forged)
+    assert not report.valid and "Softmax" in report.message
