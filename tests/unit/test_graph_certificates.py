@@ -28,7 +28,7 @@ from verifiers.options import Options
 from verifiers.result import Verdict
 from verifiers.verify import verify
 
-WIDTH = {"residual": 0.5, "s_shaped": 0.5, "cnn": 0.2, "mixed": 0.5, "wide": 0.2}
+WIDTH = {"residual": 0.5, "s_shaped": 0.5, "cnn": 0.2, "mixed": 0.5, "wide": 0.2, "pooled": 0.1}
 
 
 def _w(rng, *shape):
@@ -63,19 +63,37 @@ def max_net(rng):
     return make_model(nodes, input_shape=[1, 2], initializers=init)
 
 
-ALL = {**BUILDERS, "wide": wide_residual}
+def pooled_cnn(rng):
+    """25 inputs: more than the search splits as a box for Max networks, so it splits the
+    max of a pooling window (and ReLU intervals)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "K", "c"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h"], ["a"]),
+        helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "W", "b"], ["y"], transB=1),
+    ]
+    init = dict(K=_w(rng, 2, 1, 3, 3), c=_w(rng, 2), W=_w(rng, 2, 8), b=_w(rng, 2))
+    return make_model(nodes, input_shape=[1, 1, 5, 5], initializers=init)
+
+
+ALL = {**BUILDERS, "wide": wide_residual, "pooled": pooled_cnn}
+
+
+SEED = {"pooled": 3}  # an instance whose proof splits a max (seeds 2, 3 and 5 do)
 
 
 @functools.cache
-def instance(name: str, seed: int = 0):
+def instance(name: str, seed: int | None = None):
     """(model bytes, property, certificate) of a holds just above the sampled maximum."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(SEED.get(name, 0) if seed is None else seed)
     data = to_bytes(ALL[name](rng))
     model = load_model(data)
     lower = rng.uniform(-1, 0, size=model.n_inputs).astype(np.float32).astype(np.float64)
     upper = (lower + WIDTH[name]).astype(np.float32).astype(np.float64)
     low, high = sampled_range(model, lower, upper, rng)
-    prop = at_least(high + 0.05 * max(high - low, 1e-3), lower, upper)
+    gap = 0.04 if name == "pooled" else 0.05
+    prop = at_least(high + gap * max(high - low, 1e-3), lower, upper)
     result = verify(OnnxComponent(data), prop, Options(timeout_s=60))
     assert result.verdict is Verdict.HOLDS, result.reason
     return data, prop, result.certificate
@@ -109,6 +127,19 @@ def test_element_splits_are_recorded_and_checked() -> None:
     splits = _nodes(cert["cases"][0]["tree"], lambda n: n.get("split") == "interval")
     assert splits and all(s["tensor"] in ("h1", "r") for s in splits)
     assert _check(data, prop, cert).valid
+
+
+def test_max_splits_of_the_search_are_recorded_and_checked() -> None:
+    data, prop, cert = instance("pooled")
+    splits = _nodes(cert["cases"][0]["tree"], lambda n: n.get("split") == "max")
+    assert splits and all(s["tensor"] == "p" for s in splits)
+    assert _check(data, prop, cert).valid
+    for side in (0, 1):
+        tampered = copy.deepcopy(cert)
+        split = _nodes(tampered["cases"][0]["tree"], lambda n: n.get("split") == "max")[0]
+        split["children"][side] = {"leaf": "empty-split"}
+        report = _check(data, prop, tampered)
+        assert not report.valid and "do not cross" in report.message
 
 
 def test_another_model_or_property_is_rejected() -> None:
@@ -147,7 +178,7 @@ def test_a_changed_weight_under_a_forged_hash_is_rejected() -> None:
     assert not report.valid and "does not prove" in report.message
 
 
-@pytest.mark.parametrize("name", ["wide", "cnn"])
+@pytest.mark.parametrize("name", ["wide", "cnn", "pooled"])
 def test_a_dropped_leaf_or_a_missing_case_is_rejected(name: str) -> None:
     data, prop, cert = instance(name)
     dropped = copy.deepcopy(cert)
