@@ -204,7 +204,7 @@ def lower_bounds(net: Net, mats: Matrices, region: Region, target: str, rows: Ro
         for name, part in zip(node.inputs, parts, strict=True):
             part, residual = _rounded(part, region.boxes[name])
             const = exact.add(*const, *residual)
-            lam[name] = exact.add(*lam[name], *part) if name in lam else part
+            lam[name] = _compact(*exact.add(*lam[name], *part)) if name in lam else part
     x = lam.get(net.input_name)
     if x is not None:
         const = exact.add(*const, *box_minimum(x, region.boxes[net.input_name]))
@@ -214,7 +214,6 @@ def lower_bounds(net: Net, mats: Matrices, region: Region, target: str, rows: Ro
 def box_minimum(rows: Rows, box) -> Rows:
     """min over x in the box of each row . x, exactly."""
     ints, exps = rows
-    ints = ints if ints.dtype == object else ints.astype(object)
     pos, neg = np.where(ints > 0, ints, 0), np.where(ints < 0, ints, 0)
     low = exact.matmul(pos, exps, exact.Matrix.of_floats(box[0][:, None]))
     high = exact.matmul(neg, exps, exact.Matrix.of_floats(box[1][:, None]))
@@ -229,10 +228,18 @@ def _rounded(part: Rows, box) -> tuple[Rows, Rows]:
     with np.errstate(over="ignore", under="ignore"):
         approx = np.ldexp(ints.astype(np.float64), exps[:, None].astype(np.int64))
     mu = exact.fixed(approx)
-    left = exact.add(ints, exps, -mu[0].astype(object), mu[1])
+    left = _compact(*exact.add(ints, exps, -mu[0].astype(object), mu[1]))
     if not np.any(left[0] != 0):
         return mu, (np.zeros(len(exps), dtype=object), exps.copy())
     return mu, box_minimum(left, box)
+
+
+def _compact(ints: np.ndarray, exps: np.ndarray) -> Rows:
+    """The same rows, as int64 when every integer fits (exact products of int64 limbs are
+    much faster than of Python integers)."""
+    if ints.dtype == object and ints.size and int(np.max(np.abs(ints))) < 2**62:
+        return ints.astype(np.int64), exps
+    return ints, exps
 
 
 def _back(node: Node, mats: Matrices, region: Region, c: Rows):
@@ -243,17 +250,17 @@ def _back(node: Node, mats: Matrices, region: Region, c: Rows):
     if node.kind == "linear":
         return _back_linear(node, mats, region, c)
     relax = region.relax[node.output]
-    obj = ints if ints.dtype == object else ints.astype(object)
-    pos, neg = np.where(obj > 0, obj, 0), np.where(obj < 0, obj, 0)
+    pos, neg = np.where(ints > 0, ints, 0), np.where(ints < 0, ints, 0)
     const = exact.add(
         *_column(exact.matmul(pos, exps, exact.Matrix.of_floats(relax.lower_icpt[:, None]))),
         *_column(exact.matmul(neg, exps, exact.Matrix.of_floats(relax.upper_icpt[:, None]))),
     )
     parts = []
     for lower, upper in zip(relax.lower, relax.upper, strict=True):
-        if lower.ndim == 1:  # elementwise: multiply the columns exactly
+        if lower.ndim == 1:  # elementwise: multiply the columns exactly (Python ints)
             (l_ints, u_ints), e = _common(lower, upper)
-            parts.append((pos * l_ints + neg * u_ints, exps + e))
+            obj_pos, obj_neg = pos.astype(object), neg.astype(object)
+            parts.append((obj_pos * l_ints + obj_neg * u_ints, exps + e))
         else:
             parts.append(
                 exact.add(
