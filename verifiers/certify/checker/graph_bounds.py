@@ -56,10 +56,12 @@ class Matrices:
         return self.cache[k]
 
 
-def region_bounds(net: Net, mats: Matrices, lower, upper, parent, splits, allowed):
+def region_bounds(net: Net, mats: Matrices, lower, upper, parent, splits, allowed, every=False):
     """The region's boxes and lines, or None when its bounds cross (it holds no input).
     `splits`: (tensor, index, at, side) constraints; `allowed`: per max output, the
-    candidates (n_out, K) the max is taken over here."""
+    candidates (n_out, K) the max is taken over here; `every`: tighten every entry of a
+    non-linear node's inputs, not only those its lines depend on (the search tightens
+    more than those when it bounds regions in batches)."""
     region = Region({}, {})
     box = _clamp((lower.copy(), upper.copy()), net.input_name, parent, splits)
     region.boxes[net.input_name] = box
@@ -69,7 +71,8 @@ def region_bounds(net: Net, mats: Matrices, lower, upper, parent, splits, allowe
             for name in node.inputs:
                 if name not in refined:
                     refined.add(name)
-                    box = _clamp(refine(net, mats, region, name, node), name, parent, splits)
+                    box = refine(net, mats, region, name, node, every)
+                    box = _clamp(box, name, parent, splits)
                     if _crossed(box):
                         return None
                     region.boxes[name] = box
@@ -166,12 +169,12 @@ def _error_vector(node: Node, boxes) -> np.ndarray | None:
     return total
 
 
-def refine(net: Net, mats: Matrices, region: Region, name: str, consumer: Node):
+def refine(net: Net, mats: Matrices, region: Region, name: str, consumer: Node, every=False):
     """Tighter bounds of tensor `name` by back-substitution, on the entries the consumer's
-    lines depend on."""
+    lines depend on (`every`: on all entries)."""
     lo, hi = region.boxes[name]
     targets = lo < hi
-    if consumer.kind == "piecewise":
+    if consumer.kind == "piecewise" and not every:
         inside = [(lo < p) & (p < hi) for p in consumer.breakpoints]
         targets = np.any(inside, axis=0) if inside else np.zeros_like(targets)
     chosen = np.flatnonzero(targets)

@@ -254,9 +254,12 @@ class _Walker:
             return
         if kind == "linear-bound" and self.proved(node["proofs"], case, region, name):
             return
-        # Once more, from this region's own bounds (valid on it, and tighter lines).
+        # Once more, from this region's own bounds (valid on it, and tighter lines), with
+        # every entry of the non-linear nodes' inputs tightened.
         lo, hi, splits, allowed = where
-        again = gb.region_bounds(self.net, self.mats, lo, hi, region.boxes, splits, allowed)
+        again = gb.region_bounds(
+            self.net, self.mats, lo, hi, region.boxes, splits, allowed, every=True
+        )
         if again is None:
             return
         if kind == "empty-split":
