@@ -471,3 +471,22 @@ def test_a_final_softmax_is_stripped_by_the_checker_only_for_pairwise_properties
     forged["property_sha256"] = other.sha256()
     report = _check(data, other, forged)
     assert not report.valid and "Softmax" in report.message
+
+
+def test_the_checker_imports_nothing_of_the_search() -> None:
+    """Independence: the checker's modules import from proofwell only the model loader and
+    IR (verifiers.model), the property parser (verifiers.spec), errors and each other."""
+    import ast
+    from pathlib import Path
+
+    import verifiers.certify.checker as package
+
+    allowed = ("verifiers.model", "verifiers.spec", "verifiers.errors", "verifiers.certify.checker")
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("verifiers"):
+                assert node.module.startswith(allowed), (path.name, node.module)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("verifiers"):
+                        assert alias.name.startswith(allowed), (path.name, alias.name)
