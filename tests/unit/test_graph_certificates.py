@@ -490,3 +490,21 @@ def test_the_checker_imports_nothing_of_the_search() -> None:
                 for alias in node.names:
                     if alias.name.startswith("verifiers"):
                         assert alias.name.startswith(allowed), (path.name, alias.name)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_no_tree_proves_a_property_that_a_point_violates(name: str) -> None:
+    """Soundness of the checker: the valid tree of a true property, presented for a false
+    one (a sampled input's y0 - y1 beats its threshold by a wide margin), is rejected."""
+    data, prop, cert = instance(name)
+    model = load_model(data)
+    case = prop.cases[0]
+    rng = np.random.default_rng(9)
+    x = case.lower + (case.upper - case.lower) * rng.random((200, len(case.lower)))
+    y = model.evaluate(x)
+    value = float(np.max(y[:, 0] - y[:, 1]))
+    false = at_least(value - 1e-3 * max(abs(value), 1.0), case.lower, case.upper)
+    forged = copy.deepcopy(cert)
+    forged["property_sha256"] = false.sha256()
+    report = _check(data, false, forged)
+    assert not report.valid, report.message
