@@ -18,7 +18,7 @@ from verifiers.search.region import Leaf
 from verifiers.spec.property import Property
 
 FORMAT = "proofwell-certificate"
-VERSION = 1
+VERSION = 2  # 2: row proofs may carry optimised slopes and split multipliers
 
 
 def certificate(

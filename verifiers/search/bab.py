@@ -194,6 +194,8 @@ class CaseSearch:
             proofs = self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows)
             if proofs is not None:
                 proved[i] = True
+                if bounds.slopes is not None:  # optimised: the checker needs the numbers
+                    proofs = slopes.with_slopes(proofs, self.groups, bounds, i, self.ctx.network)
                 self.record(regions[i], Evidence.COMBINATION, -1, proofs)
         return bounds, proved
 
@@ -241,7 +243,10 @@ class CaseSearch:
         """Slopes optimised where ReLUs are split (many inputs): search/slopes.py."""
         if not self.ctx.optimise_bounds or self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
             return None
-        return slope_search(self.ctx.network, regions, self.root, self.rhs)
+        search = slope_search(self.ctx.network, regions, self.root, self.rhs)
+        if search.intermediate and not self.ctx.optimise_intermediate:
+            return replace(search, intermediate=False)  # checkable: docs/certificate.md
+        return search
 
     def settle(self, regions: list[Region], bounds, proved, empty) -> np.ndarray:
         """Record the regions proved by their linear bounds or empty; all such, as a mask."""
@@ -250,7 +255,10 @@ class CaseSearch:
         for i in np.flatnonzero(proved & ~empty):
             clearance = bounds.objective_lower[i] - self.rhs
             row = int(np.argmax(clearance))
-            self.record(regions[i], Evidence.LINEAR, row, self.row_proofs(clearance))
+            proofs = self.row_proofs(clearance)
+            if bounds.slopes is not None:  # optimised: the checker needs the numbers
+                proofs = slopes.with_slopes(proofs, self.groups, bounds, i, self.ctx.network)
+            self.record(regions[i], Evidence.LINEAR, row, proofs)
         return proved | empty
 
     def phase_rows(self, region: Region, bounds: LinearBounds, i: int, lower, upper):

@@ -3,15 +3,17 @@
 It shares nothing with the search but the ONNX loader (verifiers/model: the network's
 weights, in their piecewise-linear normal form for the chain checker, as the graph IR for
 the graph checker) and the property parser (verifiers/spec): no bound propagation, LP or
-SMT code of the engine. Its arithmetic is exact (exact.py), its SMT solver is cvc5, not the
-search's z3, and its Sigmoid/Tanh enclosures come from mpmath's interval arithmetic.
+SMT code of the engine. Its arithmetic is exact (exact.py) or float64 with an a-priori
+rounding bound (rigorous.py), its SMT solver is cvc5, not the search's z3, and its
+Sigmoid/Tanh enclosures come from mpmath's interval arithmetic.
 """
 
 from __future__ import annotations
 
 from verifiers.certify.checker.check import Invalid, Report, check
 
-CHECKER_VERSION = "proofwell-checker 2"
+# 2: certificate format v2, float64 intermediate bounds; 3: graph-engine certificates
+CHECKER_VERSION = "proofwell-checker 3"
 
 __all__ = ["CHECKER_VERSION", "Invalid", "Report", "check", "check_files", "check_model"]
 

@@ -24,16 +24,10 @@ import numpy as np
 
 from verifiers.certify.checker import exact
 from verifiers.certify.checker import graph_bounds as gb
-from verifiers.certify.checker.check import (
-    FORMAT,
-    Invalid,
-    OutOfTime,
-    Report,
-    _count,
-    _dyadic_rows,
-    _scale,
-)
+from verifiers.certify.checker.check import FORMAT, Invalid, OutOfTime, Report, _count
 from verifiers.certify.checker.graph_net import Net, Unsupported
+from verifiers.certify.checker.rows import dyadic as _dyadic_rows
+from verifiers.certify.checker.rows import scale as _scale
 
 GRAPH_VERSIONS = (1,)
 LEAVES = ("linear-bound", "empty-split")
