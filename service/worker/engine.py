@@ -210,25 +210,13 @@ def _check_certificate(
     """Re-check a `holds` certificate with the independent checker, within what is left of
     the job's CPU budget (sandbox.Limits; `spent_s`: the job's seconds so far, else the
     search's), and record the outcome in the certificate and the stats. A certificate the
-    checker rejects turns the verdict into `unknown`."""
-    from verifiers.certify.checker import CHECKER_VERSION, check
+    checker rejects turns the verdict into `unknown`. The certificate's engine picks the
+    checker (chain or graph)."""
+    from verifiers.certify.checker import CHECKER_VERSION, check_model
 
-    if data["certificate"].get("engine") == "graph":  # no independent checker for it yet
-        outcome = {
-            "checked": False,
-            "valid": None,
-            "checker": CHECKER_VERSION,
-            "seconds": 0.0,
-            "message": "graph-engine proofs are not re-checked yet",
-        }
-        data["certificate"]["check"] = outcome
-        data["stats"]["certificate_check"] = outcome
-        return
     spent = float(data["stats"]["seconds"]) if spent_s is None else spent_s
     budget = timeout_s + max(10.0, 0.5 * timeout_s) - spent - 5.0
-    report = check(
-        data["certificate"], model.network, prop, model.sha256, budget_s=max(budget, 1.0)
-    )
+    report = check_model(data["certificate"], model, prop, budget_s=max(budget, 1.0))
     outcome = {
         "checked": report.checked,
         "valid": report.valid if report.checked else None,

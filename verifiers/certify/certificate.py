@@ -75,6 +75,17 @@ def _split(step: tuple) -> dict[str, Any]:
     if step[0] == "input":
         _, dim, at, _ = step
         return {"split": "input", "dim": int(dim), "at": float(at)}
+    if step[0] == "interval":  # graph engine: an element's interval split at a point
+        _, tensor, index, at, _ = step
+        return {"split": "interval", "tensor": str(tensor), "index": int(index), "at": float(at)}
+    if step[0] == "max":  # graph engine: is candidate b the max of element j?
+        _, tensor, index, candidate, _ = step
+        return {
+            "split": "max",
+            "tensor": str(tensor),
+            "index": int(index),
+            "candidate": int(candidate),
+        }
     _, layer, neuron, _ = step
     return {"split": "relu", "layer": int(layer), "neuron": int(neuron)}
 

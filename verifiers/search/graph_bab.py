@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 BATCH = 32
 INPUT_SPLIT_MAX_DIMS = 8
 SSHAPED_INPUT_DIMS = 256
+# Networks with Max/MaxPool/Min: a max-case split's part where one candidate is the max
+# keeps every other output's candidates, so case splits seldom close regions; measured on
+# the 9-input MaxPool CNNs of tests/unit/test_graph_verify.py: element splits decide
+# neither in 30 s, input splits both in 0.3 s.
+MAXES_INPUT_DIMS = 16
 MAX_DEPTH = 80
 BUDGET_REASON = "split budget exhausted on regions the relaxations could not prove"
 
@@ -60,6 +65,9 @@ class GraphRegion:
     # taken over on this region.
     cases: dict[str, np.ndarray] | None = None
     parent_score: float = -np.inf
+    # The splits from the case's box, for the certificate's tree: ("input", dim, at, side),
+    # ("interval", tensor, index, at, side) or ("max", tensor, index, candidate, side).
+    path: tuple[tuple, ...] = ()
 
 
 class GraphCaseSearch:
@@ -82,6 +90,7 @@ class GraphCaseSearch:
         self.stack: list[GraphRegion] = [GraphRegion(lower, upper)]
         self.budget_hit = False
         self.sshaped = any(isinstance(n.op, SShaped) for n in self.net.nodes)
+        self.maxes = any(isinstance(n.op, MaxOf) for n in self.net.nodes)
 
     def _magnitude(self) -> np.ndarray | None:
         if all(c.coefficients_exact_in_float64 for c in self.ctx.case.unsafe):
@@ -130,9 +139,7 @@ class GraphCaseSearch:
             if empty[i]:
                 self.record(region, Evidence.EMPTY, -1)
             elif proves(score[i]):
-                self.record(
-                    region, Evidence.LINEAR, int(np.argmax(bounds.objective_lower[i] - self.rhs))
-                )
+                self.record(region, Evidence.LINEAR, *self.proof_rows(bounds.objective_lower[i]))
             else:
                 open_idx.append(i)
         if not open_idx:
@@ -197,7 +204,9 @@ class GraphCaseSearch:
         # with such ops split their box up to SSHAPED_INPUT_DIMS inputs (measured on the
         # digits Sigmoid MLP: 41% of an open instance proved in 20 s by box splits, 33%
         # alternating with element splits, 4% by element splits alone).
-        few = SSHAPED_INPUT_DIMS if self.sshaped else INPUT_SPLIT_MAX_DIMS
+        few = INPUT_SPLIT_MAX_DIMS
+        few = MAXES_INPUT_DIMS if self.maxes else few
+        few = SSHAPED_INPUT_DIMS if self.sshaped else few
         if region.lower.size > few:
             element = self.element_choice(bounds, i, open_rows)
         if element is None:
@@ -214,7 +223,11 @@ class GraphCaseSearch:
         left_upper, right_lower = child.upper.copy(), child.lower.copy()
         left_upper[dim] = right_lower[dim] = middle
         # Input bounds of the parent stay valid on each half: keep them as `known`.
-        return [replace(child, upper=left_upper), replace(child, lower=right_lower)]
+        step = ("input", dim, float(middle))
+        return [
+            replace(child, upper=left_upper, path=(*child.path, (*step, 0))),
+            replace(child, lower=right_lower, path=(*child.path, (*step, 1))),
+        ]
 
     def element_choice(self, bounds: GraphBounds, i: int, open_rows):
         """The element whose relaxation costs the open rows the most, or None:
@@ -262,6 +275,7 @@ class GraphCaseSearch:
                     known=known,
                     share=child.share / 2,
                     splits=(*child.splits, (name, j, at, upper_part)),
+                    path=(*child.path, ("interval", name, j, float(at), int(upper_part))),
                 )
             )
         return parts
@@ -271,20 +285,48 @@ class GraphCaseSearch:
         x_b) and the part where the max is taken over the other candidates: they cover it."""
         node = self.net.nodes[self.net.producer_index[name]]
         allowed = self.allowed(child, node)
-        only, without = np.zeros_like(allowed), allowed.copy()
+        # Only output j changes: the other outputs keep their candidates (with none, the
+        # max of an empty set would bound them by -inf).
+        only, without = allowed.copy(), allowed.copy()
+        only[j] = False
         only[j, b], without[j, b] = True, False
         return [
-            replace(child, cases={**(child.cases or {}), name: mask}, share=child.share / 2)
-            for mask in (only, without)
+            replace(
+                child,
+                cases={**(child.cases or {}), name: mask},
+                share=child.share / 2,
+                path=(*child.path, ("max", name, j, int(b), side)),
+            )
+            for side, mask in enumerate((only, without))
         ]
 
-    def record(self, region: GraphRegion, evidence: Evidence, detail: int) -> None:
+    def proof_rows(self, objective_lower: np.ndarray) -> tuple[int, list[dict] | None]:
+        """The proved row overall, and per unsafe conjunction the row (counted within it)
+        of the half-space whose bound clears it best (the certificate's proofs)."""
+        clearance = objective_lower - self.rhs
+        proofs = []
+        for g in range(self.n_groups):
+            rows = np.flatnonzero(self.groups == g)
+            proofs.append({"row": int(np.argmax(clearance[rows]))})
+        return int(np.argmax(clearance)), proofs
+
+    def record(
+        self, region: GraphRegion, evidence: Evidence, detail: int, proofs: list | None = None
+    ) -> None:
         self.outcome.proved_share += region.share * relative_volume(
             region.lower, region.upper, self.free, self.root_width
         )
         if self.ctx.record_tree:
             self.outcome.leaves.append(
-                Leaf(region.lower.tolist(), region.upper.tolist(), evidence, detail, [])
+                Leaf(
+                    region.lower.tolist(),
+                    region.upper.tolist(),
+                    evidence,
+                    detail,
+                    [],
+                    region.path,
+                    proofs,
+                )  # fmt: skip
             )
 
 
