@@ -34,6 +34,7 @@ from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import proves
 from verifiers.search.context import CaseOutcome, SearchContext
+from verifiers.search.graph_beta import tighten
 from verifiers.search.graph_falsify import GraphFalsifier
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 
@@ -167,6 +168,10 @@ class GraphCaseSearch:
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
                 self.net, lower, upper, self.rows, known, cases, deadline=self.ctx.deadline
+            )
+        if self.ctx.optimise_bounds and any(r.splits for r in regions):
+            bounds.objective_lower = tighten(
+                self.net, bounds, self.rows, [r.splits for r in regions], self.ctx.deadline
             )
         self.outcome.subproblems += len(regions)
         return bounds, self.scores(bounds.objective_lower)
