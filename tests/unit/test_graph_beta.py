@@ -5,7 +5,9 @@ A region is a box plus an interval asserted on one element of an elementwise op'
 every point of the region: sampled points, the lowest ones re-evaluated exactly (rationals
 for linear and piecewise-linear ops, 60-digit decimals for Sigmoid/Tanh), with membership in
 the region decided exactly too. It must never be looser than the bound without multipliers,
-and it must actually be tighter on some regions (else it tests nothing). Then verdicts with
+and it must actually be tighter on some regions (else it tests nothing). The boxes the
+multipliers refine (inputs of S-shaped ops downstream of a split) must hold the region's
+values, exactly too. Then verdicts with
 element splits on networks of more than 8 inputs, against sampling plus gradient ascent.
 """
 
@@ -29,7 +31,7 @@ from verifiers.components import OnnxComponent
 from verifiers.model import load_model
 from verifiers.options import Options
 from verifiers.result import Verdict
-from verifiers.search.graph_beta import tighten
+from verifiers.search.graph_beta import refine, tighten
 from verifiers.verify import verify
 
 
@@ -113,7 +115,7 @@ def split_region(net: GraphNetwork, rng, lower, upper):
 
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_split_multipliers_enclose_the_region_exactly(name: str) -> None:
-    tighter = 0
+    tighter = refined = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
         net = GraphNetwork.of(load_model(to_bytes(BUILDERS[name](rng))).graph)
@@ -128,6 +130,9 @@ def test_split_multipliers_enclose_the_region_exactly(name: str) -> None:
             best = tighten(net, bounds, rows, [splits])
         assert np.all(best >= plain)
         tighter += int(np.any(best > plain + 1e-9))
+        with np.errstate(all="ignore"):
+            boxes = refine(net, bounds, [splits])
+        refined += len(boxes)
         # The region's points: random, box corners and points pushed towards each row's min.
         x = lower + (upper - lower) * rng.random((3000, n))
         x = np.concatenate([x, np.where(rng.random((300, n)) < 0.5, lower, upper)])
@@ -136,6 +141,9 @@ def test_split_multipliers_enclose_the_region_exactly(name: str) -> None:
         near = np.abs(z - at) < 1e-9  # membership decided exactly below
         inside = (z >= at) if upper_part else (z <= at)
         y = values[net.bound_output]
+        for key, (lo, hi) in boxes.items():  # refined boxes hold the region's values
+            assert np.all(values[key][inside & ~near] >= lo[0] - 1e-9)
+            assert np.all(values[key][inside & ~near] <= hi[0] + 1e-9)
         for r, row in enumerate(rows):
             objective = y @ row
             assert np.all(objective[inside & ~near] >= best[0, r] - 1e-9)
@@ -144,10 +152,14 @@ def test_split_multipliers_enclose_the_region_exactly(name: str) -> None:
                 exact = exact_values(net, x[k])
                 z_exact = exact[tensor][j]
                 if (z_exact >= Fraction(at)) if upper_part else (z_exact <= Fraction(at)):
+                    for key, (lo, hi) in boxes.items():
+                        for e, v in enumerate(exact[key]):
+                            assert Fraction(float(lo[0, e])) <= v <= Fraction(float(hi[0, e]))
                     out = exact[net.bound_output]
                     value = sum(Fraction(float(c)) * v for c, v in zip(row, out, strict=True))
                     assert Fraction(float(best[0, r])) <= value
     assert tighter > 0, "the multipliers never tightened a bound: the test tests nothing"
+    assert refined > 0 or name in ("residual", "relu"), "no box was refined"
 
 
 def test_a_seed_the_walk_never_reaches_is_an_error() -> None:

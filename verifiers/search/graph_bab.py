@@ -35,7 +35,7 @@ from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import proves
 from verifiers.search.context import CaseOutcome, SearchContext
-from verifiers.search.graph_beta import tighten
+from verifiers.search.graph_beta import refine, tighten
 from verifiers.search.graph_falsify import GraphFalsifier
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 
@@ -46,6 +46,7 @@ INPUT_SPLIT_MAX_DIMS = 8
 SSHAPED_INPUT_DIMS = 16
 SSHAPED_PLAIN_INPUT_DIMS = 256
 MAX_DEPTH = 80
+REFINE_WITH_MULTIPLIERS = True
 BUDGET_REASON = "split budget exhausted on regions the relaxations could not prove"
 
 Box = tuple[np.ndarray, np.ndarray]
@@ -177,9 +178,17 @@ class GraphCaseSearch:
                 self.net, lower, upper, self.rows, known, cases, deadline=self.ctx.deadline
             )
         if self.multipliers and any(r.splits for r in regions):
-            bounds.objective_lower = tighten(
-                self.net, bounds, self.rows, [r.splits for r in regions], self.ctx.deadline
-            )
+            splits, deadline = [r.splits for r in regions], self.ctx.deadline
+            if REFINE_WITH_MULTIPLIERS:
+                # Boxes tightened by the splits upstream, then the relaxations redone on them.
+                with np.errstate(invalid="ignore", over="ignore"):
+                    tighter = refine(self.net, bounds, splits, deadline)
+                    if tighter:
+                        bounds = graph_bounds(
+                            self.net, lower, upper, self.rows, {**bounds.boxes, **tighter},
+                            cases, deadline=deadline,
+                        )  # fmt: skip
+            bounds.objective_lower = tighten(self.net, bounds, self.rows, splits, deadline)
         self.outcome.subproblems += len(regions)
         return bounds, self.scores(bounds.objective_lower)
 

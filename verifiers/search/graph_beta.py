@@ -26,6 +26,8 @@ import numpy as np
 
 from verifiers.bounds.graph.backsub import GraphBounds, back_substitute
 from verifiers.bounds.graph.network import GraphNetwork
+from verifiers.bounds.graph.ops.base import Box
+from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import gamma as gamma_n
 from verifiers.bounds.rounding import widen_down
 
@@ -42,16 +44,50 @@ def split_elements(splits_per_region: list[tuple]) -> list[tuple[int, str, int]]
     return list(seen)
 
 
+def refine(
+    net: GraphNetwork,
+    bounds: GraphBounds,
+    splits_per_region: list[tuple],
+    deadline: float | None = None,
+) -> dict[str, Box]:
+    """Tighter boxes, with the multipliers, for the inputs of S-shaped ops that lie
+    downstream of some split element (the splits upstream constrain them too)."""
+    out: dict[str, Box] = {}
+    order = net.producer_index
+    split_at = {order.get(name, -1) for s in splits_per_region for name, *_ in s}
+    for node in net.nodes:
+        name = node.inputs[0]
+        if not isinstance(node.op, SShaped) or order.get(name, -1) <= min(split_at):
+            continue
+        low, high = bounds.boxes[name]
+        n = low.shape[1]
+        rows = np.concatenate([np.eye(n), -np.eye(n)])
+        upstream = [
+            tuple(sp for sp in splits if order.get(sp[0], -1) < order[name])
+            for splits in splits_per_region
+        ]
+        value = tighten(net, bounds, rows, upstream, deadline, target=name)
+        out[name] = (np.maximum(low, value[:, :n]), np.minimum(high, -value[:, n:]))
+    return out
+
+
 def tighten(
     net: GraphNetwork,
     bounds: GraphBounds,
     rows: np.ndarray,
     splits_per_region: list[tuple],
     deadline: float | None = None,
+    target: str | None = None,
 ) -> np.ndarray:
-    """Per region and row (batch, m): the best sound lower bound of rows . output found,
-    never below bounds.objective_lower."""
-    best = bounds.objective_lower.copy()
+    """Per region and row (batch, m): the best sound lower bound of rows . target (the
+    bounded output by default) found, never below the bound without multipliers."""
+    target = net.bound_output if target is None else target
+    batch = bounds.boxes[net.input_name][0].shape[0]
+    rows = np.broadcast_to(rows, (batch, *rows.shape[-2:])).astype(np.float64)
+    if target == net.bound_output:
+        best = bounds.objective_lower.copy()
+    else:
+        best, _, _ = back_substitute(net, bounds, target, rows)
     elements = split_elements(splits_per_region)
     if not elements:
         return best
@@ -60,15 +96,14 @@ def tighten(
     index = np.array([j for _, _, j in elements])
     lo = np.array([bounds.boxes[n][0][i, j] for i, n, j in elements])
     hi = np.array([bounds.boxes[n][1][i, j] for i, n, j in elements])
-    batch, m = best.shape
-    rows = np.broadcast_to(rows, (batch, m, rows.shape[-1])).astype(np.float64)
+    m = best.shape[1]
     gammas = np.zeros((len(elements), m))
     step = _initial_step(net, bounds, elements, m)
     for _ in range(STEPS):
         if deadline is not None and time.monotonic() > deadline:
             break
         seeds = _seeds(net, bounds, names, regions, index, gammas)
-        value, _, corner = back_substitute(net, bounds, net.bound_output, rows, seeds=seeds)
+        value, _, corner = back_substitute(net, bounds, target, rows, seeds=seeds)
         bound = _minus_constant(value, gammas, lo, hi, regions, batch)
         best = np.maximum(best, bound)
         z = _at_corners(net, corner, names, regions, index)  # (K, m)
@@ -83,7 +118,7 @@ def tighten(
 def _seeds(net, bounds, names, regions, index, gammas) -> dict[str, np.ndarray]:
     """Per tensor (batch, m, n): gamma at each split element, 0 elsewhere (exact: every
     (region, element) appears once)."""
-    batch = bounds.objective_lower.shape[0]
+    batch = bounds.boxes[net.input_name][0].shape[0]
     seeds: dict[str, np.ndarray] = {}
     for k, name in enumerate(names):
         if name not in seeds:
@@ -129,6 +164,7 @@ def _initial_step(net, bounds, elements, m) -> np.ndarray:
     consumers = {n.inputs[0]: n.output for n in net.nodes if len(n.inputs) == 1}
     for k, (i, name, j) in enumerate(elements):
         coeffs = bounds.node_coeffs.get(consumers.get(name, ""))
-        if coeffs is not None:
-            step[k] = 0.5 * np.abs(coeffs[i, :, j]) + 1e-6
+        if coeffs is not None:  # recorded for the objective's rows: else their largest
+            scale = np.abs(coeffs[i, :, j])
+            step[k] = 0.5 * (scale if len(scale) == m else scale.max()) + 1e-6
     return np.nan_to_num(step, nan=1.0, posinf=1.0)
