@@ -193,3 +193,35 @@ def test_element_split_verdicts_agree_with_sampling(activation: str, seed: int) 
     assert below.verdict is Verdict.VIOLATED
     cex = below.counterexample
     assert cex.onnxruntime_outputs[0] - cex.onnxruntime_outputs[1] >= high - 0.1 * spread
+
+
+def test_targeted_falsification_finds_a_replayed_counterexample() -> None:
+    """One conjunction reachable (y0 - y1 above the sampled max minus a tenth of the
+    spread), one not (y1 - y0 beyond any bound): the targeted pass replays a point of the
+    first; onnxruntime's output is in the unsafe set."""
+    import time
+
+    from verifiers.search.context import CaseOutcome, SearchContext
+    from verifiers.search.graph_falsify import GraphFalsifier
+    from verifiers.spec.property import Case, Conjunction, HalfSpace
+
+    rng = np.random.default_rng(3)
+    data = to_bytes(wide_mlp(rng, "Tanh", 24))
+    model = load_model(data)
+    lower = rng.uniform(-1, 0, size=24).astype(np.float32).astype(np.float64)
+    upper = (lower + 0.1).astype(np.float32).astype(np.float64)
+    low, high = sampled_range(model, lower, upper, rng)
+    threshold = high - 0.1 * max(high - low, 1e-3)
+    reachable = at_least(threshold, lower, upper).cases[0]
+    never = Conjunction((HalfSpace((Fraction(1), Fraction(-1)), Fraction(-(10**6))),))
+    case = Case(reachable.lower_exact, reachable.upper_exact, (never, *reachable.unsafe))
+    ctx = SearchContext(
+        network=GraphNetwork.of(model.graph),
+        case=case,
+        run=model.run_onnxruntime,
+        deadline=time.monotonic() + 30,
+    )
+    outcome = CaseOutcome()
+    assert GraphFalsifier(ctx, outcome).targeted(time.monotonic() + 20)
+    out = outcome.counterexample.onnxruntime_outputs
+    assert out[0] - out[1] >= threshold

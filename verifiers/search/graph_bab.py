@@ -46,7 +46,10 @@ INPUT_SPLIT_MAX_DIMS = 8
 SSHAPED_INPUT_DIMS = 16
 SSHAPED_PLAIN_INPUT_DIMS = 256
 MAX_DEPTH = 80
-REFINE_WITH_MULTIPLIERS = True
+# Re-bound the S-shaped ops' inputs with the multipliers too (graph_beta.refine): a third
+# to a half of the subproblems on the digits Sigmoid MLP, but each costs more than it saves
+# (eps 0.05, image 4, interleaved: 18-20 s with, 12-13 s without): off until it is cheaper.
+REFINE_WITH_MULTIPLIERS = False
 BUDGET_REASON = "split budget exhausted on regions the relaxations could not prove"
 
 Box = tuple[np.ndarray, np.ndarray]
