@@ -67,6 +67,7 @@ class GraphRegion:
     # taken over on this region.
     cases: dict[str, np.ndarray] | None = None
     parent_score: float = -np.inf
+    multipliers: dict | None = None  # split multipliers found here: the children's start
 
 
 class GraphCaseSearch:
@@ -132,7 +133,7 @@ class GraphCaseSearch:
 
     def step(self, batch: list[GraphRegion]) -> None:
         try:
-            bounds, score = self.bound(batch)
+            bounds, score, multipliers = self.bound(batch)
         except DeadlinePassed:  # the regions stay open: the verdict will say timeout
             self.stack.extend(batch)
             return
@@ -154,11 +155,14 @@ class GraphCaseSearch:
         if self.falsifier.try_points(np.concatenate([centres, corners])):
             return
         for i in open_idx:
-            self.split(batch[i], bounds, i, float(score[i]))
+            self.split(replace(batch[i], multipliers=multipliers[i]), bounds, i, float(score[i]))
 
-    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray]:
+    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray, list]:
+        """Bounds of the regions, their scores and (split multipliers) per region the
+        multipliers found, for its children to start from."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
+        found: list = [None] * len(regions)
         known = None
         if all(r.known is not None for r in regions):
             names = regions[0].known.keys()  # type: ignore[union-attr]
@@ -191,9 +195,12 @@ class GraphCaseSearch:
                             self.net, lower, upper, self.rows, {**bounds.boxes, **tighter},
                             cases, deadline=deadline,
                         )  # fmt: skip
-            bounds.objective_lower = tighten(self.net, bounds, self.rows, splits, deadline)
+            warm = [r.multipliers or {} for r in regions]
+            bounds.objective_lower, found = tighten(
+                self.net, bounds, self.rows, splits, deadline, warm=warm
+            )
         self.outcome.subproblems += len(regions)
-        return bounds, self.scores(bounds.objective_lower)
+        return bounds, self.scores(bounds.objective_lower), found
 
     def allowed(self, region: GraphRegion, node) -> np.ndarray:
         if region.cases and node.output in region.cases:

@@ -66,7 +66,7 @@ def refine(
             tuple(sp for sp in splits if order.get(sp[0], -1) < order[name])
             for splits in splits_per_region
         ]
-        value = tighten(net, bounds, rows, upstream, deadline, target=name)
+        value, _ = tighten(net, bounds, rows, upstream, deadline, target=name)
         out[name] = (np.maximum(low, value[:, :n]), np.minimum(high, -value[:, n:]))
     return out
 
@@ -78,9 +78,12 @@ def tighten(
     splits_per_region: list[tuple],
     deadline: float | None = None,
     target: str | None = None,
-) -> np.ndarray:
+    warm: list[dict] | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """Per region and row (batch, m): the best sound lower bound of rows . target (the
-    bounded output by default) found, never below the bound without multipliers."""
+    bounded output by default) found, never below the bound without multipliers; and per
+    region the multipliers that gave it, {(tensor, element): gamma per row}, to start a
+    child region's from (`warm`, the parent's)."""
     target = net.bound_output if target is None else target
     batch = bounds.boxes[net.input_name][0].shape[0]
     rows = np.broadcast_to(rows, (batch, *rows.shape[-2:])).astype(np.float64)
@@ -90,14 +93,18 @@ def tighten(
         best, _, _ = back_substitute(net, bounds, target, rows)
     elements = split_elements(splits_per_region)
     if not elements:
-        return best
+        return best, [{} for _ in range(batch)]
     regions = np.array([i for i, _, _ in elements])
     names = [name for _, name, _ in elements]
     index = np.array([j for _, _, j in elements])
     lo = np.array([bounds.boxes[n][0][i, j] for i, n, j in elements])
     hi = np.array([bounds.boxes[n][1][i, j] for i, n, j in elements])
     m = best.shape[1]
-    gammas = np.zeros((len(elements), m))
+    warm = warm or [{}] * batch
+    zero = np.zeros(m)
+    gammas = np.stack([warm[i].get((n, j), zero) for i, n, j in elements])
+    gammas = np.nan_to_num(gammas, nan=0.0, posinf=0.0, neginf=0.0)
+    chosen = np.zeros_like(gammas)
     step = _initial_step(net, bounds, elements, m)
     for _ in range(STEPS):
         if deadline is not None and time.monotonic() > deadline:
@@ -105,6 +112,7 @@ def tighten(
         seeds = _seeds(net, bounds, names, regions, index, gammas)
         value, _, corner = back_substitute(net, bounds, target, rows, seeds=seeds)
         bound = _minus_constant(value, gammas, lo, hi, regions, batch)
+        chosen = np.where((bound > best)[regions], gammas, chosen)
         best = np.maximum(best, bound)
         z = _at_corners(net, corner, names, regions, index)  # (K, m)
         above, below = z - hi[:, None], z - lo[:, None]
@@ -112,7 +120,10 @@ def tighten(
         slope = np.where(gammas > 0, above, np.where(gammas < 0, below, at_zero))
         gammas = gammas + step * np.sign(np.nan_to_num(slope))
         step = step * SHRINK
-    return best
+    found: list[dict] = [{} for _ in range(batch)]
+    for k, (i, n, j) in enumerate(elements):
+        found[i][(n, j)] = chosen[k].astype(np.float32)  # a warm start: only a proposal
+    return best, found
 
 
 def _seeds(net, bounds, names, regions, index, gammas) -> dict[str, np.ndarray]:
