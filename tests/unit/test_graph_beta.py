@@ -228,3 +228,24 @@ def test_targeted_falsification_finds_a_replayed_counterexample() -> None:
     assert GraphFalsifier(ctx, outcome).targeted(time.monotonic() + 20)
     out = outcome.counterexample.onnxruntime_outputs
     assert out[0] - out[1] >= threshold
+
+
+@pytest.mark.parametrize("share", [0.0, 1e-3])
+def test_box_split_phase_decides_after_the_element_phase(monkeypatch, share: float) -> None:
+    """The second search of search_graph_case (box splits, from scratch) decides alone
+    when the first (element splits) gets next to no time; verdicts agree with sampling."""
+    from verifiers.search import graph_bab
+
+    monkeypatch.setattr(graph_bab, "ELEMENT_SHARE", share)
+    rng = np.random.default_rng(4)
+    data = to_bytes(wide_mlp(rng, "Sigmoid", 24))
+    model = load_model(data)
+    lower = rng.uniform(-1, 0, size=24).astype(np.float32).astype(np.float64)
+    upper = (lower + 0.1).astype(np.float32).astype(np.float64)
+    low, high = sampled_range(model, lower, upper, rng)
+    spread = max(high - low, 1e-3)
+    options = Options(timeout_s=30)
+    above = verify(OnnxComponent(data), at_least(high + 0.05 * spread, lower, upper), options)
+    assert above.verdict is Verdict.HOLDS, above.reason
+    below = verify(OnnxComponent(data), at_least(high - 0.1 * spread, lower, upper), options)
+    assert below.verdict is Verdict.VIOLATED
