@@ -53,22 +53,35 @@ def refine(
     """Tighter boxes, with the multipliers, for the inputs of S-shaped ops that lie
     downstream of some split element (the splits upstream constrain them too)."""
     out: dict[str, Box] = {}
-    order = net.producer_index
-    split_at = {order.get(name, -1) for s in splits_per_region for name, *_ in s}
     for node in net.nodes:
         name = node.inputs[0]
-        if not isinstance(node.op, SShaped) or order.get(name, -1) <= min(split_at):
+        if not isinstance(node.op, SShaped):
+            continue
+        above = _ancestors(net, name)  # order alone is not enough: parallel branches
+        upstream = [tuple(sp for sp in splits if sp[0] in above) for splits in splits_per_region]
+        if not any(upstream):
             continue
         low, high = bounds.boxes[name]
         n = low.shape[1]
         rows = np.concatenate([np.eye(n), -np.eye(n)])
-        upstream = [
-            tuple(sp for sp in splits if order.get(sp[0], -1) < order[name])
-            for splits in splits_per_region
-        ]
         value, _ = tighten(net, bounds, rows, upstream, deadline, target=name)
         out[name] = (np.maximum(low, value[:, :n]), np.minimum(high, -value[:, n:]))
     return out
+
+
+def _ancestors(net: GraphNetwork, name: str) -> set[str]:
+    """The tensors `name` is computed from (not itself)."""
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        index = net.producer_index.get(todo.pop())
+        if index is None:
+            continue
+        for parent in net.nodes[index].inputs:
+            if parent not in found:
+                found.add(parent)
+                todo.append(parent)
+    return found
 
 
 def tighten(
