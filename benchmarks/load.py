@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
@@ -74,7 +75,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[str]:
+def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple[str, int]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
     cli = [sys.executable, "-c", "from service.cli import app; app()"]
     subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -90,13 +91,35 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[str]:
                 if httpx.get(f"{base}/healthz").status_code == 200:
                     break
             time.sleep(0.5)
-        yield base
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants:
+    a figure that, unlike latency, does not depend on what else loads the machine."""
+    parent, ticks = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        node = frontier.pop()
+        children = [p for p, pp in parent.items() if pp == node and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,7 +132,10 @@ def percentile(values: list[float], q: float) -> float:
 async def client(
     base: str, artefact: str, jobs: int, deadline: float, stats: dict[str, list]
 ) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+    # aiohttp, not httpx: its C parser leaves the shared cores to the server being measured
+    # (an httpx client used more CPU per request than the API it was loading).
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base, timeout=timeout) as http:
         mine: dict[str, float] = {}
         for warm in range(jobs + 1):  # the first is a warm-up (connections, imports): not timed
             body = {
@@ -118,23 +144,24 @@ async def client(
                 "options": {"timeout_s": 30},
             }
             start = time.perf_counter()
-            r = await http.post("/v1/jobs", json=body)
+            async with http.post("/v1/jobs", json=body) as r:
+                reply = await r.json() if r.status == 202 else None
             if warm:
                 stats["submit"].append(time.perf_counter() - start)
-            if r.status_code != 202:
-                stats["errors"].append(f"submit {r.status_code}")
+            if reply is None:
+                stats["errors"].append(f"submit {r.status}")
                 continue
-            job_id = r.json()["id"]
-            stats["ids"].append(job_id)
-            mine[job_id] = start
+            stats["ids"].append(reply["id"])
+            mine[reply["id"]] = start
         while mine and time.monotonic() < deadline and not stats["no_wait"]:
             for job_id in list(mine):
                 start = time.perf_counter()
-                r = await http.get(f"/v1/jobs/{job_id}")
+                async with http.get(f"/v1/jobs/{job_id}") as r:
+                    job = await r.json() if r.status == 200 else {}
                 stats["poll"].append(time.perf_counter() - start)
-                if r.status_code == 200 and r.json()["status"] in ("done", "failed", "cancelled"):
+                if job.get("status") in ("done", "failed", "cancelled"):
                     stats["end_to_end"].append(time.perf_counter() - mine.pop(job_id))
-                    stats["verdicts"].append(r.json().get("verdict"))
+                    stats["verdicts"].append(job.get("verdict"))
             await asyncio.sleep(0.1)
         if not stats["no_wait"]:
             stats["lost"].extend(mine)
@@ -183,6 +210,9 @@ def report(stats: dict[str, list], args: argparse.Namespace) -> int:
     print(
         f"verdicts          {dict((v, stats['verdicts'].count(v)) for v in set(stats['verdicts']))}"
     )
+    whose = "API" if args.workers == 0 else "API and workers"
+    per_job = stats["server_cpu"][0] / max(1, submitted) * ms
+    print(f"server CPU        {per_job:7.2f} ms per job ({whose}, all requests)")
     print(f"lost jobs         {len(stats['lost'])}")
     print(f"duplicated jobs   {duplicated}")
     print(f"errors            {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}")
@@ -205,8 +235,10 @@ def main() -> int:
     args.clients, args.jobs = min(args.clients, 500), min(args.jobs, 100)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
         log = Path(tmp) / "serve.log"
-        with serve(url, args.api_workers, args.workers, log) as base:
+        with serve(url, args.api_workers, args.workers, log) as (base, pid):
+            before = tree_cpu_s(pid)
             stats = asyncio.run(run(base, args.clients, args.jobs, args.deadline, args.no_wait))
+            stats["server_cpu"] = [tree_cpu_s(pid) - before]
     return report(stats, args)
 
 

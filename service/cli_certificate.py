@@ -21,7 +21,7 @@ def check_certificate_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print only a JSON summary")] = False,
 ) -> None:
     """Re-check a certificate independently of the search. Exit 0 valid, 1 invalid, 3 error."""
-    from verifiers.certify.checker import CHECKER_VERSION, check
+    from verifiers.certify.checker import CHECKER_VERSION, check_model, is_graph
     from verifiers.errors import VerifierError
 
     try:
@@ -31,20 +31,16 @@ def check_certificate_command(
 
         loaded = load_model(model)
         prop = load_property(spec, n_inputs=loaded.n_inputs, n_outputs=loaded.n_outputs)
-        if isinstance(document, dict) and document.get("engine") == "graph":
-            raise VerifierError(
-                "this certificate is from the graph engine (not an Affine/ReLU chain): its "
-                "proofs have no independent checker yet"
-            )
-        loaded.network  # noqa: B018  (the checker needs the chain normal form)
+        if not is_graph(document):
+            loaded.network  # noqa: B018  (the chain checker needs the chain normal form)
     except (OSError, ValueError, VerifierError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(3) from None
     live = sys.stderr.isatty() and not json_output
     if live:
-        report = _with_progress(check, document, loaded, prop)
+        report = _with_progress(check_model, document, loaded, prop)
     else:
-        report = check(document, loaded.network, prop, loaded.sha256)
+        report = check_model(document, loaded, prop)
     if json_output:
         print(
             json.dumps(
@@ -90,4 +86,4 @@ def _with_progress(check, document, loaded, prop):
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return check(document, loaded.network, prop, loaded.sha256, update)
+        return check(document, loaded, prop, update)

@@ -58,12 +58,16 @@ def run_worker(
     migrate: bool = True,
     runner: str | None = None,
     parent_pid: int | None = None,
+    nice: int = 0,
 ) -> None:
-    """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs."""
+    """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs.
+    ``nice`` lowers its CPU priority (and its jobs'), below an API on the same machine."""
     from service.worker.main import Worker
     from service.worker.sandbox import DEFAULT_RUNNER
 
     _logging()
+    if nice:
+        os.nice(nice)
     worker = Worker(settings, concurrency, runner=runner or DEFAULT_RUNNER, parent_pid=parent_pid)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
@@ -130,7 +134,9 @@ def serve(
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
-            target=run_worker, args=(settings, 1, False, None, os.getpid()), name=f"worker-{i}"
+            target=run_worker,
+            args=(settings, 1, False, None, os.getpid(), settings.worker_nice),
+            name=f"worker-{i}",
         )
         for i in range(workers)
     ]

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     poll_s: float = 0.25
     # A job whose lease expired this many times is failed instead of claimed again.
     max_attempts: int = 3
+    # The local workers of `serve` run at this lower CPU priority (nice), so requests are
+    # answered promptly while jobs run on the same cores (0: the API's priority).
+    worker_nice: int = Field(default=10, ge=0, le=19)
     # Defaults of a job's resource limits.
     default_timeout_s: float = 60.0
     default_memory_mb: int = 2048

@@ -45,10 +45,13 @@ class Options:
     margin: float = 0.0
     # Keep the branch-and-bound tree (regions, splits, leaf evidence) in the certificate.
     record_tree: bool = True
-    # Optimised slopes and split multipliers (alpha/beta-CROWN) where ReLUs are split. Sound,
-    # but their certificates do not carry them yet, so the independent checker rejects the
-    # leaves only they prove: off where certificates are re-checked (the service's workers).
+    # Optimised slopes and split multipliers (alpha/beta-CROWN) where ReLUs are split. A
+    # leaf's certificate carries its objective row's slopes and multipliers (format v2).
     optimise_bounds: bool = True
+    # Optimise the root's intermediate bounds too. Their slopes are not in the certificate
+    # (one set per neuron), so the checker cannot re-derive what rests on them: off where
+    # certificates are re-checked (the service's workers).
+    optimise_intermediate: bool = True
 
     def __post_init__(self) -> None:
         """One rule for every caller (CLI, API, gate, Python): a negative margin would prove

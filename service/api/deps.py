@@ -8,11 +8,12 @@ addressed to a loopback host name (a DNS-rebinding page cannot pass for it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from service.config import Settings
 from service.errors import ServiceError
@@ -44,7 +45,8 @@ class Services:
         return cls(settings, db, JobStore(db), ArtefactStore(db), WorkerStore(db), TokenStore(db))
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a sync dependency would cost a thread-pool round trip on every request.
     services: Services = request.app.state.services
     return services
 
@@ -78,6 +80,10 @@ def principal(request: Request, services: Services) -> Principal | None:
     return None
 
 
+def _has_credentials(request: Request) -> bool:
+    return "authorization" in request.headers or SESSION_COOKIE in request.cookies
+
+
 def _credentials(request: Request, services: Services) -> Principal | None:
     auth = request.headers.get("authorization")
     if auth is not None:
@@ -108,12 +114,18 @@ def _forbidden(scope: Scope) -> ServiceError:
     )
 
 
-def require_scope(scope: Scope, page: bool = False) -> Callable[[Request, Services], Principal]:
+def require_scope(
+    scope: Scope, page: bool = False
+) -> Callable[[Request, Services], Awaitable[Principal]]:
     """A dependency returning the principal when it holds ``scope``; a dashboard ``page``
     without credentials redirects to the login form instead of answering 401."""
 
-    def check(request: Request, services: ServicesDep) -> Principal:
-        who = principal(request, services)
+    async def check(request: Request, services: ServicesDep) -> Principal:
+        # Only a credential needs the database; the thread pool is kept for that case.
+        if _has_credentials(request):
+            who = await run_in_threadpool(principal, request, services)
+        else:
+            who = principal(request, services)
         if who is None:
             if page:
                 raise LoginRequired()

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -22,6 +22,7 @@ from service.dashboard import charts, job_extras, views
 from service.names import labels_of
 from service.queue.states import Status
 from service.store.job_search import JobQuery, recent_properties, search
+from service.store.parsed import load_parsed
 
 HERE = Path(__file__).parent
 STATIC = {"dashboard.css": "text/css", "live.js": "text/javascript", "copy.js": "text/javascript"}
@@ -198,7 +199,9 @@ def job_page(request: Request, job_id: str, services: ServicesDep, who: PageAuth
     info = services.artefacts.get(job.artefact, who.project_id)
     parsed, problem = (None, None)
     if info is not None and info.kind == "onnx":
-        parsed, problem = views.parse_property(job.prop, _sizes(services, job, job.counterexample))
+        sizes = _sizes(services, job, job.counterexample)
+        stored = partial(load_parsed, services.db)
+        parsed, problem = views.parse_property(job.prop, sizes, stored)
     cex = trace = None
     if job.verdict == "violated" and job.counterexample and job.status is Status.DONE:
         trace = job_extras.trace_view(job)

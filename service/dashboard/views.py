@@ -6,6 +6,7 @@ Nothing here touches the database; routes fetch with the stores and pass records
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -15,6 +16,7 @@ from service.regressions import regressed, representative, resource_limited
 from service.store.artefacts import ArtefactInfo
 from service.store.cache import digest
 from service.store.jobs import Job
+from service.store.parsed import parsed_key
 from verifiers.spec.property import Case, HalfSpace, Property
 
 MAX_ROWS = 64  # inputs or outputs drawn in a chart or table; the rest are counted
@@ -166,14 +168,18 @@ def case_view(case: Case) -> CaseView:
 
 
 def parse_property(
-    prop: dict[str, Any], sizes: tuple[int, int] | None
+    prop: dict[str, Any],
+    sizes: tuple[int, int] | None,
+    stored: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> tuple[Property | None, str | None]:
-    """The parsed property, or why it could not be parsed here. Parsed once per property
-    and sizes in a process (pages are viewed again and again; properties never change)."""
+    """The parsed property, or why it could not be parsed here. Read back as the API stored
+    it at submission (``stored``, by key) when it can be, else parsed; either way once per
+    property and sizes in a process (pages are viewed again and again)."""
     key = (digest(prop), sizes)
     found = _PARSED.get(key)
     if found is None:
-        found = _parse(prop, sizes)
+        data = stored(parsed_key(prop, sizes)) if stored is not None and sizes else None
+        found = (_from_stored(prop, data), None) if data is not None else _parse(prop, sizes)
         if len(_PARSED) >= MAX_PARSED:
             _PARSED.pop(next(iter(_PARSED)))
         _PARSED[key] = found
@@ -182,6 +188,11 @@ def parse_property(
 
 MAX_PARSED = 128
 _PARSED: dict[tuple[str, tuple[int, int] | None], tuple[Property | None, str | None]] = {}
+
+
+def _from_stored(prop: dict[str, Any], data: dict[str, Any]) -> Property:
+    source = prop["vnnlib"] if "vnnlib" in prop else json.dumps(prop.get("preset"), sort_keys=True)
+    return Property.from_json(data, str(source))
 
 
 def _parse(

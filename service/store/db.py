@@ -20,6 +20,9 @@ DATABASE_DOWN = (
     sa_exc.TimeoutError,
 )
 
+# Connections per process: the API runs up to 40 request threads, a worker a few.
+POOL_SIZE = 12
+
 
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` and use psycopg 3 for them."""
@@ -54,7 +57,9 @@ def _sqlite_begin(conn: Any) -> None:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # A fixed pool: overflow connections would be opened and closed per request under
+        # load (a PostgreSQL backend started per request); threads past it wait their turn.
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)

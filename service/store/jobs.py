@@ -12,16 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.queue.states import TERMINAL, EventKind, Status
 from service.store.db import Database
 from service.store.models import DEFAULT_PROJECT_ID, JobEvent, JobRow, ResultRow, utcnow
+from service.store.parsed import store_parsed
 
 # Only decisive verdicts answer identical work; an `unknown` may be decided by a rerun.
 CACHEABLE = ("holds", "violated")
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A property as parsed for the API's check, stored once for the pages (parsed.py)."""
+
+    key: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class JobSpec:
     priority: int = 0
     max_attempts: int = 3
     project_id: int = DEFAULT_PROJECT_ID
+    parsed: ParsedSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,85 @@ def _move(s: Session, row: JobRow, status: Status, reason: str | None = None) ->
     _event(s, row.id, EventKind.STATUS, data)
 
 
+def _lookup(key: str) -> Select[tuple[int | None, int | None]]:
+    """The newest decisive result of identical work, and the identical job in flight."""
+    hit = (
+        select(ResultRow.id)
+        .where(ResultRow.cache_key == key, ResultRow.verdict.in_(CACHEABLE))
+        .order_by(ResultRow.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    running = select(JobRow.id).where(JobRow.inflight_key == key).scalar_subquery()
+    return select(hit, running)
+
+
+def _attach(s: Session, running: JobRow, priority: int) -> Job:
+    """The identical queued or running job, raised to ``priority`` if that is higher."""
+    if running.status == Status.QUEUED.value and priority > running.priority:
+        s.execute(
+            update(JobRow)
+            .where(JobRow.id == running.id, JobRow.priority < priority)
+            .values(priority=priority)
+        )
+    return _job(running, None)
+
+
+def _queued_values(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "project_id": spec.project_id,
+        "artefact_id": spec.artefact,
+        "prop": spec.prop,
+        "property_hash": spec.property_hash,
+        "subnetwork": spec.subnetwork,
+        "options": spec.options,
+        "cache_key": spec.cache_key,
+        "inflight_key": spec.cache_key,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts,
+        "status": Status.QUEUED.value,
+        "attempts": 0,
+        "cached": False,
+        "created_at": utcnow(),
+    }
+
+
+def _new_job(job_id: int, values: dict[str, Any]) -> Job:
+    return Job(
+        id=job_id,
+        artefact=values["artefact_id"],
+        status=Status.QUEUED,
+        prop=values["prop"],
+        subnetwork=values["subnetwork"],
+        options=values["options"],
+        cache_key=values["cache_key"],
+        attempts=0,
+        cached=False,
+        progress=None,
+        reason=None,
+        verdict=None,
+        counterexample=None,
+        stats=None,
+        seconds=None,
+        created_at=values["created_at"],
+        started_at=None,
+        finished_at=None,
+        project_id=values["project_id"],
+    )
+
+
+def _answer_from(s: Session, spec: JobSpec, hit: ResultRow) -> Job:
+    """A job done at once from the stored result of identical work."""
+    values = {**_queued_values(spec), "inflight_key": None}
+    row = JobRow(**values)
+    s.add(row)
+    s.flush()
+    row.cached, row.result_id, row.seconds = True, hit.id, 0.0
+    row.started_at = utcnow()
+    _move(s, row, Status.DONE)
+    return _job(row, hit)
+
+
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -135,48 +224,29 @@ class JobStore:
             return self._submit(spec)
 
     def _submit(self, spec: JobSpec) -> Job:
+        # Few round trips: one lookup (stored result, identical job in flight), then the
+        # inserts. Submissions are the hot path under load; the rare paths use the ORM.
         with self.db.session() as s:
-            hit = s.scalars(
-                select(ResultRow)
-                .where(ResultRow.cache_key == spec.cache_key, ResultRow.verdict.in_(CACHEABLE))
-                .order_by(ResultRow.id.desc())
-                .limit(1)
-            ).first()
-            if hit is None:
-                running = s.scalars(
-                    select(JobRow).where(JobRow.inflight_key == spec.cache_key)
-                ).first()
+            hit_id, running_id = s.execute(_lookup(spec.cache_key)).one()
+            if hit_id is None and running_id is not None:
+                running = s.get(JobRow, running_id)
                 if running is not None:
-                    if running.status == Status.QUEUED.value and spec.priority > running.priority:
-                        s.execute(
-                            update(JobRow)
-                            .where(JobRow.id == running.id, JobRow.priority < spec.priority)
-                            .values(priority=spec.priority)
-                        )
-                    return _job(running, None)
-            row = JobRow(
-                project_id=spec.project_id,
-                artefact_id=spec.artefact,
-                prop=spec.prop,
-                property_hash=spec.property_hash,
-                subnetwork=spec.subnetwork,
-                options=spec.options,
-                cache_key=spec.cache_key,
-                inflight_key=spec.cache_key if hit is None else None,
-                priority=spec.priority,
-                max_attempts=spec.max_attempts,
-                status=Status.QUEUED.value,
-                created_at=utcnow(),
+                    return _attach(s, running, spec.priority)
+            if hit_id is not None:
+                return _answer_from(s, spec, s.get_one(ResultRow, hit_id))
+            if spec.parsed is not None:
+                store_parsed(s, spec.parsed.key, spec.parsed.data)
+            values = _queued_values(spec)
+            job_id = s.execute(insert(JobRow).values(values).returning(JobRow.id)).scalar_one()
+            s.execute(
+                insert(JobEvent).values(
+                    job_id=job_id,
+                    kind=EventKind.STATUS.value,
+                    data={"status": Status.QUEUED.value},
+                    created_at=values["created_at"],
+                )
             )
-            s.add(row)
-            s.flush()
-            if hit is None:
-                _event(s, row.id, EventKind.STATUS, {"status": Status.QUEUED.value})
-            else:
-                row.cached, row.result_id, row.seconds = True, hit.id, 0.0
-                row.started_at = utcnow()
-                _move(s, row, Status.DONE)
-            return _job(row, hit)
+            return _new_job(job_id, values)
 
     def get(self, job_id: int, project: int | None = None) -> Job | None:
         """The job, if it exists (and belongs to ``project`` when one is given)."""

@@ -82,6 +82,17 @@ class Artefact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ParsedProperty(Base):
+    """A property as parsed at submission (``Property.to_json()``), for the pages that show
+    it: they read it back instead of parsing the source again."""
+
+    __tablename__ = "parsed_properties"
+    # The property's digest and the model sizes it was parsed for (a preset depends on them).
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ResultRow(Base):
     """What the engine returned; cached jobs share the row of the job that computed it."""
 

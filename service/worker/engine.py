@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -75,16 +76,17 @@ def check_property(
     meta: dict[str, Any],
     data: bytes | None,
     subnetwork: dict[str, Any] | None,
-) -> None:
-    """Parse the property now, so a malformed one is refused before it is queued."""
+) -> Any:
+    """Parse the property now, so a malformed one is refused before it is queued; the
+    parsed `Property` of an ONNX model (None for a module)."""
     if kind == "module":
         if "spec" not in prop:
             raise SpecError('a module needs a {"spec": {...}} property', field="property")
         _check_module_spec((data or b"").decode("utf-8"), prop["spec"])
-        return
+        return None
     if "spec" in prop:
         raise SpecError("an ONNX model takes a vnnlib or preset property", field="spec")
-    build_property(prop, _sizes(meta, data, subnetwork))
+    return build_property(prop, _sizes(meta, data, subnetwork))
 
 
 def _check_module_spec(source: str, spec: Any) -> None:
@@ -147,9 +149,10 @@ def _options(payload: dict[str, Any], spent_s: float = 0.0) -> Any:
         workers=1,
         seed=int(opts.get("seed", 0)),
         margin=float(opts.get("margin", 0.0)),
-        # A certificate that will be re-checked must not rest on optimised slopes, which the
-        # independent checker cannot re-derive yet (it would turn the holds into unknown).
-        optimise_bounds=not payload.get("check_certificate", True),
+        # A certificate that will be re-checked must not rest on optimised intermediate
+        # bounds, whose slopes it does not carry (the checker would turn the holds into
+        # unknown); the objective rows' slopes and split multipliers it does carry.
+        optimise_intermediate=not payload.get("check_certificate", True),
     )
 
 
@@ -176,34 +179,44 @@ def _run_onnx(
             f"and preparing the property ({spent:.1f} s)"
         )
     options = _options(payload, spent)
-    result = verify(component, prop, options, on_progress=lambda p: on_progress(p.to_json()))
-    data = result.to_json()
-    if payload.get("check_certificate", True) and data.get("certificate"):
-        _check_certificate(data, model, prop, float(payload["options"]["timeout_s"]))
+    timeout_s = float(payload["options"]["timeout_s"])
+
+    def run(opts) -> dict[str, Any]:
+        result = verify(component, prop, opts, on_progress=lambda p: on_progress(p.to_json()))
+        data = result.to_json()
+        if payload.get("check_certificate", True) and data.get("certificate"):
+            _check_certificate(data, model, prop, timeout_s, time.monotonic() - started)
+        return data
+
+    data = run(options)
+    left = timeout_s - (time.monotonic() - started)
+    if options.optimise_bounds and _check_failed(data) and left > 1.0:
+        # The checker could not follow a leaf of the optimised search (docs/certificate.md,
+        # "Optimised bounds"): search again with plain CROWN, which it always follows.
+        data = run(replace(options, optimise_bounds=False, timeout_s=left))
     return data
 
 
-def _check_certificate(data: dict[str, Any], model: Any, prop: Any, timeout_s: float) -> None:
-    """Re-check a `holds` certificate with the independent checker, within what is left of
-    the job's CPU budget (sandbox.Limits), and record the outcome in the certificate and
-    the stats. A certificate the checker rejects turns the verdict into `unknown`."""
-    from verifiers.certify.checker import CHECKER_VERSION, check
-
-    if data["certificate"].get("engine") == "graph":  # no independent checker for it yet
-        outcome = {
-            "checked": False,
-            "valid": None,
-            "checker": CHECKER_VERSION,
-            "seconds": 0.0,
-            "message": "graph-engine proofs are not re-checked yet",
-        }
-        data["certificate"]["check"] = outcome
-        data["stats"]["certificate_check"] = outcome
-        return
-    budget = timeout_s + max(10.0, 0.5 * timeout_s) - float(data["stats"]["seconds"]) - 5.0
-    report = check(
-        data["certificate"], model.network, prop, model.sha256, budget_s=max(budget, 1.0)
+def _check_failed(data: dict[str, Any]) -> bool:
+    check = (data.get("stats") or {}).get("certificate_check") or {}
+    return (
+        data.get("verdict") == "unknown" and bool(check.get("checked")) and not check.get("valid")
     )
+
+
+def _check_certificate(
+    data: dict[str, Any], model: Any, prop: Any, timeout_s: float, spent_s: float | None = None
+) -> None:
+    """Re-check a `holds` certificate with the independent checker, within what is left of
+    the job's CPU budget (sandbox.Limits; `spent_s`: the job's seconds so far, else the
+    search's), and record the outcome in the certificate and the stats. A certificate the
+    checker rejects turns the verdict into `unknown`. The certificate's engine picks the
+    checker (chain or graph)."""
+    from verifiers.certify.checker import CHECKER_VERSION, check_model
+
+    spent = float(data["stats"]["seconds"]) if spent_s is None else spent_s
+    budget = timeout_s + max(10.0, 0.5 * timeout_s) - spent - 5.0
+    report = check_model(data["certificate"], model, prop, budget_s=max(budget, 1.0))
     outcome = {
         "checked": report.checked,
         "valid": report.valid if report.checked else None,

@@ -241,3 +241,35 @@ def test_subnetwork_ending_in_relu_is_never_negative(tmp_path: Path) -> None:
         "300",  # decided in seconds when idle; room for a loaded machine
     )
     assert json.loads(out)["verdict"] == "holds" and code == 0
+
+
+def test_check_certificate_of_a_graph_network(tmp_path: Path) -> None:
+    """A residual network (graph engine): verify writes a certificate with its split tree,
+    check-certificate accepts it and names the first failing region of a tampered one."""
+    from tests.onnx_builders import to_bytes
+    from tests.unit.test_graph_verify import residual
+
+    model = tmp_path / "residual.onnx"
+    model.write_bytes(to_bytes(residual(np.random.default_rng(0))))
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text(
+        "\n".join(f"(declare-const X_{i} Real)" for i in range(3))
+        + "\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+        + "\n".join(f"(assert (>= X_{i} -0.2))\n(assert (<= X_{i} 0.3))" for i in range(3))
+        + "\n(assert (>= Y_0 (+ Y_1 50.0)))\n"
+    )
+    cert = tmp_path / "cert.json"
+    code, _ = run_cli(str(model), str(spec), "--certificate", str(cert))
+    assert code == 0
+    document = json.loads(cert.read_text())
+    assert document["engine"] == "graph" and "tree" in document["cases"][0]
+    code, out = run_cli_command(
+        "check-certificate", str(cert), "--model", str(model), "--spec", str(spec), "--json"
+    )
+    assert code == 0 and json.loads(out)["valid"] is True, out
+    document["cases"][0]["tree"] = {"split": "input", "dim": 0, "at": 0.0, "children": [{}, {}]}
+    cert.write_text(json.dumps(document))
+    code, out = run_cli_command(
+        "check-certificate", str(cert), "--model", str(model), "--spec", str(spec)
+    )
+    assert code == 1 and "case 0 / 1" in out and "missing a case" in out

@@ -17,8 +17,8 @@ from tests.oracle import exact_maximum, random_network
 from tests.unit.test_search_oracle import at_least_case, to_network
 from verifiers.bounds import alpha
 from verifiers.bounds.alpha import SlopeSearch
-from verifiers.bounds.linear import linear_bounds
-from verifiers.search import bab
+from verifiers.bounds.linear import LinearBounds, linear_bounds
+from verifiers.search import bab, combination
 from verifiers.search.bab import CaseSearch
 from verifiers.search.context import SearchContext
 
@@ -170,3 +170,54 @@ def test_relu_split_search_with_optimised_bounds_matches_oracle(seed: int, monke
             assert outcome.counterexample is None and outcome.decided
         else:
             assert outcome.counterexample is not None
+
+
+@pytest.mark.parametrize("seed", range(3))  # instances whose search meets open regions
+def test_relu_split_search_without_combination_lp_matches_oracle(seed: int, monkeypatch) -> None:
+    """With no ReLU count low enough for the combination LP (search/combination.worth_trying)
+    or the phase LPs, the ReLU-splitting search still decides oracle instances a hair on
+    either side of the exact maximum: the optimised multipliers, splitting and z3 do it."""
+    monkeypatch.setattr(bab, "INPUT_SPLIT_MAX_DIMS", 0)
+    monkeypatch.setattr(bab, "PHASE_LP_UNSTABLE", -1)
+    skipped = []
+    worth_trying = combination.worth_trying
+
+    def spy(*args):
+        answer = worth_trying(*args)
+        skipped.append(not answer)
+        return answer
+
+    monkeypatch.setattr(combination, "worth_trying", spy)
+    weights, biases, network, c, lower, upper, _ = instance(200 + seed)
+    c = c[0]
+    best, _ = exact_maximum(weights, biases, c, lower, upper)
+    delta = 1e-6 * (1.0 + abs(best))
+    for threshold, want in ((best + delta, "holds"), (best - delta, "violated")):
+        ctx = SearchContext(
+            network,
+            at_least_case(c, threshold, lower, upper),
+            lambda x: network.evaluate(x.astype(np.float64)),
+            deadline=time.monotonic() + 30,
+        )
+        outcome = CaseSearch(ctx).run()
+        if want == "holds":
+            assert outcome.counterexample is None and outcome.decided
+        else:
+            assert outcome.counterexample is not None
+    assert skipped and all(skipped)
+
+
+def test_combination_lp_is_tried_for_several_rows_or_few_unstable_relus() -> None:
+    """worth_trying: a conjunction of two open rows may combine them; a single open row only
+    once few ReLUs are unstable."""
+    layers = [(np.array([[-1.0, -1.0, 1.0]]), np.array([[1.0, 1.0, 2.0]]))] * 2
+    bounds = LinearBounds(layers, np.array([[-1.0, -1.0, 5.0]]), None, None)
+    rhs = np.zeros(3)
+    single = np.array([0, 1, 2])
+    assert not combination.worth_trying(bounds, 0, rhs, single, few_unstable=1)
+    assert combination.worth_trying(bounds, 0, rhs, single, few_unstable=2)
+    pair = np.array([0, 0, 1])
+    assert combination.worth_trying(bounds, 0, rhs, pair, few_unstable=0)
+    # A conjunction with a proved row is refuted: only the other, single-row one is open.
+    proved_pair = np.array([1, 0, 0])
+    assert not combination.worth_trying(bounds, 0, rhs, proved_pair, few_unstable=0)

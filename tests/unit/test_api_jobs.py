@@ -256,3 +256,30 @@ def test_subnetwork_by_tensor_names(client: TestClient) -> None:
         },
     )
     assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/subnetwork"
+
+
+def test_a_graph_network_holds_with_a_rechecked_certificate(
+    client: TestClient, worker: object
+) -> None:
+    """A residual network (graph engine): the worker re-checks its certificate with the
+    graph checker and the job says so."""
+    import numpy as np
+
+    from tests.onnx_builders import to_bytes
+    from tests.unit.test_graph_verify import residual
+
+    data = to_bytes(residual(np.random.default_rng(0)))
+    r = client.post("/v1/artefacts", files={"file": ("residual.onnx", data)})
+    assert r.status_code in (200, 201), r.text
+    vnnlib = (
+        "\n".join(f"(declare-const X_{i} Real)" for i in range(3))
+        + "\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+        + "\n".join(f"(assert (>= X_{i} -0.2))\n(assert (<= X_{i} 0.3))" for i in range(3))
+        + "\n(assert (>= Y_0 (+ Y_1 50.0)))\n"
+    )
+    job = wait_done(client, submit(client, r.json()["id"], vnnlib)["id"])
+    assert job["verdict"] == "holds", job
+    check = job["stats"]["certificate_check"]
+    assert check["checked"] and check["valid"], check
+    cert = client.get(f"/v1/jobs/{job['id']}/certificate").json()
+    assert cert["engine"] == "graph" and cert["check"]["valid"] is True

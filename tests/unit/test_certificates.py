@@ -303,7 +303,7 @@ def test_malformed_certificates_fail_closed():
         lambda c: c["cases"][0].update(tree={"leaf": "linear-bound", "proofs": "row"}),
         lambda c: c["cases"][0].update(tree={"split": "relu", "layer": 7, "neuron": 0}),
         lambda c: c["cases"][0].update(tree={"leaf": "oracle-says-so"}),
-        lambda c: c.update(version=2),
+        lambda c: c.update(version=3),  # 1 and 2 exist
     ):
         tampered = copy.deepcopy(certificate)
         change(tampered)
@@ -372,13 +372,3 @@ def test_worker_check_stores_the_outcome_and_distrusts_a_rejected_certificate():
     _check_certificate(bad, model, prop, 60.0)
     assert bad["verdict"] == "unknown" and "independent check" in bad["reason"]
     assert bad["stats"]["certificate_check"]["valid"] is False
-
-
-def test_workers_that_recheck_certificates_do_not_optimise_slopes() -> None:
-    """Leaves proved only by optimised slopes cannot be re-checked yet: a worker that checks
-    certificates searches with plain CROWN, so its holds is never turned into unknown."""
-    from service.worker.engine import _options
-
-    base = {"options": {"timeout_s": 5}}
-    assert not _options({**base, "check_certificate": True}).optimise_bounds
-    assert _options({**base, "check_certificate": False}).optimise_bounds

@@ -225,16 +225,18 @@ def test_graph_search_stops_near_its_deadline() -> None:
     assert result.stats.seconds < 2.0
 
 
-def test_graph_certificates_have_no_tree_and_are_not_rechecked() -> None:
+def test_graph_certificates_have_a_tree_and_are_rechecked() -> None:
     from service.worker.engine import _check_certificate
 
     rng = np.random.default_rng(0)
     data = to_bytes(s_shaped(rng))
     lower, upper = np.zeros(3), np.full(3, 0.01)
-    result = verify(OnnxComponent(data), at_least(100.0, lower, upper), Options(timeout_s=10))
+    prop = at_least(100.0, lower, upper)
+    result = verify(OnnxComponent(data), prop, Options(timeout_s=10))
     assert result.verdict is Verdict.HOLDS
     cert = result.certificate
-    assert cert["engine"] == "graph" and cert["complete"] is False
+    assert cert["engine"] == "graph" and cert["complete"] is True and "tree" in cert["cases"][0]
     job = {"certificate": cert, "stats": {"seconds": 0.1}, "verdict": "holds"}
-    _check_certificate(job, None, None, 10.0)
-    assert job["verdict"] == "holds" and job["certificate"]["check"]["checked"] is False
+    _check_certificate(job, load_model(data), prop, 10.0)
+    check = job["certificate"]["check"]
+    assert job["verdict"] == "holds" and check["checked"] is True and check["valid"] is True

@@ -18,7 +18,7 @@ from verifiers.search.region import Leaf
 from verifiers.spec.property import Property
 
 FORMAT = "proofwell-certificate"
-VERSION = 1
+VERSION = 2  # 2: row proofs may carry optimised slopes and split multipliers
 
 
 def certificate(
@@ -75,6 +75,17 @@ def _split(step: tuple) -> dict[str, Any]:
     if step[0] == "input":
         _, dim, at, _ = step
         return {"split": "input", "dim": int(dim), "at": float(at)}
+    if step[0] == "interval":  # graph engine: an element's interval split at a point
+        _, tensor, index, at, _ = step
+        return {"split": "interval", "tensor": str(tensor), "index": int(index), "at": float(at)}
+    if step[0] == "max":  # graph engine: is candidate b the max of element j?
+        _, tensor, index, candidate, _ = step
+        return {
+            "split": "max",
+            "tensor": str(tensor),
+            "index": int(index),
+            "candidate": int(candidate),
+        }
     _, layer, neuron, _ = step
     return {"split": "relu", "layer": int(layer), "neuron": int(neuron)}
 

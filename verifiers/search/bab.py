@@ -2,16 +2,17 @@
 
 Regions are bounded in batches with linear bound propagation; a region is proved when, for
 every unsafe conjunction, some half-space's lower bound clears its right-hand side (or a
-convex combination of them, and of the region's ReLU phases, does). Points the bounds point
-at (the minimising box corners, the centres) are tried as counterexamples on the way, with
-gradient search and activation-region LPs now and then.
+convex combination of them, and of the region's ReLU phases, does: search/combination.py).
+Points the bounds point at (the minimising box corners, the centres) are tried as
+counterexamples on the way, with gradient search and activation-region LPs now and then.
 
 An open region with few inputs is bisected along the dimension whose halves bound best (a
-look-ahead over a few candidates). One with many inputs, or with few unstable ReLUs left,
-has its most costly unstable ReLU split into its active and inactive parts instead. A region
-with few unstable ReLUs left (PHASE_LP_UNSTABLE) gets a capped attempt by LPs over its ReLU
-phases (search/phase_lp.py), which decide regions far too close to unsafe for the bounds;
-z3 gets one capped attempt when very few are left, and the regions splitting cannot close.
+look-ahead over a few candidates, search/branching.py). One with many inputs, or with few
+unstable ReLUs left, has its most costly unstable ReLU split into its active and inactive
+parts instead. A region with few unstable ReLUs left (PHASE_LP_UNSTABLE) gets a capped
+attempt by LPs over its ReLU phases, which decide regions far too close to unsafe for the
+bounds; z3 gets one capped attempt when very few are left, and the regions splitting cannot
+close (search/leaf.py).
 """
 
 from __future__ import annotations
@@ -24,17 +25,15 @@ from fractions import Fraction
 import numpy as np
 
 from verifiers.bounds.alpha import SlopeSearch
-from verifiers.bounds.combine import box_constants, combination_weights
 from verifiers.bounds.interval import interval_bounds
-from verifiers.bounds.linear import LinearBounds, layer_row_bounds, linear_bounds
+from verifiers.bounds.linear import LinearBounds, linear_bounds
 from verifiers.bounds.rounding import proves
 from verifiers.deadline import OutOfTime, check
-from verifiers.falsify.regions import activation_pattern
-from verifiers.search import slopes
-from verifiers.search.branching import Branching
+from verifiers.search import combination, slopes
+from verifiers.search.branching import Branching, best_bisections
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
-from verifiers.search.phase_lp import PhaseOutcome, PhaseSearch
+from verifiers.search.leaf import ExactDecider
 from verifiers.search.region import (
     Evidence,
     Leaf,
@@ -51,17 +50,13 @@ log = logging.getLogger(__name__)
 BATCH = 64
 # z3 gets one capped attempt on a region with this few unstable ReLUs (a cheap case split).
 SMT_UNSTABLE_LIMIT = 6
-# Regions with this few unstable ReLUs are decided by LPs over their ReLU phases ...
+# Regions with this few unstable ReLUs are decided by LPs over their ReLU phases (capped
+# attempts, search/leaf.py), before they are split further.
 PHASE_LP_UNSTABLE = 28
-# ... with at most this many LPs and seconds, before they are split further.
-PHASE_LP_NODES = 256
-PHASE_LP_S = 1.0
 # Regions this deep have ReLUs split instead of their box: bisecting it has stalled ...
 INPUT_DEPTH_LIMIT = 60
 # ... and this deep are sent to z3 whatever their unstable count.
 SMT_DEPTH_LIMIT = 100
-# The look-ahead's merit of a split: worse half's score + this x better half's score.
-BETTER_WEIGHT = 1.0
 # A region whose bounds miss a proof by less than this (relative) goes to z3 directly.
 TIGHT = 1e-9
 # Seconds z3 gets on a region that could still be split instead.
@@ -92,7 +87,9 @@ class CaseSearch:
             log_volume=log_volume(self.root.lower, self.root.upper, self.free)
         )
         self.falsifier = Falsifier(ctx, self.outcome)
+        self.exact = ExactDecider(ctx, self.polytopes, self.falsifier, self.outcome, self.record)
         self.branching = Branching(self.rhs, self.free, self.root_width)
+        self.splits_relus = ctx.optimise_bounds and self.root.lower.size > INPUT_SPLIT_MAX_DIMS
         self.stack: list[Region] = [self.root]
         self.until: float | None = None
         self.batches = 0
@@ -190,10 +187,18 @@ class CaseSearch:
         upper = np.stack([r.upper for r in regions])
         for i in np.flatnonzero(~proved):
             check(self.deadline)
-            phase_rows = self.phase_rows(regions[i], bounds, i, lower[i], upper[i])
+            if self.splits_relus and not combination.worth_trying(
+                bounds, i, self.rhs, self.groups, PHASE_LP_UNSTABLE
+            ):
+                continue
+            phase_rows = combination.phase_rows(
+                self.ctx.network, regions[i], bounds, i, lower[i], upper[i]
+            )
             proofs = self.refuted_by_combination(bounds, i, lower[i], upper[i], phase_rows)
             if proofs is not None:
                 proved[i] = True
+                if bounds.slopes is not None:  # optimised: the checker needs the numbers
+                    proofs = slopes.with_slopes(proofs, self.groups, bounds, i, self.ctx.network)
                 self.record(regions[i], Evidence.COMBINATION, -1, proofs)
         return bounds, proved
 
@@ -241,7 +246,10 @@ class CaseSearch:
         """Slopes optimised where ReLUs are split (many inputs): search/slopes.py."""
         if not self.ctx.optimise_bounds or self.root.lower.size <= INPUT_SPLIT_MAX_DIMS:
             return None
-        return slope_search(self.ctx.network, regions, self.root, self.rhs)
+        search = slope_search(self.ctx.network, regions, self.root, self.rhs)
+        if search.intermediate and not self.ctx.optimise_intermediate:
+            return replace(search, intermediate=False)  # checkable: docs/certificate.md
+        return search
 
     def settle(self, regions: list[Region], bounds, proved, empty) -> np.ndarray:
         """Record the regions proved by their linear bounds or empty; all such, as a mask."""
@@ -250,27 +258,11 @@ class CaseSearch:
         for i in np.flatnonzero(proved & ~empty):
             clearance = bounds.objective_lower[i] - self.rhs
             row = int(np.argmax(clearance))
-            self.record(regions[i], Evidence.LINEAR, row, self.row_proofs(clearance))
+            proofs = self.row_proofs(clearance)
+            if bounds.slopes is not None:  # optimised: the checker needs the numbers
+                proofs = slopes.with_slopes(proofs, self.groups, bounds, i, self.ctx.network)
+            self.record(regions[i], Evidence.LINEAR, row, proofs)
         return proved | empty
-
-    def phase_rows(self, region: Region, bounds: LinearBounds, i: int, lower, upper):
-        """Linear lower bounds (coeffs, consts) over the box of -z for each ReLU split active
-        (z >= 0) and of z for each split inactive: all are <= 0 on the region."""
-        if not region.phases:
-            return None
-        network = self.ctx.network
-        coeffs, values, order = [], [], []
-        for k in sorted({k for k, _, _ in region.phases}):
-            phases = [(j, active) for layer, j, active in region.phases if layer == k]
-            order += [(k, j, active) for j, active in phases]
-            rows = np.zeros((len(phases), network.affine_layers[k].n_out))
-            for row, (j, active) in zip(rows, phases, strict=True):
-                row[j] = -1.0 if active else 1.0
-            value, c = layer_row_bounds(network, bounds, i, (lower, upper), k, rows)
-            coeffs.append(c)
-            values.append(value)
-        coeffs = np.concatenate(coeffs)
-        return coeffs, box_constants(np.concatenate(values), coeffs, lower, upper), order
 
     def row_proofs(self, clearance: np.ndarray) -> list[dict]:
         """Per conjunction, the half-space (index within it) whose bound clears it most."""
@@ -283,40 +275,12 @@ class CaseSearch:
     def refuted_by_combination(
         self, bounds: LinearBounds, i: int, lower, upper, phase_rows=None
     ) -> list[dict] | None:
-        """Every unsafe conjunction is refuted on the box, by one half-space or a convex
-        combination of its half-spaces' linear bounds (bounds/combine.py). The ReLU phases of
-        a split region join each conjunction: the LP may weigh them in too (as the Lagrange
-        multipliers of beta-CROWN do), which is what proves a region once its ReLUs are
-        all stable. Returns, per conjunction, the row or the weights that refute it (None:
-        not refuted)."""
-        coeffs = bounds.objective_coeffs[i]
-        # Constants of the linear lower bounds of (a.y - b) per row, slack included.
-        consts = box_constants(bounds.objective_lower[i], coeffs, lower, upper, self.rhs)
-        clearance = bounds.objective_lower[i] - self.rhs
-        proofs = []
-        for g in range(len(self.polytopes)):
-            rows = self.groups == g
-            if np.any(proves(clearance[rows])):
-                proofs.append({"row": int(np.argmax(clearance[rows]))})
-                continue
-            group_coeffs, group_consts = coeffs[rows], consts[rows]
-            if phase_rows is not None:
-                group_coeffs = np.concatenate([group_coeffs, phase_rows[0]])
-                group_consts = np.concatenate([group_consts, phase_rows[1]])
-            if len(group_consts) < 2:
-                return None
-            value, mu = combination_weights(group_coeffs, group_consts, lower, upper)
-            if not proves(value):
-                return None
-            n_rows = int(rows.sum())
-            proof = {"mu": [float(w) for w in mu[:n_rows]]}
-            if phase_rows is not None:
-                proof["phase_mu"] = [
-                    [int(k), int(j), bool(active), float(w)]
-                    for (k, j, active), w in zip(phase_rows[2], mu[n_rows:], strict=True)
-                ]
-            proofs.append(proof)
-        return proofs
+        """Every unsafe conjunction refuted on the box by one half-space, or a convex
+        combination of the half-spaces' linear bounds and the region's phases
+        (search/combination.py); per conjunction, what refutes it (None: not refuted)."""
+        return combination.combination_proofs(
+            bounds, i, lower, upper, self.rhs, self.groups, len(self.polytopes), phase_rows
+        )
 
     def score_of(self, parent: ParentBounds) -> float:
         return float(self.scores(parent.objective_lower[None, :])[0])
@@ -382,154 +346,47 @@ class CaseSearch:
             self.split_inputs(by_inputs)
 
     def split_inputs(self, regions: list[tuple[Region, ParentBounds]]) -> None:
-        """Bisect each region along the candidate dimension whose halves bound best.
-
-        The candidates (split_dims) are all bisected and their halves bounded in one batch:
-        of each region, the pair of best merit (BETTER_WEIGHT) is kept, its proved halves
-        are recorded at once and the others go on the stack with their bounds as a head
-        start. A look-ahead costs a few boxes more per split, and makes far better choices
-        than any single heuristic on ACAS Xu (trees 5 to 20 times smaller)."""
-        halves, options = [], []
-        for region, parent in regions:
-            score = self.score_of(parent)
-            choices = []
-            dims = self.branching.input_dims(region, parent)
-            # The merit below is a min over conjunctions: with several, one stuck conjunction
-            # hides the progress on the others (seen on 16 boundary-tight ones), so the
-            # default choice is taken without looking ahead.
-            for dim in dims if len(self.polytopes) == 1 else dims[:1]:
-                choices.append(len(halves))
-                halves.extend(region.split(dim, parent.layers, score))
-            options.append(choices)
+        """Bisect each region along the candidate dimension whose halves bound best (the
+        look-ahead of branching.py): of each region, the chosen halves proved are recorded
+        at once and the others go on the stack with their bounds as a head start."""
+        scores = [self.score_of(parent) for _, parent in regions]
+        # The merit is a min over conjunctions: with several, one stuck conjunction hides
+        # the progress on the others (seen on 16 boundary-tight ones), so the default
+        # choice is taken without looking ahead.
+        halves, options = self.branching.bisections(regions, scores, len(self.polytopes) == 1)
         bounds, score, empty = self.bound_only(halves)
-        worse, better = np.minimum(score[0::2], score[1::2]), np.maximum(score[0::2], score[1::2])
-        merit = worse + BETTER_WEIGHT * better
-        kept = np.zeros(len(halves), dtype=bool)
-        for choices in options:
-            best = max(choices, key=lambda first: merit[first // 2])
-            kept[best : best + 2] = True
+        kept = best_bisections(score, options)
         proved = self.settle(halves, bounds, proves(score) & kept, empty & kept)
         for i in np.flatnonzero(kept & ~proved):
             known = [(lo[i], hi[i]) for lo, hi in bounds.layers]
             self.stack.append(replace(halves[i], known=known, parent_score=float(score[i])))
 
     def decide_exactly(self, region: Region, parent: ParentBounds, final: bool = False) -> None:
-        """The phase LPs, then z3, on the region: capped attempts while splitting remains
-        possible (`final`: z3 is not capped)."""
-        layer_bounds = parent.layers
+        """The phase LPs, then z3, on the region (search/leaf.py): capped attempts while
+        splitting remains possible (`final`: z3 is not capped)."""
         splittable = self.can_split(region) and not final
         if self.out_of_time():
             self.stack.append(region)  # left open for later, or for an unknown verdict
             return
-        if region.phases and self.falsify_leaf(region, parent):
+        if region.phases and self.exact.falsify_leaf(region, parent):
             return
         if parent.unstable <= self.lp_limit(region):
-            if self.decided_by_phase_lp(region, parent):
+            if self.exact.by_phase_lp(region, parent):
                 return
             # Given up: the LP waits, in this subtree, for markedly fewer unstable ReLUs.
             region = replace(region, lp_limit=parent.unstable * 3 // 4)
         if splittable and parent.unstable > SMT_UNSTABLE_LIMIT and not self.tight(parent):
             self.split([region], [parent])
             return
-        self.outcome.smt_calls += 1
-        # The region's float box within the case's exact one (an infinite float bound is
-        # the case's own bound, beyond the float range).
-        lower = [
-            max(Fraction(float(v)), lo) if np.isfinite(v) else lo
-            for v, lo in zip(region.lower, self.ctx.case.lower_exact, strict=True)
-        ]
-        upper = [
-            min(Fraction(float(v)), hi) if np.isfinite(v) else hi
-            for v, hi in zip(region.upper, self.ctx.case.upper_exact, strict=True)
-        ]
         # A capped attempt: a region z3 cannot settle quickly is split further instead.
         budget = min(self.ctx.remaining(), SMT_ATTEMPT_S) if splittable else self.ctx.remaining()
-        from verifiers.smt.restricted import decide_region  # z3 is imported only when needed
-
-        answer = decide_region(
-            self.ctx.network,
-            lower,
-            upper,
-            layer_bounds,
-            self.ctx.case.unsafe,
-            max(0.05, budget),
-            self.ctx.seed,
-            self.ctx.margin,
-            self.phase_masks(region),
-            self.strict_bounds(lower, upper),
-        )
-        if answer.outcome is SatOutcome.UNSAT:
-            # z3's query, for audit: the checker writes and decides its own (with cvc5).
-            self.record(region, Evidence.SMT, -1, [{"smtlib": answer.query}])
-        elif answer.outcome is SatOutcome.SAT:
-            witness = np.array([float(v) for v in answer.inputs])
-            if not (
-                self.falsifier.try_points(witness[None, :])
-                or self.falsifier.falsify(region.lower, region.upper, witness[None, :], 64)
-            ):
-                self.outcome.unknown_reasons.append(
-                    "z3 found an unsafe input that does not replay in onnxruntime float32"
-                    + (" (it may lie within the margin)" if self.ctx.margin else "")
-                )
-        elif splittable and self.ctx.remaining() > 0:
+        answer = self.exact.by_smt(region, parent, budget)
+        if answer.outcome is not SatOutcome.UNKNOWN:
+            return
+        if splittable and self.ctx.remaining() > 0:
             self.split([region], [parent])
         else:
             self.outcome.unknown_reasons.append(f"z3: {answer.reason or 'unknown'}")
-
-    def strict_bounds(self, lower: list[Fraction], upper: list[Fraction]):
-        """Per input, which of the region's exact bounds are the case's strict bounds."""
-        case = self.ctx.case
-        return [
-            (
-                case.strict_at(i)[0] and lower[i] == case.lower_exact[i],
-                case.strict_at(i)[1] and upper[i] == case.upper_exact[i],
-            )
-            for i in range(len(lower))
-        ]
-
-    def decided_by_phase_lp(self, region: Region, parent: ParentBounds) -> bool:
-        """Refuted or falsified by LPs over the region's ReLU phases (search/phase_lp.py);
-        False leaves the region to z3 or to further splitting."""
-        search = PhaseSearch(
-            self.ctx.network,
-            region.lower,
-            region.upper,
-            parent.layers,
-            self.polytopes,
-            self.phase_masks(region),
-        )
-        deadline = min(self.ctx.deadline, time.monotonic() + PHASE_LP_S)
-        answer = search.decide(PHASE_LP_NODES, deadline)
-        self.outcome.phase_lps += answer.lps
-        if answer.outcome is PhaseOutcome.REFUTED:
-            self.record(region, Evidence.PHASE_LP, -1, answer.proofs)
-            return True
-        if not answer.candidates:
-            return False
-        # The LP's point may sit on the unsafe set's edge: the deepest point of its
-        # activation region replays far more robustly.
-        patterns = [activation_pattern(self.ctx.network, x) for x in answer.candidates]
-        return self.falsifier.polish(
-            patterns, region.lower, region.upper
-        ) or self.falsifier.try_points(np.array(answer.candidates))
-
-    def phase_masks(self, region: Region) -> list[np.ndarray] | None:
-        """Per ReLU layer, which ReLUs the region's phases split."""
-        if not region.phases:
-            return None
-        masks = [np.zeros(layer.size, dtype=bool) for layer in self.ctx.network.relu_layers]
-        for k, j, _ in region.phases:
-            masks[k][j] = True
-        return masks
-
-    def falsify_leaf(self, region: Region, parent: ParentBounds) -> bool:
-        """A ReLU-split region whose ReLUs are all stable has one activation pattern: the
-        LP over it finds the counterexample if there is one (z3's witness, over the whole
-        box, might lie outside the region's phases)."""
-        if parent.unstable:
-            return False
-        pattern = [lo >= 0.0 for lo, _ in parent.layers[:-1]]
-        return self.falsifier.polish([pattern], region.lower, region.upper)
 
     def record(
         self, region: Region, evidence: Evidence, detail: int, proofs: list[dict] | None = None

@@ -52,6 +52,7 @@ class SearchContext:
     seed: int = 0
     record_tree: bool = True
     optimise_bounds: bool = True
+    optimise_intermediate: bool = True  # Options.optimise_intermediate
     on_step: Callable[[CaseOutcome], None] | None = None
     cancelled: Callable[[], bool] = lambda: False
 

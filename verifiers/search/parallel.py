@@ -39,6 +39,7 @@ class SliceTask:
     seed: int
     record_tree: bool
     optimise_bounds: bool = True
+    optimise_intermediate: bool = True
 
 
 @dataclass
@@ -67,6 +68,7 @@ def _search_slice(task: SliceTask) -> SliceResult:
         seed=task.seed,
         record_tree=task.record_tree,
         optimise_bounds=task.optimise_bounds,
+        optimise_intermediate=task.optimise_intermediate,
     )
     search = CaseSearch(ctx)
     search.stack = list(task.regions)
@@ -111,6 +113,7 @@ def search_in_parallel(
                     seed,
                     ctx.record_tree,
                     ctx.optimise_bounds,
+                    ctx.optimise_intermediate,
                 )
                 try:
                     running[pool.submit(_search_slice, task)] = chunk

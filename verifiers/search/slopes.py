@@ -52,3 +52,48 @@ def split_signs(network: PiecewiseLinearNetwork, regions: list[Region]) -> list[
         for k, j, active in region.phases:
             signs[k][i, j] = -1.0 if active else 1.0
     return signs
+
+
+def with_slopes(proofs: list[dict], groups: np.ndarray, bounds, i: int, network) -> list[dict]:
+    """Row proofs of region i with the optimised lower slopes and split multipliers of
+    their rows (certificate format v2; a combination's per weighed row): the checker cannot
+    re-derive them. Any slope in [alpha, 1] and multiplier >= 0 gives a valid bound; they
+    are kept at full precision (a proof may clear its bound by a hair), 0 and 1 as ints."""
+    alphas = [float(layer.alpha) for layer in network.relu_layers]
+    out = []
+    for g, proof in enumerate(proofs):
+        rows = np.flatnonzero(groups == g)
+        entry = dict(proof)
+        if "row" in proof:
+            row = int(rows[proof["row"]])
+            entry["slopes"] = _layers(bounds.slopes, i, row, alphas)
+            entry["betas"] = _betas(bounds.betas, i, row)
+        else:  # a combination: the numbers of each row it weighs in
+            weighed = [(int(r), w > 0.0) for r, w in zip(rows, proof["mu"], strict=True)]
+            entry["row_slopes"] = [
+                _layers(bounds.slopes, i, r, alphas) if used else None for r, used in weighed
+            ]
+            entry["row_betas"] = [
+                _betas(bounds.betas, i, r) if used else None for r, used in weighed
+            ]
+        out.append(entry)
+    return out
+
+
+def _layers(slopes, i: int, row: int, alphas) -> list[list]:
+    return [_short(s[i, row], alpha) for s, alpha in zip(slopes, alphas, strict=True)]
+
+
+def _betas(betas, i: int, row: int) -> list[list]:
+    if betas is None:
+        return []
+    return [
+        [k, int(j), float(b[i, row, j])]
+        for k, b in enumerate(betas)
+        for j in np.flatnonzero(b[i, row] > 0.0)
+    ]
+
+
+def _short(slopes: np.ndarray, alpha: float) -> list:
+    values = np.clip(slopes, min(alpha, 1.0), max(alpha, 1.0))
+    return [int(v) if v in (0.0, 1.0) else float(v) for v in values]

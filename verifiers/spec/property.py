@@ -297,7 +297,38 @@ class Property:
             ],
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "") -> Property:
+        """The property ``to_json`` wrote (numbers exact, as they were)."""
+        return cls(
+            int(data["n_inputs"]),
+            int(data["n_outputs"]),
+            tuple(_case_from_json(case) for case in data["cases"]),
+            source,
+        )
+
     def sha256(self) -> str:
         """A hash of the structure (not of the source text): equal properties hash equal."""
         canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _case_from_json(data: dict[str, Any]) -> Case:
+    unsafe = tuple(
+        Conjunction(
+            tuple(
+                HalfSpace(
+                    tuple(Fraction(c) for c in h["coeffs"]), Fraction(h["rhs"]), bool(h["strict"])
+                )
+                for h in conjunction
+            )
+        )
+        for conjunction in data["unsafe"]
+    )
+    return Case(
+        tuple(Fraction(v) for v in data["lower"]),
+        tuple(Fraction(v) for v in data["upper"]),
+        unsafe,
+        tuple(data.get("lower_strict", ())),
+        tuple(data.get("upper_strict", ())),
+    )

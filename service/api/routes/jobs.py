@@ -10,7 +10,8 @@ from service.api.deps import ReadAuth, Services, ServicesDep, SubmitAuth
 from service.api.schemas import JobIn, JobList, JobOut, problem_responses
 from service.errors import ServiceError, invalid_input, not_found
 from service.store.cache import cache_key, digest
-from service.store.jobs import Job, JobSpec
+from service.store.jobs import Job, JobSpec, ParsedSpec
+from service.store.parsed import parsed_key
 from service.store.tokens import Principal
 from service.worker.engine import (
     check_property,
@@ -49,8 +50,9 @@ def _sandboxed(services: Services, payload: dict[str, Any]) -> None:
 
 def _model_job(
     body: JobIn, services: Services, project: int
-) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """An ONNX model or a module with its property: (artefact, property, subnetwork)."""
+) -> tuple[str, dict[str, Any], dict[str, Any] | None, ParsedSpec | None]:
+    """An ONNX model or a module with its property: (artefact, property, subnetwork, the
+    parsed property to store for the pages when it was parsed here)."""
     if body.artefact is None:
         raise _invalid("/artefact", "required (unless the property is a system)")
     if body.artefacts is not None:
@@ -60,18 +62,21 @@ def _model_job(
         raise _missing_artefact(body.artefact, "/artefact")
     prop = body.property.payload()
     sub = body.subnetwork.model_dump(exclude_none=True) if body.subnetwork else None
+    parsed = None
     try:
         if sub or info.kind == "module":  # loads the model or parses the module: sandboxed
             data = services.artefacts.data(body.artefact)
             args = (prop, info.kind, info.meta, data, sub or None)
             _sandboxed(services, {"op": "property", "args": args})
         else:
-            check_property(prop, info.kind, info.meta, None, None)
+            found = check_property(prop, info.kind, info.meta, None, None)
+            sizes = (int(info.meta["n_inputs"]), int(info.meta["n_outputs"]))
+            parsed = ParsedSpec(parsed_key(prop, sizes), found.to_json())
     except ModelError as exc:
         raise invalid_input(exc, "/subnetwork") from exc
     except VerifierError as exc:
         raise invalid_input(exc, property_pointer(prop)) from exc
-    return info.id, prop, sub or None
+    return info.id, prop, sub or None, parsed
 
 
 def _system_job(body: JobIn, services: Services, project: int) -> tuple[str, dict[str, Any]]:
@@ -149,11 +154,12 @@ def _system_pointer(exc: VerifierError) -> str:
 
 
 def _spec(body: JobIn, services: Services, project: int) -> JobSpec:
+    parsed = None
     if body.property.system is not None:
         artefact, prop = _system_job(body, services, project)
         sub = None
     else:
-        artefact, prop, sub = _model_job(body, services, project)
+        artefact, prop, sub, parsed = _model_job(body, services, project)
     settings = services.settings
     timeout = body.options.timeout_s or settings.default_timeout_s
     options: dict[str, Any] = {
@@ -179,6 +185,7 @@ def _spec(body: JobIn, services: Services, project: int) -> JobSpec:
         priority=body.priority,
         max_attempts=settings.max_attempts,
         project_id=project,
+        parsed=parsed,
     )
 
 

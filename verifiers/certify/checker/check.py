@@ -18,17 +18,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from verifiers.certify.checker import exact
 from verifiers.certify.checker import lagrangian as lg
+from verifiers.certify.checker import rows
+from verifiers.certify.checker.leaves import Invalid, Prover, neuron
 from verifiers.certify.checker.smt import cvc5_answer, query
 
 FORMAT = "proofwell-certificate"
-VERSIONS = (1,)
-
-
-class Invalid(Exception):
-    """The certificate does not prove the property; the message names where."""
+VERSIONS = (1, 2)  # 2 adds a row proof's slopes and split multipliers
 
 
 class OutOfTime(Exception):
@@ -47,6 +45,21 @@ class Report:
 
 
 Progress = Callable[[int, int], None]  # (nodes checked, nodes in all)
+BATCH = 256  # regions bounded together: the products with the weights are shared
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A tree node to check, with its region: box, phases, the enclosing region's bounds
+    (valid here too), its name, and the regions from the case's root (for retightening)."""
+
+    tree: object
+    lower: np.ndarray
+    upper: np.ndarray
+    phases: tuple
+    parent: lg.Bounds | None
+    name: str
+    chain: tuple
 
 
 def check(
@@ -59,11 +72,18 @@ def check(
 ) -> Report:
     """A Report: valid, or the first failing node named by its case and path; with a
     budget, possibly not checked to the end."""
+    # One BLAS thread, as the search: on a shared machine threads only contend.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _check(certificate, network, prop, model_sha256, on_progress, budget_s)
+
+
+def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> Report:
     started = time.monotonic()
     walker = _Walker(network, prop, on_progress)
     walker.deadline = None if budget_s is None else started + budget_s
     try:
         walker.margin = _header(certificate, prop, model_sha256)
+        walker.prover = Prover(walker.net, walker.margin)
         walker.total = sum(_count(entry["tree"]) for entry, _ in _cases(certificate, prop))
         for entry, case in _cases(certificate, prop):
             walker.case(entry, case)
@@ -130,6 +150,7 @@ class _Walker:
         self.prop = prop
         self.on_progress = on_progress
         self.margin = Fraction(0)
+        self.prover: Prover | None = None  # once the margin is read
         self.total = 0
         self.done = 0
         self.leaves = 0
@@ -145,38 +166,80 @@ class _Walker:
         return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
 
     def case(self, entry, case) -> None:
+        """Walk the case's tree a level at a time: the regions of one level are bounded
+        together (lagrangian.batch_bounds), BATCH at most at once."""
         index = entry["index"]
         lower = np.array(entry["lower"], dtype=np.float64)
         upper = np.array(entry["upper"], dtype=np.float64)
-        # (node, lower, upper, phases, parent bounds, name, regions from the root)
-        stack = [(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
-        while stack:
-            node, lo, hi, phases, parent, name, chain = stack.pop()
+        level = [_Node(entry["tree"], lower, upper, (), None, f"case {index} /", ())]
+        while level:
+            below: list[_Node] = []
+            for start in range(0, len(level), BATCH):
+                below += self.level(level[start : start + BATCH], case)
+            level = below
+
+    def level(self, nodes: list[_Node], case) -> list[_Node]:
+        """Bound a batch of regions, check its leaves; the children of its splits."""
+        for node in nodes:
             self.tick()
-            if not isinstance(node, dict) or ("split" in node) == ("leaf" in node):
-                raise Invalid(f"{name}: a split is missing a case (no split or leaf here)")
-            region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases))
-            chain = (*chain, (lo, hi, phases, name))
-            if "leaf" in node:
-                self.count(node)
-                try:
-                    self.leaf(node, region, empty, case, phases, name)
-                except Invalid:
-                    # The search bounds regions in batches (which tightens some bounds
-                    # more) and most of them twice: the checker tries again with every
-                    # neuron tightened, twice: here, then down the whole path.
-                    try:
-                        region, empty = self.retighten(chain[-1:], parent, "leaf")
-                        self.leaf(node, region, empty, case, phases, name)
-                    except Invalid:
-                        region, empty = self.retighten(chain, None, "path")
-                        self.leaf(node, region, empty, case, phases, name)
-                continue
-            if empty:  # no input here: nothing below needs a proof
-                self.done += _count(node) - 1
-                continue
-            for child, (c_lo, c_hi, c_phases), tag in self.split(node, lo, hi, phases, name):
-                stack.append((child, c_lo, c_hi, c_phases, region.bounds, f"{name}{tag}", chain))
+            if not isinstance(node.tree, dict) or ("split" in node.tree) == ("leaf" in node.tree):
+                raise Invalid(f"{node.name}: a split is missing a case (no split or leaf here)")
+        parents = None
+        if nodes[0].parent is not None:  # only a case's root has none, alone on its level
+            parents = [
+                (
+                    np.stack([n.parent[k][0] for n in nodes]),
+                    np.stack([n.parent[k][1] for n in nodes]),
+                )
+                for k in range(len(self.net.sizes))
+            ]
+        leaves = ["leaf" in n.tree for n in nodes]
+        batch, crossed = self.bounds(nodes, parents)
+        # Most leaves are a row each; they are bounded together first, exactly.
+        easy = [i for i, n in enumerate(nodes) if leaves[i] and not crossed[i]]
+        proved = rows.proved_by_rows(
+            self.net, batch, [nodes[i].tree for i in easy], easy, case, self.margin
+        )
+        below = []
+        for i, n in enumerate(nodes):
+            region, empty = batch.one(i), bool(crossed[i])
+            if leaves[i]:
+                self.count(n.tree)
+                if i not in proved:
+                    self.leaf_with_retries(n, region, empty, case)
+            elif empty:  # no input here: nothing below needs a proof
+                self.done += _count(n.tree) - 1
+            else:
+                for child, (lo, hi, phases), tag in self.split(
+                    n.tree, n.lower, n.upper, n.phases, n.name
+                ):
+                    chain = (*n.chain, (n.lower, n.upper, n.phases, n.name))
+                    below.append(_Node(child, lo, hi, phases, region.bounds, n.name + tag, chain))
+        return below
+
+    def bounds(self, nodes, parents):
+        return lg.batch_bounds(
+            self.net,
+            np.stack([n.lower for n in nodes]),
+            np.stack([n.upper for n in nodes]),
+            parents,
+            [list(n.phases) for n in nodes],
+        )
+
+    def leaf_with_retries(self, n: _Node, region, empty, case) -> None:
+        chain = (*n.chain, (n.lower, n.upper, n.phases, n.name))
+        try:
+            self.leaf(n.tree, region, empty, case, n.phases, n.name)
+        except Invalid:
+            # The search bounds regions in batches (which tightens some bounds more) and
+            # most of them twice: the checker tries again with every neuron tightened,
+            # twice: here, then down the whole path.
+            try:
+                region, empty = self.retighten(chain[-1:], n.parent, "leaf")
+                self.leaf(n.tree, region, empty, case, n.phases, n.name)
+            except Invalid:
+                region, empty = self.retighten(chain, None, "path")
+                self.leaf(n.tree, region, empty, case, n.phases, n.name)
 
     def retighten(self, chain, parent, mode: str):
         """Bounds down `chain` from `parent`, every neuron tightened, twice (kept for the
@@ -234,12 +297,7 @@ class _Walker:
         raise Invalid(f"{name}: unknown split {kind!r}")
 
     def neuron(self, node, name) -> tuple[int, int]:
-        k, j = node.get("layer"), node.get("neuron")
-        if not (isinstance(k, int) and 0 <= k < len(self.net.sizes)):
-            raise Invalid(f"{name}: ReLU split on no ReLU layer ({k!r})")
-        if not (isinstance(j, int) and 0 <= j < self.net.sizes[k]):
-            raise Invalid(f"{name}: ReLU split on no neuron ({j!r})")
-        return k, j
+        return neuron(self.net, node, name)
 
     def leaf(self, node, region, empty, case, phases, name) -> None:
         kind = node["leaf"]
@@ -269,142 +327,16 @@ class _Walker:
             if not isinstance(proof, dict):
                 raise Invalid(f"{name}: a proof is not an object")
             if "row" in proof:
-                ok = self.row(conjunction, proof["row"], region, name)
+                ok = self.prover.row(conjunction, proof, region, phases, name)
             elif "mu" in proof and node["leaf"] == "linear-combination":
-                ok = self.combination(conjunction, proof, region, phases, name)
+                ok = self.prover.combination(conjunction, proof, region, phases, name)
             elif node["leaf"] == "lp-phases":
-                ok = self.lp_tree(conjunction, proof, region, phases, name)
+                ok = self.prover.lp_tree(conjunction, proof, region, phases, name)
             else:
                 raise Invalid(f"{name}: a proof of unknown shape")
             if not ok:
                 return False
         return True
-
-    # --- linear leaves -------------------------------------------------------------------
-
-    def row_bound(self, coeffs, k, region, overrides=None):
-        """Exact lower bound of coeffs . z_k as Fractions: (input coefficients, constant)."""
-        ints, exps = _dyadic_rows(coeffs)
-        g, g_exps, h, h_exps = lg.lower_linear(self.net, region, k, (ints, exps), overrides)
-        return g, g_exps, h, h_exps
-
-    def row(self, conjunction, index, region, name) -> bool:
-        if not isinstance(index, int) or not 0 <= index < len(conjunction.halfspaces):
-            raise Invalid(f"{name}: no half-space {index!r}")
-        h = conjunction.halfspaces[index]
-        scale = _scale([h.coeffs])
-        coeffs = [[c * scale for c in h.coeffs]]
-        g, g_exps, c, c_exps = self.row_bound(coeffs, len(self.net.layers) - 1, region)
-        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
-        value = exact.to_fraction(int(least[0]), int(exps[0]))
-        bound = (h.rhs + self.margin) * scale
-        return value >= bound if h.strict else value > bound
-
-    def combination(self, conjunction, proof, region, phases, name) -> bool:
-        mu = _weights(proof.get("mu"), len(conjunction.halfspaces), name)
-        terms = []  # (weight, input coefficients (Fractions), constant)
-        scale = _scale([h.coeffs for h in conjunction.halfspaces])
-        coeffs = [[c * scale for c in h.coeffs] for h in conjunction.halfspaces]
-        last = len(self.net.layers) - 1
-        g, g_exps, c, c_exps = self.row_bound(coeffs, last, region)
-        for i, h in enumerate(conjunction.halfspaces):
-            const = exact.to_fraction(int(c[i]), int(c_exps[i])) - (h.rhs + self.margin) * scale
-            terms.append((mu[i], _fractions(g[i], g_exps[i]), const))
-        for entry in proof.get("phase_mu") or []:
-            if not (isinstance(entry, list) and len(entry) == 4):
-                raise Invalid(f"{name}: a phase weight is not [layer, neuron, active, weight]")
-            k, j, active, w = entry
-            if (k, j, bool(active)) not in set(phases):
-                raise Invalid(f"{name}: weighs in a phase ({k}, {j}) the region does not have")
-            weight = _weights([w], 1, name)[0]
-            size = self.net.sizes[k]
-            row = [Fraction(0)] * size
-            row[j] = Fraction(-1 if active else 1)
-            pg, pg_exps, pc, pc_exps = self.row_bound([row], k, region)
-            terms.append(
-                (
-                    weight,
-                    _fractions(pg[0], pg_exps[0]),
-                    exact.to_fraction(int(pc[0]), int(pc_exps[0])),
-                )
-            )
-        return _combined_minimum(terms, region) > 0
-
-    # --- LP leaves -----------------------------------------------------------------------
-
-    def lp_tree(self, conjunction, tree, region, phases, name) -> bool:
-        stack = [(tree, region, list(phases), name + " lp")]
-        while stack:
-            node, here, node_phases, label = stack.pop()
-            if not isinstance(node, dict):
-                raise Invalid(f"{label}: a phase split is missing a case")
-            if "split" in node:
-                children = node.get("children")
-                if not isinstance(children, list) or len(children) != 2:
-                    raise Invalid(f"{label}: a phase split must have exactly its two cases")
-                k, j = self.neuron(node, label)
-                for child, active, tag in ((children[0], True, "+"), (children[1], False, "-")):
-                    lo, hi = here.bounds[k]
-                    lo, hi = lo.copy(), hi.copy()
-                    if active:
-                        lo[j] = max(lo[j], 0.0)
-                    else:
-                        hi[j] = min(hi[j], 0.0)
-                    child_region = here.with_bounds(k, lo, hi)
-                    stack.append((child, child_region, [*node_phases, (k, j, active)], label + tag))
-                continue
-            if node.get("empty") is True:
-                if not any(np.any(lo > hi) for lo, hi in here.bounds):
-                    return False
-                continue
-            if not self.lp_piece(conjunction, node, here, label):
-                return False
-        return True
-
-    def lp_piece(self, conjunction, node, region, label) -> bool:
-        mu = _weights(node.get("mu"), len(conjunction.halfspaces), label)
-        if any(np.any(lo > hi) for lo, hi in region.bounds):
-            return True
-        combined = [
-            sum(
-                (
-                    Fraction(w) * h.coeffs[i]
-                    for w, h in zip(mu, conjunction.halfspaces, strict=True)
-                ),
-                Fraction(0),
-            )
-            for i in range(len(conjunction.halfspaces[0].coeffs))
-        ]
-        scale = _scale([combined])
-        overrides = self.overrides(node.get("lambda"), float(scale), label)
-        g, g_exps, c, c_exps = self.row_bound(
-            [[v * scale for v in combined]], len(self.net.layers) - 1, region, overrides
-        )
-        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
-        rhs = sum(
-            (
-                Fraction(w) * (h.rhs + self.margin)
-                for w, h in zip(mu, conjunction.halfspaces, strict=True)
-            ),
-            Fraction(0),
-        )
-        return exact.to_fraction(int(least[0]), int(exps[0])) > rhs * scale
-
-    def overrides(self, entries, scale: float, label):
-        if not isinstance(entries, list):
-            raise Invalid(f"{label}: lambda is not a list")
-        by_layer: dict[int, tuple[list[int], list[float]]] = {}
-        for entry in entries:
-            if not (isinstance(entry, list) and len(entry) == 3):
-                raise Invalid(f"{label}: a multiplier is not [layer, neuron, value]")
-            k, j = self.neuron({"layer": entry[0], "neuron": entry[1]}, label)
-            value = entry[2]
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise Invalid(f"{label}: a multiplier is not a finite number")
-            by_layer.setdefault(k, ([], []))
-            by_layer[k][0].append(j)
-            by_layer[k][1].append(float(value) * scale)
-        return {k: (np.array(js), np.array(vs)) for k, (js, vs) in by_layer.items()}
 
     # --- SMT leaves ----------------------------------------------------------------------
 
@@ -413,63 +345,3 @@ class _Walker:
         answer = cvc5_answer(text)
         if answer != "unsat":
             raise Invalid(f"{name}: smt-unsat, but cvc5 answers {answer} on the region's query")
-
-
-def _weights(values, n: int, name) -> list[float]:
-    if not isinstance(values, list) or len(values) != n:
-        raise Invalid(f"{name}: expected {n} weights")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-            raise Invalid(f"{name}: a weight is not a finite number >= 0")
-    return [float(v) for v in values]
-
-
-def _scale(rows) -> int:
-    """A positive integer making every coefficient a dyadic rational (ints over 2**k)."""
-    scale = 1
-    for row in rows:
-        for c in row:
-            d = Fraction(c).denominator
-            while d % 2 == 0:
-                d //= 2
-            scale = math.lcm(scale, d)
-    return scale
-
-
-def _dyadic_rows(rows) -> tuple[np.ndarray, np.ndarray]:
-    """Dyadic rationals exactly, one exponent per row."""
-    out = np.zeros((len(rows), len(rows[0])), dtype=object)
-    small = True
-    exps = np.zeros(len(rows), dtype=np.int64)
-    for i, row in enumerate(rows):
-        fractions = [Fraction(v) for v in row]
-        k = max((f.denominator.bit_length() - 1 for f in fractions), default=0)
-        for j, f in enumerate(fractions):
-            assert (f.denominator & (f.denominator - 1)) == 0, "not dyadic"
-            out[i, j] = f.numerator << (k - (f.denominator.bit_length() - 1))
-        exps[i] = -k
-        small = small and all(abs(v).bit_length() < 62 for v in out[i])
-    return (out.astype(np.int64) if small else out), exps
-
-
-def _fractions(ints, exp) -> list[Fraction]:
-    return [exact.to_fraction(int(v), int(exp)) for v in ints]
-
-
-def _combined_minimum(terms, region) -> Fraction:
-    """min over the box of sum_i w_i (g_i . x + c_i), exactly."""
-    n = len(region.lower)
-    g = [Fraction(0)] * n
-    const = Fraction(0)
-    for w, coeffs, c in terms:
-        wf = Fraction(w)
-        if wf == 0:
-            continue
-        const += wf * c
-        for j in range(n):
-            g[j] += wf * coeffs[j]
-    lo = [Fraction(float(v)) for v in region.lower]
-    hi = [Fraction(float(v)) for v in region.upper]
-    return const + sum(
-        (min(gj * a, gj * b) for gj, a, b in zip(g, lo, hi, strict=True)), Fraction(0)
-    )

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verifiers.certify.checker import exact
+from verifiers.certify.checker import exact, rigorous
 
 Bounds = list[tuple[np.ndarray, np.ndarray]]  # per hidden layer: pre-activation lo, hi
 Overrides = dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (neurons, lambdas)
@@ -47,6 +47,9 @@ class ExactLayer:
     bias_err: np.ndarray | None
     n_in: int
     n_out: int
+    w: np.ndarray  # the weights as floats, for rigorous.py's intermediate bounds
+    abs_w: np.ndarray
+    b: np.ndarray
 
     @classmethod
     def of(cls, layer) -> ExactLayer:
@@ -61,17 +64,29 @@ class ExactLayer:
             np.asarray(layer.bias_err, dtype=np.float64) if inexact else None,
             w.shape[1],
             w.shape[0],
+            w,
+            np.abs(w),
+            np.asarray(layer.bias, dtype=np.float64),
         )
 
     def error(self, magnitude: np.ndarray) -> np.ndarray | None:
-        """Per output, a float >= weight_err |r| + bias_err for every |r| <= magnitude."""
+        """Per region (row) and output, a float >= weight_err |r| + bias_err for every
+        |r| <= magnitude (rows of magnitudes: one per region)."""
         if self.err_t is None:
             return None
-        m, m_exp = exact.from_floats(magnitude[None, :])
-        value, exps = exact.matmul(m, np.array([m_exp]), self.err_t)
+        m, m_exp = exact.from_floats(magnitude)
+        value, exps = exact.matmul(m, np.full(len(m), m_exp), self.err_t)
         b, b_exp = exact.from_floats(self.bias_err)
-        total, t_exps = exact.add(value, exps, b[None, :], np.array([b_exp]))
-        return exact.round_rows(total[0], t_exps[0], up=True)
+        total, t_exps = exact.add(
+            value, exps, np.broadcast_to(b, value.shape), np.full(len(m), b_exp)
+        )
+        return _round_matrix(total, t_exps, up=True)
+
+
+def _round_matrix(ints, exps, up: bool) -> np.ndarray:
+    """round_rows for a matrix with one exponent per row."""
+    flat = exact.round_rows(ints.ravel(), np.repeat(exps, ints.shape[1]), up)
+    return flat.reshape(ints.shape)
 
 
 @dataclass(frozen=True)
@@ -106,7 +121,9 @@ def snap_pair(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Region:
-    """A box, pre-activation bounds valid on the region, each layer's error bound."""
+    """A box, pre-activation bounds valid on the region, each layer's error bound. Either one
+    region (1-D arrays) or a batch of regions bounded together (2-D arrays, a row each:
+    the products with the weights are shared, which is where exact arithmetic spends)."""
 
     lower: np.ndarray
     upper: np.ndarray
@@ -132,6 +149,20 @@ class Region:
     def crossed(self) -> bool:
         return any(bool(np.any(lo > hi)) for lo, hi in self.bounds)
 
+    def one(self, i: int) -> Region:
+        """Region i of a batch."""
+        errors = [None if e is None else e[i] for e in self.errors]
+        bounds = [(lo[i], hi[i]) for lo, hi in self.bounds]
+        return Region(self.lower[i], self.upper[i], bounds, errors)
+
+    def as_batch(self) -> Region:
+        """A batch (of one, for a single region)."""
+        if self.lower.ndim == 2:
+            return self
+        errors = [None if e is None else e[None, :] for e in self.errors]
+        bounds = [(lo[None, :], hi[None, :]) for lo, hi in self.bounds]
+        return Region(self.lower[None, :], self.upper[None, :], bounds, errors)
+
 
 def _layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None:
     lo, hi = region.layer_input(net, k)
@@ -139,21 +170,9 @@ def _layer_error(net: ExactNetwork, region: Region, k: int) -> np.ndarray | None
 
 
 def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interval bounds of affine layer k's output from its input's box, rounded outward."""
-    layer = net.layers[k]
-    lo, hi = snap_pair(*region.layer_input(net, k))
-    both, e = exact.from_floats(np.stack([lo, hi]))
-    base = np.array([e, e], dtype=np.int64)
-    pos, pos_exps = exact.matmul(both, base, layer.pos_t)
-    neg, neg_exps = exact.matmul(both[::-1], base, layer.neg_t)
-    total, exps = exact.add(pos, pos_exps, neg, neg_exps)
-    bias, b_exp = layer.bias
-    total, bias, exps = exact.align(
-        total, exps, np.broadcast_to(bias, pos.shape), np.array([b_exp, b_exp])
-    )
-    total = total + bias  # row 0: W+ lo + W- hi + b; row 1: W+ hi + W- lo + b
-    low = exact.round_rows(total[0], exps[0], up=False)
-    high = exact.round_rows(total[1], exps[1], up=True)
+    """Interval bounds of affine layer k's output from its input's box, for a batch of
+    regions, rounded outward (rigorous.interval), widened by the layer's composition error."""
+    low, high = rigorous.interval(net.layers[k], *region.layer_input(net, k))
     err = region.errors[k]
     if err is not None:
         low = np.nextafter(low - err, -np.inf)
@@ -161,11 +180,17 @@ def interval(net: ExactNetwork, region: Region, k: int) -> tuple[np.ndarray, np.
     return low, high
 
 
-def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None):
+def lower_linear(
+    net: ExactNetwork, region: Region, k: int, rows, overrides=None, own=None, optimised=None
+):
     """For rows c (exact: ints, exps) over affine layer k's output, an exact linear lower
-    bound c . z_k >= g . x + h on the region: (g, g_exps, h, h_exps)."""
+    bound c . z_k >= g . x + h on the region: (g, g_exps, h, h_exps). For a batch of
+    regions, row i bounds on region own[i] (own: None for a single region). `optimised`:
+    a certificate's slopes and split multipliers for the rows (Optimised)."""
+    region = region.as_batch()
     lam, lam_exps = rows
     m = lam.shape[0]
+    own = np.zeros(m, dtype=np.int64) if own is None else own
     h, h_exps = np.zeros(m, dtype=object), np.zeros(m, dtype=np.int64)
     for index in range(k, -1, -1):
         layer = net.layers[index]
@@ -173,22 +198,49 @@ def lower_linear(net: ExactNetwork, region: Region, k: int, rows, overrides=None
         h, h_exps = exact.add(h, h_exps, out.column(out.shape[1] - 1), out.exps)
         err = region.errors[index]
         if err is not None:
-            cost, cost_exps = _error_cost(lam, lam_exps, err)
+            cost, cost_exps = _error_cost(lam, lam_exps, err[own])
             h, h_exps = exact.add(h, h_exps, -cost, cost_exps)
         nu = exact.Digits(out.digits[:, :, :-1], out.bits, out.exps)
         if index == 0:
             rows_, cols = np.nonzero(np.ones(nu.shape, dtype=bool))
             return nu.exact(rows_, cols).reshape(nu.shape), nu.exps, h, h_exps
         hidden = index - 1
+        slopes = None if optimised is None else optimised.slopes.get(hidden)
         lam, lam_exps, term, term_exps = _relax(
-            nu, region, hidden, net.alphas[hidden], (overrides or {}).get(hidden)
+            nu, region, hidden, own, net.alphas[hidden], (overrides or {}).get(hidden), slopes
         )
         h, h_exps = exact.add(h, h_exps, term, term_exps)
+        if optimised is not None and hidden in optimised.betas:
+            lam = _with_split_terms(lam, lam_exps, optimised.betas[hidden])
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class Optimised:
+    """A row's lower slopes per ReLU layer (alpha-CROWN: hidden layer -> (n,) floats, each
+    in [alpha, 1]) and split multipliers (beta-CROWN: hidden layer -> (neurons, beta * s),
+    beta >= 0 and s = -1 for a split z >= 0, +1 for z <= 0, so beta s z <= 0 on the
+    region). The caller checks the ranges and that each split is one of the region's."""
+
+    slopes: dict[int, np.ndarray]
+    betas: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _with_split_terms(lam, lam_exps, betas):
+    """lam + beta s at the split neurons: the objective c . z_K + sum beta s z (<= c . z_K
+    on the region) back-substitutes through z_k with that coefficient (docs/certificate.md)."""
+    neurons, values = betas
+    scaled = np.rint(np.ldexp(values[None, :], -lam_exps[:, None]))
+    if not np.all(np.abs(scaled) < 2.0**60):  # the int64 grid of lam (46 bits) and room
+        raise exact.NotFinite("a split multiplier far above the row's coefficients")
+    lam = lam.copy()
+    lam[:, neurons] += scaled.astype(np.int64)
+    return lam
+
+
 def _error_cost(lam, lam_exps, err):
-    """An exact upper bound of |lam| . err per row: both rounded up to short integers."""
+    """An exact upper bound of |lam| . err per row (err: a row each): both rounded up to
+    short integers."""
     top = float(np.max(err))
     if top == 0.0:
         return np.zeros(lam.shape[0], dtype=np.int64), lam_exps
@@ -196,17 +248,20 @@ def _error_cost(lam, lam_exps, err):
     t = np.ceil(np.ldexp(err, -t_exp)).astype(np.int64)
     mag = np.abs(lam)
     if mag.dtype == object or lam.shape[1] >= 4096:
-        cost, exps = exact.matmul(mag, lam_exps, exact.Matrix(t[:, None], int(t_exp)))
-        return cost[:, 0], exps
+        cost = (exact._obj(mag) * t.astype(object)).sum(axis=1)
+        return cost, lam_exps + t_exp
     bits = np.array([int(v).bit_length() for v in mag.max(axis=1)], dtype=np.int64)
     shift = np.maximum(bits - 30, 0)
     up = (mag + ((np.int64(1) << shift) - 1)[:, None]) >> shift[:, None]
-    return up @ t, lam_exps + shift + t_exp
+    # below 2**30 times below 2**21, summed over fewer than 4096 terms: below 2**63
+    return (up * t).sum(axis=1), lam_exps + shift + t_exp
 
 
-def _relax(nu: exact.Digits, region: Region, hidden: int, alpha: float, override):
-    """The multipliers of a ReLU layer and the exact bound of its neurons' terms."""
-    lo, hi = region.bounds[hidden]
+def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, override, slopes):
+    """The multipliers of a ReLU layer and the exact bound of its neurons' terms (row i's
+    neurons bounded by its region own[i]); `slopes`: given lower slopes (n,) for the
+    unstable neurons whose coefficient nu is >= 0, instead of CROWN's."""
+    lo, hi = (b[own] for b in region.bounds[hidden])
     nu_f = nu.approx()
     top = np.max(np.abs(nu_f), axis=1)
     exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu.exps)
@@ -217,34 +272,41 @@ def _relax(nu: exact.Digits, region: Region, hidden: int, alpha: float, override
     chord = np.where(unstable, (hi - alpha * lo) / width, 0.0)
     steep = hi > -lo
     if alpha == 0.0:
-        take = active[None, :] | (unstable & steep)[None, :] & positive
+        take = active | (unstable & steep) & positive
         lam = np.where(take, nu.floor(exps), 0)
-        general = unstable[None, :] & ~positive
-        scaled = np.rint(np.ldexp(nu_f * chord[None, :], -exps[:, None])).astype(np.int64)
+        general = unstable & ~positive
+        scaled = np.rint(np.ldexp(nu_f * chord, -exps[:, None])).astype(np.int64)
         lam = np.where(general, scaled, lam)
     else:
-        slope = np.where(positive, np.where(steep, 1.0, alpha)[None, :], chord[None, :])
+        slope = np.where(positive, np.where(steep, 1.0, alpha), chord)
         slope = np.where(active, 1.0, np.where(inactive, alpha, slope))
         lam = np.rint(np.ldexp(nu_f * slope, -exps[:, None])).astype(np.int64)
         general = np.ones(nu.shape, dtype=bool)
+    if slopes is not None:
+        given = unstable & positive
+        scaled = np.rint(np.ldexp(nu_f * slopes[None, :], -exps[:, None])).astype(np.int64)
+        lam = np.where(given, scaled, lam)
+        general = general | given
     if override is not None:
         neurons, values = override
         lam[:, neurons] = np.rint(np.ldexp(values[None, :], -exps[:, None])).astype(np.int64)
         general[:, neurons] = True
+    both, b_exp = region.bounds_exactly(hidden)
     term, term_exps = _vertex_terms(
-        nu, lam, exps, lo, hi, alpha, general, region.bounds_exactly(hidden)
+        nu, lam, exps, (lo, hi), alpha, general, (both[0][own], both[1][own], b_exp)
     )
     return lam, exps, term, term_exps
 
 
-def _vertex_terms(nu: exact.Digits, lam, lam_exps, lo, hi, alpha, general, lo_hi):
+def _vertex_terms(nu: exact.Digits, lam, lam_exps, lo_hi, alpha, general, exact_lo_hi):
     """Per row, sum over the `general` neurons of min(0, (nu s_lo - lam) lo,
     (nu s_hi - lam) hi), s = 1 at a vertex z >= 0 and alpha below: the least value of
     nu r - lam z on the neuron's triangle (with (0, 0) added to a stable neuron's
-    segment, which only lowers it). Every other neuron's term is >= 0 (see _relax)."""
+    segment, which only lowers it). Every other neuron's term is >= 0 (see _relax).
+    Bounds are a row each: floats lo_hi, and exactly (lo ints, hi ints, exponent)."""
     m = nu.shape[0]
     rows, cols = np.nonzero(general)
-    both, b_exp = lo_hi
+    *ends, b_exp = exact_lo_hi
     slopes, s_exp = exact.from_floats(np.array([1.0, alpha]))
     ex = np.minimum(nu.exps + s_exp, lam_exps)
     if len(rows) == 0:
@@ -252,21 +314,23 @@ def _vertex_terms(nu: exact.Digits, lam, lam_exps, lo, hi, alpha, general, lo_hi
     n_e = nu.exact(rows, cols) << (nu.exps[rows] + s_exp - ex[rows]).astype(object)
     l_e = lam[rows, cols].astype(object) << (lam_exps[rows] - ex[rows]).astype(object)
     values = []
-    for side, z in ((0, lo), (1, hi)):
-        s = np.where(z[cols] >= 0.0, slopes[0], slopes[1]).astype(object)
-        values.append((n_e * s - l_e) * exact._obj(both[side][cols]))
+    for z, end in zip(lo_hi, ends, strict=True):
+        s = np.where(z[rows, cols] >= 0.0, slopes[0], slopes[1]).astype(object)
+        values.append((n_e * s - l_e) * exact._obj(end[rows, cols]))
     least = np.minimum(np.minimum(values[0], values[1]), 0)
     total = np.zeros(m, dtype=object)
     np.add.at(total, rows, least)
     return total, ex + b_exp
 
 
-def box_minimum(g, g_exps, h, h_exps, lower: np.ndarray, upper: np.ndarray):
-    """Exact min over the box of g . x + h, per row: (ints, exps)."""
-    both, e = exact.from_floats(np.stack([lower, upper]))
+def box_minimum(g, g_exps, h, h_exps, lower: np.ndarray, upper: np.ndarray, own=None):
+    """Exact min over the box of g . x + h, per row: (ints, exps). Boxes: one, or a row
+    each of a batch, row i of g on box own[i]."""
+    both, e = exact.from_floats(np.stack([np.atleast_2d(lower), np.atleast_2d(upper)]))
+    own = np.zeros(len(g), dtype=np.int64) if own is None else own
     g = exact._obj(g)
-    a = g * exact._obj(both[0])[None, :]
-    b = g * exact._obj(both[1])[None, :]
+    a = g * exact._obj(both[0][own])
+    b = g * exact._obj(both[1][own])
     least = np.minimum(a, b).sum(axis=1)
     return exact.add(least, g_exps + e, h, h_exps)
 
@@ -274,73 +338,82 @@ def box_minimum(g, g_exps, h, h_exps, lower: np.ndarray, upper: np.ndarray):
 def region_bounds(
     net: ExactNetwork, lower, upper, parent: Bounds | None, phases, every: bool = False
 ):
-    """Pre-activation bounds on the region (the box where the phases hold): interval
-    bounds, intersected with the enclosing region's (valid here too) and the phases, then
-    each unstable neuron of the layers past the first tightened by an exact linear bound.
-    `every`: tighten the stable neurons too (tighter interval bounds downstream).
-    Returns (region, crossed): crossed bounds mean the region holds no input."""
+    """Pre-activation bounds on one region (the box where the phases hold); see
+    batch_bounds. Returns (region, crossed)."""
+    parents = None if parent is None else [(lo[None, :], hi[None, :]) for lo, hi in parent]
+    batch, crossed = batch_bounds(net, lower[None, :], upper[None, :], parents, [phases], every)
+    return batch.one(0), bool(crossed[0])
+
+
+def batch_bounds(net: ExactNetwork, lower, upper, parents: Bounds | None, phases, every=False):
+    """Pre-activation bounds on a batch of regions (a row of `lower`, `upper` each, and a
+    list of phases each): interval bounds, intersected with the enclosing regions' (valid
+    here too) and the phases, then each unstable neuron of the layers past the first
+    tightened by an exact linear bound. `every`: tighten the stable neurons too (tighter
+    interval bounds downstream). Returns (batch, crossed): a region whose bounds cross
+    holds no input (any bounds are valid on it, so its row is simply carried along)."""
     region = Region(lower, upper)
+    crossed = np.zeros(len(lower), dtype=bool)
     for k in range(len(net.alphas)):
         region.errors.append(_layer_error(net, region, k))
         lo, hi = interval(net, region, k)
-        lo, hi = _clip(lo, hi, parent[k] if parent else None, phases, k)
+        lo, hi = _clip(lo, hi, parents[k] if parents else None, phases, k)
         if k > 0:
             lo, hi = _clip(*_tighten(net, region, k, lo, hi, every), None, phases, k)
         region.bounds.append(snap_pair(lo, hi))
-        if np.any(lo > hi):
-            return region, True
+        crossed |= np.any(lo > hi, axis=1)
     region.errors.append(_layer_error(net, region, len(net.alphas)))
-    return region, False
+    return region, crossed
 
 
 def tighten_again(
     net: ExactNetwork, region: Region, phases, every: bool = False
 ) -> tuple[Region, bool]:
-    """One more pass of linear tightening, each layer with the tighter bounds before it."""
-    again = Region(region.lower, region.upper)
+    """One more pass of linear tightening of one region, each layer with the tighter
+    bounds before it."""
+    again = Region(region.lower[None, :], region.upper[None, :])
+    crossed = False
     for k in range(len(net.alphas)):
         again.errors.append(_layer_error(net, again, k))
-        lo, hi = region.bounds[k]
+        lo, hi = (b[None, :] for b in region.bounds[k])
         if k > 0:
-            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, phases, k)
+            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, [phases], k)
         again.bounds.append(snap_pair(lo, hi))
-        if np.any(lo > hi):
-            return again, True
+        crossed = crossed or bool(np.any(lo > hi))
     again.errors.append(_layer_error(net, again, len(net.alphas)))
-    return again, False
+    return again.one(0), crossed
 
 
 def _clip(lo, hi, parent, phases, k):
+    """Rows of bounds intersected with the enclosing regions' and each row's phases."""
     if parent is not None:
         lo, hi = np.maximum(lo, parent[0]), np.minimum(hi, parent[1])
-    for layer, neuron, active in phases:
-        if layer == k:
-            lo, hi = lo.copy(), hi.copy()
-            if active:
-                lo[neuron] = max(lo[neuron], 0.0)
-            else:
-                hi[neuron] = min(hi[neuron], 0.0)
+    lo, hi = lo.copy(), hi.copy()
+    for i, region_phases in enumerate(phases):
+        for layer, neuron, active in region_phases:
+            if layer == k:
+                if active:
+                    lo[i, neuron] = max(lo[i, neuron], 0.0)
+                else:
+                    hi[i, neuron] = min(hi[i, neuron], 0.0)
     return lo, hi
 
 
-def unit_rows(size: int, neurons: np.ndarray, signs: np.ndarray):
-    rows = np.zeros((len(neurons), size), dtype=np.int64)
-    rows[np.arange(len(neurons)), neurons] = signs
-    return rows, np.zeros(len(neurons), dtype=np.int64)
-
-
 def _tighten(net, region, k, lo, hi, every=False):
-    unstable = np.arange(len(lo)) if every else np.flatnonzero((lo < 0.0) & (hi > 0.0))
+    """Rows of bounds of layer k tightened, each unstable neuron (every one) of each region
+    by linear bounds, all regions' in one pass: in float64 with a rigorous bound on their
+    rounding (rigorous.py; the leaves' own bounds are exact)."""
+    mask = np.ones(lo.shape, dtype=bool) if every else (lo < 0.0) & (hi > 0.0)
+    owner, unstable = np.nonzero(mask)
     if len(unstable) == 0:
         return lo, hi
     n = len(unstable)
     neurons = np.concatenate([unstable, unstable])
+    own = np.concatenate([owner, owner])
     signs = np.concatenate([np.ones(n), -np.ones(n)]).astype(np.int64)
-    g, g_exps, h, h_exps = lower_linear(net, region, k, unit_rows(len(lo), neurons, signs))
-    least, exps = box_minimum(g, g_exps, h, h_exps, region.lower, region.upper)
-    new_lo = exact.round_rows(least[:n], exps[:n], up=False)
-    new_hi = -exact.round_rows(least[n:], exps[n:], up=False)
+    least = rigorous.lower_bounds(net, region, k, neurons, signs, own)
+    new_lo, new_hi = least[:n], -least[n:]
     lo, hi = lo.copy(), hi.copy()
-    lo[unstable] = np.maximum(lo[unstable], new_lo)
-    hi[unstable] = np.minimum(hi[unstable], new_hi)
+    lo[owner, unstable] = np.maximum(lo[owner, unstable], new_lo)
+    hi[owner, unstable] = np.minimum(hi[owner, unstable], new_hi)
     return lo, hi
