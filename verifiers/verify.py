@@ -114,9 +114,9 @@ def _search(component, model, network, prop, options, on_progress, cancel, start
         graph = not isinstance(network, PiecewiseLinearNetwork)
         if graph and case.constrains_outputs:
             # Imported here: a chain (the fast path) never pays for the graph engine's import.
-            from verifiers.search.graph_bab import GraphCaseSearch
+            from verifiers.search.graph_bab import search_graph_case
 
-            outcome = GraphCaseSearch(ctx).run()  # serial: the pool runs chain searches only
+            outcome = search_graph_case(ctx)  # serial: the pool runs chain searches only
         else:
             outcome = _search_case(component, ctx, options.workers)
         outcomes.append(outcome)

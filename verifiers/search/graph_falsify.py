@@ -88,11 +88,37 @@ class GraphFalsifier:
         return time.monotonic() >= self.next_deep
 
     def deep(self, starts: np.ndarray | None) -> bool:
-        """A longer gradient search over the whole box from the open regions' centres."""
+        """A longer gradient search over the whole box from the open regions' centres, then
+        one targeted at each unsafe conjunction in turn (for robustness: each wrong label),
+        from fresh random starts: the untargeted search follows whichever conjunction is
+        closest at each point, and can keep circling one that is not reachable."""
         budget = time.monotonic() + self.period / 2
-        found = self.falsify(
-            self.ctx.case.lower, self.ctx.case.upper, starts, DEEP_STARTS, 60, budget
-        )
+        case = self.ctx.case
+        found = self.falsify(case.lower, case.upper, starts, DEEP_STARTS, 60, budget)
+        if not found and len(self.polytopes) > 1:
+            found = self.targeted(budget)
         self.period *= DEEP_BACKOFF
         self.next_deep = time.monotonic() + self.period
         return found
+
+    def targeted(self, deadline: float) -> bool:
+        case = self.ctx.case
+        samples = max(16, DEEP_STARTS // len(self.polytopes))
+        order = self.rng.permutation(len(self.polytopes))  # no conjunction always last
+        for k in order:
+            if time.monotonic() > deadline:
+                return False
+            with np.errstate(over="ignore", invalid="ignore"):
+                points, _ = pgd_search(
+                    self.surrogate,  # type: ignore[arg-type]
+                    case.lower,
+                    case.upper,
+                    [self.polytopes[k]],
+                    self.rng,
+                    samples=samples,
+                    steps=60,
+                    deadline=min(deadline, self.ctx.deadline),
+                )
+            if self.try_points(points[:16]):
+                return True
+        return False

@@ -146,13 +146,20 @@ def back_substitute(
     target: str,
     rows: np.ndarray,
     record: dict[str, np.ndarray] | None = None,
+    seeds: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower bounds of rows (batch, m, n_target) . target over the boxes, the coefficients
     on the input and the minimising box corner. `record` receives the coefficients met at
-    each non-linear op's output."""
+    each non-linear op's output. `seeds` (per tensor upstream of the target, (batch, m, n))
+    adds seeds[t] . t to every row's objective (split multipliers, search/graph_beta.py)."""
     batch, m = rows.shape[:2]
-    coeffs = {target: rows}
+    coeffs = {**(seeds or {}), target: rows}
     const, slack = np.zeros((batch, m)), np.zeros((batch, m))
+    if seeds and target in seeds:  # the sum rounds: its slack as where coefficients meet
+        summed = np.abs(rows) + np.abs(seeds[target])
+        mag = magnitude(bounds.boxes[target])
+        slack = slack + 2.0 * UNIT_ROUNDOFF * np.einsum("bmn,bn->bm", summed, mag)
+        coeffs[target] = rows + seeds[target]
     stop = net.producer_index.get(target, -1)
     for node in reversed(net.nodes[: stop + 1]):
         c = coeffs.pop(node.output, None)
@@ -171,6 +178,9 @@ def back_substitute(
                 coeffs[name] = coeffs[name] + part
             else:
                 coeffs[name] = part
+    # A seed the walk never reached would silently drop its term from the bound.
+    if not set(coeffs) <= {net.input_name}:
+        raise ValueError(f"coefficients never passed back to the input: {sorted(coeffs)}")
     c = coeffs.get(net.input_name, np.zeros((batch, m, net.n_inputs)))
     return (*_read_off(c, const, slack, bounds.boxes[net.input_name]),)
 
