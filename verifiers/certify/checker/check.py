@@ -82,10 +82,10 @@ def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> R
     walker = _Walker(network, prop, on_progress)
     walker.deadline = None if budget_s is None else started + budget_s
     try:
-        walker.margin = _header(certificate, prop, model_sha256)
+        walker.margin = read_header(certificate, prop, model_sha256)
         walker.prover = Prover(walker.net, walker.margin)
-        walker.total = sum(_count(entry["tree"]) for entry, _ in _cases(certificate, prop))
-        for entry, case in _cases(certificate, prop):
+        walker.total = sum(_count(entry["tree"]) for entry, _ in read_cases(certificate, prop))
+        for entry, case in read_cases(certificate, prop):
             walker.case(entry, case)
     except Invalid as exc:
         return walker.report(False, str(exc), started)
@@ -101,22 +101,30 @@ def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> R
     return walker.report(True, summary, started)
 
 
-def _header(cert, prop, model_sha256: str) -> Fraction:
+def read_header(cert, prop, model_sha256: str, versions=VERSIONS, engine=None) -> Fraction:
+    """The margin, once the document is a certificate (of ``engine``, if given) of a known
+    version for this model and property."""
     if not isinstance(cert, dict) or cert.get("format") != FORMAT:
         raise Invalid(f"not a {FORMAT} document")
-    if cert.get("version") not in VERSIONS:
-        raise Invalid(f"unsupported certificate version {cert.get('version')!r}")
+    if engine is not None and cert.get("engine") != engine:
+        raise Invalid(f"not a {engine}-engine certificate")
+    if cert.get("version") not in versions:
+        kind = f"{engine} certificate" if engine else "certificate"
+        raise Invalid(f"unsupported {kind} version {cert.get('version')!r}")
     if cert.get("model_sha256") != model_sha256:
         raise Invalid("the certificate is for another model (model_sha256 differs)")
     if cert.get("property_sha256") != prop.sha256():
         raise Invalid("the certificate is for another property (property_sha256 differs)")
     margin = cert.get("margin")
-    if not isinstance(margin, int | float) or not math.isfinite(margin) or margin < 0:
+    if isinstance(margin, bool) or not isinstance(margin, int | float):
+        raise Invalid("margin: not a finite number >= 0")
+    if not math.isfinite(margin) or margin < 0:
         raise Invalid("margin: not a finite number >= 0")
     return Fraction(margin)
 
 
-def _cases(cert, prop):
+def read_cases(cert, prop):
+    """(entry, case) for each case of the property with inputs, its tree required."""
     entries = cert.get("cases")
     if not isinstance(entries, list):
         raise Invalid("cases: missing")

@@ -24,7 +24,14 @@ import numpy as np
 
 from verifiers.certify.checker import exact
 from verifiers.certify.checker import graph_bounds as gb
-from verifiers.certify.checker.check import FORMAT, Invalid, OutOfTime, Report, _count
+from verifiers.certify.checker.check import (
+    Invalid,
+    OutOfTime,
+    Report,
+    _count,
+    read_cases,
+    read_header,
+)
 from verifiers.certify.checker.graph_net import Net, Unsupported
 from verifiers.certify.checker.rows import dyadic as _dyadic_rows
 from verifiers.certify.checker.rows import scale as _scale
@@ -56,45 +63,6 @@ def check(certificate, graph, prop, model_sha256, on_progress=None, budget_s=Non
     return walker.report(True, summary, started)
 
 
-def _header(cert, prop, model_sha256: str) -> Fraction:
-    if not isinstance(cert, dict) or cert.get("format") != FORMAT:
-        raise Invalid(f"not a {FORMAT} document")
-    if cert.get("engine") != "graph":
-        raise Invalid("not a graph-engine certificate")
-    if cert.get("version") not in GRAPH_VERSIONS:
-        raise Invalid(f"unsupported graph certificate version {cert.get('version')!r}")
-    if cert.get("model_sha256") != model_sha256:
-        raise Invalid("the certificate is for another model (model_sha256 differs)")
-    if cert.get("property_sha256") != prop.sha256():
-        raise Invalid("the certificate is for another property (property_sha256 differs)")
-    margin = cert.get("margin")
-    if isinstance(margin, bool) or not isinstance(margin, int | float):
-        raise Invalid("margin: not a finite number >= 0")
-    if not math.isfinite(margin) or margin < 0:
-        raise Invalid("margin: not a finite number >= 0")
-    return Fraction(margin)
-
-
-def _cases(cert, prop):
-    entries = cert.get("cases")
-    if not isinstance(entries, list):
-        raise Invalid("cases: missing")
-    by_index = {e.get("index"): e for e in entries if isinstance(e, dict)}
-    out = []
-    for index, case in enumerate(prop.cases):
-        if case.is_empty():
-            continue
-        entry = by_index.get(index)
-        if entry is None:
-            raise Invalid(f"case {index}: missing from the certificate")
-        if entry.get("lower") != case.lower.tolist() or entry.get("upper") != case.upper.tolist():
-            raise Invalid(f"case {index}: its box is not the property's")
-        if not isinstance(entry.get("tree"), dict):
-            raise Invalid(f"case {index}: no tree (the certificate was written without one)")
-        out.append((entry, case))
-    return out
-
-
 def _softmax_ok(net: Net, prop) -> bool:
     """Under a stripped final Softmax every unsafe half-space must compare two outputs of
     one softmax row (c y_i - c y_j against 0): softmax keeps their order."""
@@ -124,14 +92,14 @@ class _Walker:
         self.deadline: float | None = None
 
     def start(self, cert, graph, model_sha256) -> None:
-        self.margin = _header(cert, self.prop, model_sha256)
+        self.margin = read_header(cert, self.prop, model_sha256, GRAPH_VERSIONS, "graph")
         try:
             self.net = Net.of(graph)
         except Unsupported as exc:
             raise Invalid(f"the graph checker cannot read the model: {exc}") from None
         if not _softmax_ok(self.net, self.prop):
             raise Invalid("the model ends in a Softmax and the property is not pairwise")
-        self.cases = _cases(cert, self.prop)
+        self.cases = read_cases(cert, self.prop)
         self.total = sum(_count(entry["tree"]) for entry, _ in self.cases)
 
     def report(self, valid: bool, message: str, started: float, checked: bool = True):
