@@ -81,12 +81,22 @@ def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> R
     started = time.monotonic()
     walker = _Walker(network, prop, on_progress)
     walker.deadline = None if budget_s is None else started + budget_s
-    try:
+
+    def walk() -> None:
         walker.margin = read_header(certificate, prop, model_sha256)
         walker.prover = Prover(walker.net, walker.margin)
         walker.total = sum(_count(entry["tree"]) for entry, _ in read_cases(certificate, prop))
         for entry, case in read_cases(certificate, prop):
             walker.case(entry, case)
+
+    return walk_to_report(walker, walk, started)
+
+
+def walk_to_report(walker, walk: Callable[[], None], started: float) -> Report:
+    """Run a checker's walk: valid when it ends, else the first failure named. Whatever a
+    malformed certificate makes it raise fails closed; it never crashes the checker."""
+    try:
+        walk()
     except Invalid as exc:
         return walker.report(False, str(exc), started)
     except RecursionError:
@@ -94,7 +104,7 @@ def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> R
     except OutOfTime:
         message = f"not checked to the end: {walker.done} of {walker.total} regions"
         return walker.report(False, message, started, checked=False)
-    except Exception as exc:  # a malformed certificate fails closed, it never crashes
+    except Exception as exc:
         return walker.report(False, f"cannot check: {type(exc).__name__}: {exc}", started)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(walker.kinds.items()))
     summary = f"valid: {walker.leaves} leaves, {walker.done} regions re-checked ({kinds})"

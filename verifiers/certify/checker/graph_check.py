@@ -31,6 +31,7 @@ from verifiers.certify.checker.check import (
     _count,
     read_cases,
     read_header,
+    walk_to_report,
 )
 from verifiers.certify.checker.graph_net import Net, Unsupported
 from verifiers.certify.checker.rows import dyadic as _dyadic_rows
@@ -45,22 +46,13 @@ def check(certificate, graph, prop, model_sha256, on_progress=None, budget_s=Non
     started = time.monotonic()
     walker = _Walker(prop, on_progress)
     walker.deadline = None if budget_s is None else started + budget_s
-    try:
+
+    def walk() -> None:
         walker.start(certificate, graph, model_sha256)
         for entry, case in walker.cases:
             walker.case(entry, case)
-    except Invalid as exc:
-        return walker.report(False, str(exc), started)
-    except RecursionError:
-        return walker.report(False, "the certificate nests too deeply", started)
-    except OutOfTime:
-        message = f"not checked to the end: {walker.done} of {walker.total} regions"
-        return walker.report(False, message, started, checked=False)
-    except Exception as exc:  # a malformed certificate fails closed, it never crashes
-        return walker.report(False, f"cannot check: {type(exc).__name__}: {exc}", started)
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(walker.kinds.items()))
-    summary = f"valid: {walker.leaves} leaves, {walker.done} regions re-checked ({kinds})"
-    return walker.report(True, summary, started)
+
+    return walk_to_report(walker, walk, started)
 
 
 def _softmax_ok(net: Net, prop) -> bool:
