@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -90,6 +91,28 @@ def test_checker_bounds_enclose_sampled_values(seed, alpha):
     for i in range(2):
         bound = float(exact.to_fraction(int(least[i]), int(exps[i])))
         assert np.all(outputs @ rows[i] >= bound - 1e-9)
+
+
+@pytest.mark.parametrize("value", [1e6, -3e40, 1e200])
+def test_a_certificates_huge_multipliers_give_a_bound_that_still_encloses(value):
+    """Multipliers come from the certificate: one far above the row's coefficients must
+    neither wrap around in int64 arithmetic nor make a bound false (any multiplier gives
+    a valid, if loose, bound)."""
+    rng = np.random.default_rng(7)
+    weights, biases = _random(rng, [3, 7, 6, 2])
+    network = load_model(to_bytes(dense_relu_model(weights, biases))).network
+    net = lg.ExactNetwork.of(network)
+    lower, upper = np.full(3, -0.5), np.full(3, 0.5)
+    region, _ = lg.region_bounds(net, lower, upper, None, [])
+    rows = (np.array([[1, -1]], dtype=np.int64), np.zeros(1, dtype=np.int64))
+    overrides = {1: (np.array([0, 3]), np.array([value, -value]))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an invalid cast to int64 would warn
+        g, g_exps, h, h_exps = lg.lower_linear(net, region, 2, rows, overrides)
+        least, exps = lg.box_minimum(g, g_exps, h, h_exps, lower, upper)
+    bound = exact.to_fraction(int(least[0]), int(exps[0]))
+    outputs = network.evaluate(rng.uniform(lower, upper, size=(3000, 3)))
+    assert all(Fraction(float(y)) >= bound for y in outputs @ np.array([1.0, -1.0]))
 
 
 def _random(rng, sizes):

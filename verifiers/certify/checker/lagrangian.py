@@ -264,6 +264,12 @@ def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, ove
     lo, hi = (b[own] for b in region.bounds[hidden])
     nu_f = nu.approx()
     top = np.max(np.abs(nu_f), axis=1)
+    if override is not None:
+        # The grid must hold a certificate's multipliers too: one far above the row's
+        # coefficients would not fit an int64 (the cast would make it garbage).
+        if not np.all(np.isfinite(override[1])):
+            raise exact.NotFinite("a multiplier of the certificate is not finite once scaled")
+        top = np.maximum(top, np.max(np.abs(override[1]), initial=0.0))
     exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu.exps)
     active, inactive = lo >= 0.0, hi <= 0.0
     unstable = ~(active | inactive)
