@@ -161,20 +161,17 @@ def _count(node) -> int:
     return 1 + (sum(_count(c) for c in children) if isinstance(children, list) else 0)
 
 
-class _Walker:
-    def __init__(self, network, prop, on_progress):
-        self.plain = network
-        self.net = lg.ExactNetwork.of(network)
-        self.prop = prop
+class Walk:
+    """What both checkers' walks keep: regions done of the total, leaves per kind, the
+    progress callback, the deadline; and the Report they end with."""
+
+    def __init__(self, on_progress) -> None:
         self.on_progress = on_progress
-        self.margin = Fraction(0)
-        self.prover: Prover | None = None  # once the margin is read
         self.total = 0
         self.done = 0
         self.leaves = 0
         self.kinds: dict[str, int] = {}
         self.last_report = 0.0
-        self.tightened: dict = {}
         self.deadline: float | None = None
 
     def report(self, valid: bool, message: str, started: float, checked: bool = True):
@@ -182,6 +179,31 @@ class _Walker:
         if valid:
             message = f"{message} in {seconds:.1f} s"
         return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
+
+    def count(self, node) -> None:
+        kind = str(node["leaf"])
+        self.leaves += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise OutOfTime()
+        if self.on_progress and (now - self.last_report > 0.2 or self.done == self.total):
+            self.last_report = now
+            self.on_progress(self.done, self.total)
+
+
+class _Walker(Walk):
+    def __init__(self, network, prop, on_progress):
+        super().__init__(on_progress)
+        self.plain = network
+        self.net = lg.ExactNetwork.of(network)
+        self.prop = prop
+        self.margin = Fraction(0)
+        self.prover: Prover | None = None  # once the margin is read
+        self.tightened: dict = {}
 
     def case(self, entry, case) -> None:
         """Walk the case's tree a level at a time: the regions of one level are bounded
@@ -274,20 +296,6 @@ class _Walker:
                 return region, True
             parent = region.bounds
         return region, False
-
-    def count(self, node) -> None:
-        kind = str(node["leaf"])
-        self.leaves += 1
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
-
-    def tick(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline:
-            raise OutOfTime()
-        if self.on_progress and (now - self.last_report > 0.2 or self.done == self.total):
-            self.last_report = now
-            self.on_progress(self.done, self.total)
 
     def split(self, node, lo, hi, phases, name):
         children = node.get("children")

@@ -26,8 +26,8 @@ from verifiers.certify.checker import exact
 from verifiers.certify.checker import graph_bounds as gb
 from verifiers.certify.checker.check import (
     Invalid,
-    OutOfTime,
     Report,
+    Walk,
     _count,
     read_cases,
     read_header,
@@ -71,17 +71,13 @@ def _softmax_ok(net: Net, prop) -> bool:
     return True
 
 
-class _Walker:
+class _Walker(Walk):
     def __init__(self, prop, on_progress):
+        super().__init__(on_progress)
         self.prop = prop
-        self.on_progress = on_progress
         self.mats = gb.Matrices()
         self.margin = Fraction(0)
         self.cases: list = []
-        self.total = self.done = self.leaves = 0
-        self.kinds: dict[str, int] = {}
-        self.last_report = 0.0
-        self.deadline: float | None = None
 
     def start(self, cert, graph, model_sha256) -> None:
         self.margin = read_header(cert, self.prop, model_sha256, GRAPH_VERSIONS, "graph")
@@ -93,12 +89,6 @@ class _Walker:
             raise Invalid("the model ends in a Softmax and the property is not pairwise")
         self.cases = read_cases(cert, self.prop)
         self.total = sum(_count(entry["tree"]) for entry, _ in self.cases)
-
-    def report(self, valid: bool, message: str, started: float, checked: bool = True):
-        seconds = time.monotonic() - started
-        if valid:
-            message = f"{message} in {seconds:.1f} s"
-        return Report(valid, message, checked, self.leaves, self.done, seconds, dict(self.kinds))
 
     def case(self, entry, case) -> None:
         lower = np.array(entry["lower"], dtype=np.float64)
@@ -121,15 +111,6 @@ class _Walker:
                 node, lo, hi, splits, allowed, name
             ):
                 stack.append((child, c_lo, c_hi, c_splits, c_allowed, region.boxes, name + tag))
-
-    def tick(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline:
-            raise OutOfTime()
-        if self.on_progress and (now - self.last_report > 0.2 or self.done == self.total):
-            self.last_report = now
-            self.on_progress(self.done, self.total)
 
     # --- splits --------------------------------------------------------------------------
 
@@ -196,8 +177,7 @@ class _Walker:
 
     def leaf(self, node, region, case, where, name) -> None:
         kind = node["leaf"]
-        self.leaves += 1
-        self.kinds[str(kind)] = self.kinds.get(str(kind), 0) + 1
+        self.count(node)
         if kind not in LEAVES:
             raise Invalid(f"{name}: unknown evidence {kind!r}")
         if kind == "linear-bound":
