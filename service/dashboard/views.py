@@ -175,10 +175,11 @@ def parse_property(
     """The parsed property, or why it could not be parsed here. Read back as the API stored
     it at submission (``stored``, by key) when it can be, else parsed; either way once per
     property and sizes in a process (pages are viewed again and again)."""
-    key = (digest(prop), sizes)
+    prop_hash = digest(prop)
+    key = (prop_hash, sizes)
     found = _PARSED.get(key)
     if found is None:
-        data = stored(parsed_key(prop, sizes)) if stored is not None and sizes else None
+        data = stored(parsed_key(prop_hash, sizes)) if stored is not None and sizes else None
         found = (_from_stored(prop, data), None) if data is not None else _parse(prop, sizes)
         if len(_PARSED) >= MAX_PARSED:
             _PARSED.pop(next(iter(_PARSED)))

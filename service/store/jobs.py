@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service.queue.states import TERMINAL, EventKind, Status
 from service.store.db import Database
 from service.store.models import DEFAULT_PROJECT_ID, JobEvent, JobRow, ResultRow, utcnow
-from service.store.parsed import store_parsed
+from service.store.parsed import parsed_key, store_parsed
 
 # Only decisive verdicts answer identical work; an `unknown` may be decided by a rerun.
 CACHEABLE = ("holds", "violated")
@@ -29,7 +29,7 @@ CACHEABLE = ("holds", "violated")
 class ParsedSpec:
     """A property as parsed for the API's check, stored once for the pages (parsed.py)."""
 
-    key: str
+    sizes: tuple[int, int]  # of the model it was parsed for
     data: dict[str, Any]
 
 
@@ -235,7 +235,8 @@ class JobStore:
             if hit_id is not None:
                 return _answer_from(s, spec, s.get_one(ResultRow, hit_id))
             if spec.parsed is not None:
-                store_parsed(s, spec.parsed.key, spec.parsed.data)
+                key = parsed_key(spec.property_hash, spec.parsed.sizes)
+                store_parsed(s, key, spec.parsed.data)
             values = _queued_values(spec)
             job_id = s.execute(insert(JobRow).values(values).returning(JobRow.id)).scalar_one()
             s.execute(

@@ -11,13 +11,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.store.cache import digest
 from service.store.db import Database
 from service.store.models import ParsedProperty, utcnow
 
 
-def parsed_key(prop: dict[str, Any], sizes: tuple[int, int]) -> str:
-    return f"{digest(prop)}:{sizes[0]}x{sizes[1]}"
+def parsed_key(property_hash: str, sizes: tuple[int, int]) -> str:
+    """``property_hash``: the property's digest (service.store.cache.digest)."""
+    return f"{property_hash}:{sizes[0]}x{sizes[1]}"
 
 
 def store_parsed(s: Session, key: str, data: dict[str, Any]) -> None:

@@ -27,12 +27,17 @@ from verifiers.verify import verify
 N_IN, N_MAX = 20, 3
 
 
-def network(seed: int):
-    rng = np.random.default_rng(seed)
+def float32_normal(rng: np.random.Generator):
+    """Draws of normal numbers scaled by ``scale``, as float32 weights (held in float64)."""
 
-    def f32(*shape: int, scale: float = 1.0) -> np.ndarray:
+    def draw(*shape: int, scale: float = 1.0) -> np.ndarray:
         return (rng.normal(size=shape) * scale).astype(np.float32).astype(np.float64)
 
+    return draw
+
+
+def network(seed: int):
+    f32 = float32_normal(np.random.default_rng(seed))
     return (
         f32(N_MAX, N_IN),
         f32(N_MAX, scale=0.3),
@@ -112,11 +117,7 @@ N_HIDDEN = 4
 
 
 def residual(seed: int):
-    rng = np.random.default_rng(1000 + seed)
-
-    def f32(*shape: int, scale: float = 1.0) -> np.ndarray:
-        return (rng.normal(size=shape) * scale).astype(np.float32).astype(np.float64)
-
+    f32 = float32_normal(np.random.default_rng(1000 + seed))
     return (
         f32(N_HIDDEN, N_IN),
         f32(N_HIDDEN, scale=0.1),

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.dashboard import views
+from service.store.cache import digest
 from service.store.parsed import load_parsed, parsed_key
 from tests.fixtures import VNNCOMP_TEST
 from verifiers.spec import parse_preset, parse_vnnlib
@@ -55,7 +56,7 @@ def test_the_job_page_shows_the_property_without_parsing_it(
     services = client.app.state.services  # type: ignore[attr-defined]
     info = services.artefacts.get(artefact)
     sizes = (int(info.meta["n_inputs"]), int(info.meta["n_outputs"]))
-    stored = load_parsed(services.db, parsed_key(prop, sizes))
+    stored = load_parsed(services.db, parsed_key(digest(prop), sizes))
     assert stored == parse_vnnlib(prop["vnnlib"]).to_json()
 
     def no_parsing(*_: object) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+import pytest
+
 from service import cli_service
 from service.config import Settings
 
@@ -45,6 +47,42 @@ def test_a_worker_runs_at_the_niceness_it_is_given() -> None:
         assert queue.get(timeout=5) == min(19, base + nice)
 
 
-def test_serve_lowers_its_workers_by_default() -> None:
-    assert Settings(database_url="sqlite://").worker_nice == 10
-    assert Settings(database_url="sqlite://", worker_nice=0).worker_nice == 0
+class _Started:
+    """Stands in for a worker process: records what serve starts it with."""
+
+    started: list[tuple] = []
+
+    def __init__(self, target, args, name) -> None:
+        self.args = args
+
+    def start(self) -> None:
+        _Started.started.append(self.args)
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+class _Context:
+    Process = _Started
+
+
+@pytest.mark.parametrize("nice", [None, "0", "7"])
+def test_serve_starts_its_workers_at_the_configured_niceness(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, nice: str | None
+) -> None:
+    import multiprocessing
+
+    import uvicorn
+
+    if nice is not None:
+        monkeypatch.setenv("PROOFWELL_WORKER_NICE", nice)
+    monkeypatch.setattr(multiprocessing, "get_context", lambda _: _Context())
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    monkeypatch.setattr(cli_service.signal, "signal", lambda *a: None)  # keep pytest's
+    _Started.started = []
+    cli_service.serve(db=f"sqlite:///{tmp_path}/s.db", workers=2)
+    expected = 10 if nice is None else int(nice)  # 10 below the API unless configured
+    assert [args[-1] for args in _Started.started] == [expected, expected]

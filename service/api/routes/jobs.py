@@ -11,7 +11,6 @@ from service.api.schemas import JobIn, JobList, JobOut, problem_responses
 from service.errors import ServiceError, invalid_input, not_found
 from service.store.cache import cache_key, digest
 from service.store.jobs import Job, JobSpec, ParsedSpec
-from service.store.parsed import parsed_key
 from service.store.tokens import Principal
 from service.worker.engine import (
     check_property,
@@ -71,7 +70,7 @@ def _model_job(
         else:
             found = check_property(prop, info.kind, info.meta, None, None)
             sizes = (int(info.meta["n_inputs"]), int(info.meta["n_outputs"]))
-            parsed = ParsedSpec(parsed_key(prop, sizes), found.to_json())
+            parsed = ParsedSpec(sizes, found.to_json())
     except ModelError as exc:
         raise invalid_input(exc, "/subnetwork") from exc
     except VerifierError as exc:
