@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import String, cast, func, or_, select
 
 from service.store.db import Database
-from service.store.jobs import Job, _in_project, _job, _joined
+from service.store.job_records import Job, in_project, job_of, joined
 from service.store.models import JobRow, ProjectArtefact, ResultRow
 
 
@@ -32,7 +32,7 @@ def _like(text: str) -> str:
 
 
 def _where(stmt, q: JobQuery):  # type: ignore[no-untyped-def]
-    stmt = _in_project(stmt, q.project)
+    stmt = in_project(stmt, q.project)
     if q.status:
         stmt = stmt.where(JobRow.status == q.status)
     if q.verdict:
@@ -68,11 +68,11 @@ def _where(stmt, q: JobQuery):  # type: ignore[no-untyped-def]
 
 
 def search(db: Database, q: JobQuery, limit: int = 25, offset: int = 0) -> tuple[list[Job], int]:
-    stmt = _where(_joined(), q)
+    stmt = _where(joined(), q)
     with db.session() as s:
         total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = s.execute(stmt.order_by(JobRow.id.desc()).limit(limit).offset(offset))
-        return [_job(*r) for r in rows], total
+        return [job_of(*r) for r in rows], total
 
 
 def recent_properties(
@@ -80,7 +80,7 @@ def recent_properties(
 ) -> list[tuple[str, dict]]:
     """(property hash, property) of the most recently used properties, newest first."""
     newest = (
-        _in_project(select(JobRow.property_hash, func.max(JobRow.id).label("last")), project)
+        in_project(select(JobRow.property_hash, func.max(JobRow.id).label("last")), project)
         .group_by(JobRow.property_hash)
         .subquery()
     )

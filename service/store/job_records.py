@@ -1,0 +1,121 @@
+"""What the job store returns and takes (specs, jobs, events), and the row helpers every
+job query shares: a row as a ``Job``, the job-result join, a project filter, and a status
+change with its event row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from service.queue.states import EventKind, Status
+from service.store.models import DEFAULT_PROJECT_ID, JobEvent, JobRow, ResultRow, utcnow
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A property as parsed for the API's check, stored once for the pages (parsed.py)."""
+
+    sizes: tuple[int, int]  # of the model it was parsed for
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job asks for, as validated by the API."""
+
+    artefact: str
+    prop: dict[str, Any]
+    property_hash: str
+    subnetwork: dict[str, Any] | None
+    options: dict[str, Any]
+    cache_key: str
+    priority: int = 0
+    max_attempts: int = 3
+    project_id: int = DEFAULT_PROJECT_ID
+    parsed: ParsedSpec | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    artefact: str
+    status: Status
+    prop: dict[str, Any]
+    subnetwork: dict[str, Any] | None
+    options: dict[str, Any]
+    cache_key: str
+    attempts: int
+    cached: bool
+    progress: dict[str, Any] | None
+    reason: str | None
+    verdict: str | None
+    counterexample: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    project_id: int = DEFAULT_PROJECT_ID
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    job_id: int
+    kind: EventKind
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def job_of(row: JobRow, res: ResultRow | None) -> Job:
+    return Job(
+        id=row.id,
+        artefact=row.artefact_id,
+        status=Status(row.status),
+        prop=row.prop,
+        subnetwork=row.subnetwork,
+        options=row.options,
+        cache_key=row.cache_key,
+        attempts=row.attempts,
+        cached=row.cached,
+        progress=row.progress,
+        reason=row.reason or (res.reason if res else None),
+        verdict=res.verdict if res else None,
+        counterexample=res.counterexample if res else None,
+        stats=res.stats if res else None,
+        seconds=row.seconds,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        project_id=row.project_id,
+    )
+
+
+def joined() -> Select[tuple[JobRow, ResultRow]]:
+    return select(JobRow, ResultRow).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+
+
+def in_project(stmt: Any, project: int | None) -> Any:
+    """``stmt`` narrowed to one project's jobs (None: every project, for workers)."""
+    return stmt if project is None else stmt.where(JobRow.project_id == project)
+
+
+def add_event(s: Session, job_id: int, kind: EventKind, data: dict[str, Any]) -> None:
+    s.add(JobEvent(job_id=job_id, kind=kind.value, data=data, created_at=utcnow()))
+
+
+def move(s: Session, row: JobRow, status: Status, reason: str | None = None) -> None:
+    row.status = status.value
+    row.reason = reason
+    data: dict[str, Any] = {"status": status.value}
+    if reason:
+        data["reason"] = reason
+    if status.terminal:
+        row.finished_at = utcnow()
+        row.lease_expires_at = None
+        row.inflight_key = None
+    add_event(s, row.id, EventKind.STATUS, data)
