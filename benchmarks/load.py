@@ -31,6 +31,9 @@ from onnx import TensorProto, helper, numpy_helper
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from service.api.client import WAIT_POLL_S
+from service.gate.remote import POLL_S as GATE_POLL_S
+
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTY = """; load {tag}
 (declare-const X_0 Real)
@@ -155,13 +158,9 @@ async def client(
             mine[reply["id"]] = start
             if stats["wait_each"]:  # as `proofwell submit --wait`: the verdict, then the next
                 await settle(http, mine, deadline, stats, WAIT_POLL_S)
-        if not stats["no_wait"]:
-            await settle(http, mine, deadline, stats, 0.1)
+        if not stats["no_wait"]:  # as `proofwell gate --server`: all submitted, then polled
+            await settle(http, mine, deadline, stats, GATE_POLL_S)
             stats["lost"].extend(mine)
-
-
-# How often `proofwell submit --wait` polls its job (service/api/client.py).
-WAIT_POLL_S = 0.5
 
 
 async def settle(

@@ -28,6 +28,8 @@ class ApiError(Exception):
 
 # The names the server gives uploaded text in its messages; the CLI puts the user's back.
 SERVER_NAMES = ("property.vnnlib", "module.py")
+# How often `proofwell submit --wait` polls its job.
+WAIT_POLL_S = 0.5
 
 
 def in_users_file(exc: Exception, model: Path, spec: Path | None) -> str:
@@ -167,7 +169,7 @@ def _describe(job: dict[str, Any]) -> str:
 
 
 def wait_for(
-    client: httpx.Client, job: dict[str, Any], poll_s: float = 0.5, every_s: float = 5.0
+    client: httpx.Client, job: dict[str, Any], poll_s: float = WAIT_POLL_S, every_s: float = 5.0
 ) -> dict[str, Any]:
     """Poll until the job ends: a status line on a terminal, else a line every ``every_s``."""
     if err.is_terminal:

@@ -31,6 +31,8 @@ from verifiers.result import Counterexample, Result, Stats, Verdict
 log = logging.getLogger(__name__)
 # The API rejects a zero timeout; the smallest it accepts decides as little as zero would.
 MIN_TIMEOUT_S = 0.001
+# How often a gate polls its jobs once all are submitted.
+POLL_S = 0.3
 
 
 def run_server(
@@ -38,7 +40,7 @@ def run_server(
     server: str,
     *,
     token: str | None = None,
-    poll_s: float = 0.3,
+    poll_s: float = POLL_S,
     on_start: OnStart | None = None,
     on_done: OnDone | None = None,
     http_timeout_s: float = 60.0,
