@@ -83,6 +83,20 @@ class Database:
         with self._factory() as s, s.begin():
             yield s
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for a read of one statement. On PostgreSQL it runs outside a
+        transaction, saving the BEGIN and COMMIT round trips (a poll is mostly those); on
+        SQLite it is ``session()``."""
+        if self.sqlite:
+            with self.session() as s:
+                yield s
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            with Session(conn) as s:
+                yield s
+
     def ping(self) -> bool:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -51,7 +51,7 @@ class JobStore:
 
     def get(self, job_id: int, project: int | None = None) -> Job | None:
         """The job, if it exists (and belongs to ``project`` when one is given)."""
-        with self.db.session() as s:
+        with self.db.reading() as s:
             found = s.execute(in_project(joined().where(JobRow.id == job_id), project)).first()
             return job_of(*found) if found else None
 
@@ -94,7 +94,7 @@ class JobStore:
             return job_of(row, res)
 
     def events_after(self, job_id: int, after: int = 0, limit: int = 200) -> list[Event]:
-        with self.db.session() as s:
+        with self.db.reading() as s:
             rows = s.scalars(
                 select(JobEvent)
                 .where(JobEvent.job_id == job_id, JobEvent.id > after)
@@ -105,7 +105,7 @@ class JobStore:
 
     def events_of(self, job_ids: list[int], after: int = 0, limit: int = 1000) -> list[Event]:
         """Events of any of ``job_ids`` after event id ``after``, oldest first."""
-        with self.db.session() as s:
+        with self.db.reading() as s:
             rows = s.scalars(
                 select(JobEvent)
                 .where(JobEvent.job_id.in_(job_ids), JobEvent.id > after)
