@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from verifiers.bounds.graph import alpha
 from verifiers.bounds.graph.backsub import DeadlinePassed, GraphBounds, graph_bounds
 from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Lines
@@ -74,6 +75,7 @@ class GraphRegion:
     cases: dict[str, np.ndarray] | None = None
     parent_score: float = -np.inf
     multipliers: dict | None = None  # split multipliers found here: the children's start
+    slopes: dict | None = None  # optimised ReLU slopes found here: the children's start
     # The splits from the case's box, for the certificate's tree: ("input", dim, at, side),
     # ("interval", tensor, index, at, side) or ("max", tensor, index, candidate, side).
     path: tuple[tuple, ...] = ()
@@ -129,6 +131,8 @@ class GraphCaseSearch:
         # images 1, 7, 8) and left the open instances open: off there for now.
         self.multipliers = self.sshaped and ctx.optimise_bounds and not box_splits
         self.box_splits = box_splits
+        # Optimised ReLU slopes (bounds/graph/alpha.py) wherever bounds may be optimised.
+        self.slopes = ctx.optimise_bounds and any(alpha.relu_like(n.op) for n in self.net.nodes)
         self.maxes = any(isinstance(n.op, MaxOf) for n in self.net.nodes)
 
     def _magnitude(self) -> np.ndarray | None:
@@ -168,7 +172,7 @@ class GraphCaseSearch:
 
     def step(self, batch: list[GraphRegion]) -> None:
         try:
-            bounds, score, multipliers = self.bound(batch)
+            bounds, score, multipliers, slopes = self.bound(batch)
         except DeadlinePassed:  # the regions stay open: the verdict will say timeout
             self.stack.extend(batch)
             return
@@ -188,14 +192,16 @@ class GraphCaseSearch:
         if self.falsifier.try_points(np.concatenate([centres, corners])):
             return
         for i in open_idx:
-            self.split(replace(batch[i], multipliers=multipliers[i]), bounds, i, float(score[i]))
+            start = replace(batch[i], multipliers=multipliers[i], slopes=slopes[i])
+            self.split(start, bounds, i, float(score[i]))
 
-    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray, list]:
-        """Bounds of the regions, their scores and (split multipliers) per region the
-        multipliers found, for its children to start from."""
+    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray, list, list]:
+        """Bounds of the regions, their scores and per region the split multipliers and
+        the optimised slopes found, for its children to start from."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         found: list = [None] * len(regions)
+        slopes: list = [None] * len(regions)
         known = None
         if all(r.known is not None for r in regions):
             names = regions[0].known.keys()  # type: ignore[union-attr]
@@ -217,6 +223,11 @@ class GraphCaseSearch:
             bounds = graph_bounds(
                 self.net, lower, upper, self.rows, known, cases, deadline=self.ctx.deadline
             )
+        if self.slopes:
+            with np.errstate(invalid="ignore", over="ignore"):
+                bounds.objective_lower, slopes = alpha.optimise(
+                    self.net, bounds, self.rows, self.ctx.deadline, [r.slopes for r in regions]
+                )
         if self.multipliers and any(r.splits for r in regions):
             splits, deadline = [r.splits for r in regions], self.ctx.deadline
             if REFINE_WITH_MULTIPLIERS:
@@ -233,7 +244,7 @@ class GraphCaseSearch:
                 self.net, bounds, self.rows, splits, deadline, warm=warm
             )
         self.outcome.subproblems += len(regions)
-        return bounds, self.scores(bounds.objective_lower), found
+        return bounds, self.scores(bounds.objective_lower), found, slopes
 
     def allowed(self, region: GraphRegion, node) -> np.ndarray:
         if region.cases and node.output in region.cases:

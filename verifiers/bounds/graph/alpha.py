@@ -1,0 +1,260 @@
+"""Optimised lower slopes (alpha-CROWN) for the objective bound of the graph engine.
+
+The lower line of an unstable ReLU-family element (a convex PiecewiseLinear with one
+breakpoint at 0 and no intercepts: Relu, LeakyRelu with slope <= 1, PRelu likewise) may be
+s*x for ANY s between its two pieces' slopes: f(x) - s*x >= 0 on both sides of 0 in exact
+arithmetic, whatever float64 s is. Each such element gets one s per objective row, chosen by
+projected gradient ascent (Adam) on the bound, which back-substitution computes soundly for
+every choice (the slack covers rounding with these very numbers): the optimiser's floats
+are only a proposal, and each row keeps the largest sound bound computed.
+
+The gradient is reverse mode by hand over the back-substitution. The bound is
+  V = sum_x c_input . x* + const,
+and walking the back-substitution backwards (forwards through the DAG), the derivative of V
+in the coefficients met at a tensor t is A_t, the value at t of the linear network in which
+every op is replaced by the line back-substitution took for it (the lower line where the
+coefficient is positive, the upper one where negative), evaluated at the minimising corner
+x* = A_input, one evaluation per objective row. The derivative in the slope s_j of element
+j of a relaxed ReLU is then  max(C_j, 0) * A_z[j]  (C the coefficient met at its output,
+z its input).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from verifiers.bounds.graph.backsub import GraphBounds, back_substitute
+from verifiers.bounds.graph.network import GraphNetwork
+from verifiers.bounds.graph.ops.base import Back, Lines
+from verifiers.bounds.graph.ops.linear import Alias, LinearRelaxed
+from verifiers.bounds.graph.ops.maxes import MaxRelaxed
+from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma
+
+STEPS = 12
+LEARNING_RATE = 0.25
+BETAS = (0.9, 0.999)
+
+
+def relu_like(op) -> bool:
+    """Convex, one breakpoint at 0, both pieces through the origin."""
+    if not isinstance(op, PiecewiseLinear) or op.breakpoints.tolist() != [0.0]:
+        return False
+    return bool(np.all(op.icpts == 0.0) and np.all(op.slopes[0] <= op.slopes[1]))
+
+
+@dataclass(frozen=True, eq=False)
+class SlopedLines:
+    """Lines with one lower slope per objective row (batch, m, n) and zero lower intercept:
+    lower_slope * x <= f(x) <= upper_slope * x + upper_icpt on the input box."""
+
+    lower_slope: np.ndarray  # (batch, m, n)
+    upper_slope: np.ndarray  # (batch, n)
+    upper_icpt: np.ndarray  # (batch, n)
+    magnitude: np.ndarray  # (batch, n)
+
+    def back(self, coeffs: np.ndarray) -> Back:
+        pos, neg = np.maximum(coeffs, 0.0), np.minimum(coeffs, 0.0)
+        new = pos * self.lower_slope + neg * self.upper_slope[:, None, :]
+        const = np.einsum("bmn,bn->bm", neg, self.upper_icpt)
+        # As Lines.back: each product rounds once, the intercepts' sum within gamma(n).
+        steep = np.maximum(np.abs(self.lower_slope), np.abs(self.upper_slope)[:, None, :])
+        per_unit = 2.0 * UNIT_ROUNDOFF * steep * self.magnitude[:, None, :]
+        per_unit = per_unit + gamma(coeffs.shape[-1]) * np.abs(self.upper_icpt)[:, None, :]
+        slack = (np.abs(coeffs) * per_unit).sum(axis=-1)
+        return [new], const, slack
+
+
+@dataclass
+class Slopes:
+    """The free slopes: per optimised tensor (an op's output), (batch, m, n) and the range."""
+
+    values: dict[str, np.ndarray]
+    low: dict[str, np.ndarray]  # (batch, 1, n) or broadcastable
+    high: dict[str, np.ndarray]
+
+
+def free_slopes(
+    net: GraphNetwork, bounds: GraphBounds, m: int, warm: list[dict] | None = None
+) -> Slopes:
+    """Start: CROWN's slopes (the relaxation's), or a parent region's where it has them."""
+    values, low, high = {}, {}, {}
+    for node in net.nodes:
+        relaxed = bounds.relaxed.get(node.output)
+        if not relu_like(node.op) or not isinstance(relaxed, Lines):
+            continue
+        unstable = node.op.unstable(bounds.boxes[node.inputs[0]])
+        if not unstable.any():
+            continue
+        s0 = np.broadcast_to(node.op.slopes[0], unstable.shape)
+        s1 = np.broadcast_to(node.op.slopes[1], unstable.shape)
+        # Stable elements keep their exact line: a range of one slope.
+        low[node.output] = np.where(unstable, s0, relaxed.lower_slope)[:, None, :]
+        high[node.output] = np.where(unstable, s1, relaxed.lower_slope)[:, None, :]
+        start = np.repeat(relaxed.lower_slope[:, None, :], m, axis=1)
+        for i, parent in enumerate(warm or []):
+            previous = (parent or {}).get(node.output)
+            if previous is not None and previous.shape == start.shape[1:]:
+                start[i] = previous
+        values[node.output] = np.clip(start, low[node.output], high[node.output])
+    return Slopes(values, low, high)
+
+
+def sloped(bounds: GraphBounds, slopes: Slopes) -> GraphBounds:
+    """The bounds with the optimised tensors' relaxations replaced by the slopes' lines."""
+    relaxed = dict(bounds.relaxed)
+    for name, s in slopes.values.items():
+        lines = bounds.relaxed[name]
+        assert isinstance(lines, Lines)
+        relaxed[name] = SlopedLines(s, lines.upper_slope, lines.upper_icpt, lines.magnitude)
+    return replace(bounds, relaxed=relaxed, node_coeffs={})
+
+
+def optimise(
+    net: GraphNetwork,
+    bounds: GraphBounds,
+    rows: np.ndarray,
+    deadline: float | None = None,
+    warm: list[dict] | None = None,
+    steps: int = STEPS,
+) -> tuple[np.ndarray, list[dict]]:
+    """Per region and row (batch, m): the best sound lower bound of rows . bound_output over
+    the slopes tried (never below `bounds.objective_lower`, the plain bound), and per region
+    the slopes of that bound {tensor: (m, n)} (float32: a warm start, only a proposal)."""
+    batch = bounds.boxes[net.input_name][0].shape[0]
+    rows = np.array(np.broadcast_to(rows, (batch, *rows.shape[-2:])), dtype=np.float64)
+    m = rows.shape[1]
+    best = bounds.objective_lower.copy()
+    slopes = free_slopes(net, bounds, m, warm)
+    if not slopes.values:
+        return best, [{} for _ in range(batch)]
+    chosen = {name: s.copy() for name, s in slopes.values.items()}
+    moments = {name: (np.zeros_like(s), np.zeros_like(s)) for name, s in slopes.values.items()}
+    for step in range(1, steps + 1):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        trial = sloped(bounds, slopes)
+        record: dict[str, np.ndarray] = {}
+        with np.errstate(invalid="ignore", over="ignore"):
+            value, _, corner = back_substitute(net, trial, net.bound_output, rows, record)
+        better = np.nan_to_num(value, nan=-np.inf) > best
+        for name, s in slopes.values.items():
+            chosen[name] = np.where(better[:, :, None], s, chosen[name])
+        best = np.where(better, value, best)
+        if step == steps:
+            break
+        grads = _gradients(net, trial, record, corner, slopes)
+        _adam(slopes, grads, moments, step)
+    found: list[dict] = [{} for _ in range(batch)]
+    for name, s in chosen.items():
+        for i in range(batch):
+            found[i][name] = s[i].astype(np.float32)
+    return best, found
+
+
+def _adam(slopes: Slopes, grads: dict[str, np.ndarray], moments: dict, step: int) -> None:
+    """One projected Adam ascent step on every slope."""
+    b1, b2 = BETAS
+    for name, g in grads.items():
+        first, second = moments[name]
+        first[...] = b1 * first + (1 - b1) * g
+        second[...] = b2 * second + (1 - b2) * g * g
+        size = first / (1 - b1**step) / (np.sqrt(second / (1 - b2**step)) + 1e-12)
+        moved = slopes.values[name] + LEARNING_RATE * size
+        slopes.values[name] = np.clip(moved, slopes.low[name], slopes.high[name])
+
+
+def _gradients(
+    net: GraphNetwork,
+    trial: GraphBounds,
+    record: dict[str, np.ndarray],
+    corner: np.ndarray,
+    slopes: Slopes,
+) -> dict[str, np.ndarray]:
+    """dV/ds for every free slope, from the adjoints A_t (see the module's docstring)."""
+    adjoint = adjoints(net, trial, record, corner)
+    grads = {}
+    for node in net.nodes:
+        if node.output in slopes.values:
+            coeffs = record.get(node.output, np.zeros_like(slopes.values[node.output]))
+            grad = np.maximum(coeffs, 0.0) * adjoint[node.inputs[0]]
+            grads[node.output] = np.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+    return grads
+
+
+def adjoints(
+    net: GraphNetwork, bounds: GraphBounds, record: dict[str, np.ndarray], corner: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A_t (batch, m, n_t) for every tensor up to the bounded output: the chosen lines'
+    network evaluated at the corner, per row. `record`: the coefficients met at each
+    non-linear op's output in the back-substitution (their signs pick the lines)."""
+    values = {net.input_name: corner}
+    stop = net.producer_index[net.bound_output]
+    for node in net.nodes[: stop + 1]:
+        ins = [values[name] for name in node.inputs]
+        relaxed = bounds.relaxed[node.output]
+        coeffs = record.get(node.output)
+        values[node.output] = _line_value(relaxed, ins, coeffs)
+    return values
+
+
+def _line_value(relaxed, ins: list[np.ndarray], coeffs: np.ndarray | None) -> np.ndarray:
+    """The value of the line back-substitution used for an op, at its inputs' values."""
+    if isinstance(relaxed, Alias):
+        return ins[0]
+    if isinstance(relaxed, LinearRelaxed):
+        return relaxed.op.evaluate(*ins)
+    if coeffs is None:  # never reached by the walk: no line was used, any value will do
+        coeffs = np.zeros((*ins[0].shape[:2], _out_size(relaxed, ins)))
+    if isinstance(relaxed, SlopedLines):
+        low = relaxed.lower_slope * ins[0]
+        high = relaxed.upper_slope[:, None, :] * ins[0] + relaxed.upper_icpt[:, None, :]
+        return np.where(coeffs > 0.0, low, high)
+    if isinstance(relaxed, Lines):
+        x = ins[0]
+        low = relaxed.lower_slope[:, None, :] * x + relaxed.lower_icpt[:, None, :]
+        high = relaxed.upper_slope[:, None, :] * x + relaxed.upper_icpt[:, None, :]
+        return np.where(coeffs > 0.0, low, high)
+    if isinstance(relaxed, MaxRelaxed):
+        return _max_line_value(relaxed, ins, coeffs)
+    raise TypeError(f"no line value for {type(relaxed).__name__}")
+
+
+def _out_size(relaxed, ins: list[np.ndarray]) -> int:
+    if isinstance(relaxed, MaxRelaxed):
+        return relaxed.a.shape[1]
+    return ins[0].shape[-1]
+
+
+def _max_line_value(relaxed: MaxRelaxed, ins: list[np.ndarray], coeffs: np.ndarray):
+    """max: x_a where the coefficient is positive, chord * x_b + icpt where negative (the
+    candidates of the lower and upper lines); min(x) = -max(-x) with the signs flipped."""
+    op = relaxed.op
+    sign = -1.0 if op.negate else 1.0
+    xs = [sign * x for x in ins]
+    on_a = _candidate_value(op, xs, relaxed.a)
+    on_b = _candidate_value(op, xs, relaxed.b)
+    low = relaxed.low_slope[:, None, :] * on_a + relaxed.low_icpt[:, None, :]
+    high = relaxed.high_slope[:, None, :] * on_b + relaxed.high_icpt[:, None, :]
+    return sign * np.where(sign * coeffs > 0.0, low, high)
+
+
+def _candidate_value(op, xs: list[np.ndarray], j: np.ndarray) -> np.ndarray:
+    """(batch, m, n_out): the value of candidate j (batch, n_out) of each output; 0 for the
+    constant candidate (its line has slope 0)."""
+    batch, m = xs[0].shape[:2]
+    out = np.zeros((batch, m, j.shape[1]))
+    start = 0
+    for x, index in zip(xs, op.index, strict=True):
+        k = index.shape[1]
+        mine = (j >= start) & (j < start + k)
+        column = np.clip(j - start, 0, k - 1)
+        position = index[np.arange(j.shape[1])[None, :], column]  # (batch, n_out)
+        mine &= position >= 0
+        gathered = np.take_along_axis(x, np.maximum(position, 0)[:, None, :], axis=-1)
+        out = np.where(mine[:, None, :], gathered, out)
+        start += k
+    return out
