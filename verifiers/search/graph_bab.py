@@ -131,8 +131,13 @@ class GraphCaseSearch:
         # images 1, 7, 8) and left the open instances open: off there for now.
         self.multipliers = self.sshaped and ctx.optimise_bounds and not box_splits
         self.box_splits = box_splits
-        # Optimised ReLU slopes (bounds/graph/alpha.py) wherever bounds may be optimised.
-        self.slopes = ctx.optimise_bounds and any(alpha.relu_like(n.op) for n in self.net.nodes)
+        # Optimised slopes (bounds/graph/alpha.py) wherever bounds may be optimised. The
+        # graph certificate does not carry them (as the chain's intermediate slopes): off
+        # where certificates are re-checked (optimise_intermediate off, the service's
+        # workers), so that a graph holds there checks at the first try.
+        self.slopes = ctx.optimise_bounds and ctx.optimise_intermediate and any(
+            alpha.relu_like(n.op) or isinstance(n.op, SShaped) for n in self.net.nodes
+        )
         self.maxes = any(isinstance(n.op, MaxOf) for n in self.net.nodes)
 
     def _magnitude(self) -> np.ndarray | None:

@@ -32,6 +32,7 @@ from verifiers.bounds.graph.ops.base import Back, Lines
 from verifiers.bounds.graph.ops.linear import Alias, LinearRelaxed
 from verifiers.bounds.graph.ops.maxes import MaxRelaxed
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma
 
 STEPS = 12
@@ -48,69 +49,139 @@ def relu_like(op) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class SlopedLines:
-    """Lines with one lower slope per objective row (batch, m, n) and zero lower intercept:
-    lower_slope * x <= f(x) <= upper_slope * x + upper_icpt on the input box."""
+    """Lines with their own slopes and intercepts per objective row, all (batch, m, n):
+    lower_slope * x + lower_icpt <= f(x) <= upper_slope * x + upper_icpt on the input box."""
 
-    lower_slope: np.ndarray  # (batch, m, n)
-    upper_slope: np.ndarray  # (batch, n)
-    upper_icpt: np.ndarray  # (batch, n)
+    lower_slope: np.ndarray
+    lower_icpt: np.ndarray
+    upper_slope: np.ndarray
+    upper_icpt: np.ndarray
     magnitude: np.ndarray  # (batch, n)
 
     def back(self, coeffs: np.ndarray) -> Back:
         pos, neg = np.maximum(coeffs, 0.0), np.minimum(coeffs, 0.0)
-        new = pos * self.lower_slope + neg * self.upper_slope[:, None, :]
-        const = np.einsum("bmn,bn->bm", neg, self.upper_icpt)
-        # As Lines.back: each product rounds once, the intercepts' sum within gamma(n).
-        steep = np.maximum(np.abs(self.lower_slope), np.abs(self.upper_slope)[:, None, :])
+        new = pos * self.lower_slope + neg * self.upper_slope
+        const = (pos * self.lower_icpt).sum(axis=-1) + (neg * self.upper_icpt).sum(axis=-1)
+        # As Lines.back: each product rounds once, the intercepts' sums within gamma(n).
+        steep = np.maximum(np.abs(self.lower_slope), np.abs(self.upper_slope))
+        icpt = np.maximum(np.abs(self.lower_icpt), np.abs(self.upper_icpt))
         per_unit = 2.0 * UNIT_ROUNDOFF * steep * self.magnitude[:, None, :]
-        per_unit = per_unit + gamma(coeffs.shape[-1]) * np.abs(self.upper_icpt)[:, None, :]
+        per_unit = per_unit + gamma(coeffs.shape[-1] + 1) * icpt
         slack = (np.abs(coeffs) * per_unit).sum(axis=-1)
         return [new], const, slack
 
 
 @dataclass
 class Slopes:
-    """The free slopes: per optimised tensor (an op's output), (batch, m, n) and the range."""
+    """The free parameters, keyed (tensor, kind), each (batch, m, n) with its range:
+    kind "slope" is a ReLU-family lower slope, "low"/"high" an S-shaped op's lower/upper
+    tangent point. A range of one value (low == high) keeps an element's line fixed."""
 
-    values: dict[str, np.ndarray]
-    low: dict[str, np.ndarray]  # (batch, 1, n) or broadcastable
-    high: dict[str, np.ndarray]
+    values: dict[tuple[str, str], np.ndarray]
+    low: dict[tuple[str, str], np.ndarray]  # (batch, 1, n)
+    high: dict[tuple[str, str], np.ndarray]
 
 
 def free_slopes(
     net: GraphNetwork, bounds: GraphBounds, m: int, warm: list[dict] | None = None
 ) -> Slopes:
-    """Start: CROWN's slopes (the relaxation's), or a parent region's where it has them."""
-    values, low, high = {}, {}, {}
+    """Start: CROWN's lines, or a parent region's parameters where it has them."""
+    slopes = Slopes({}, {}, {})
     for node in net.nodes:
         relaxed = bounds.relaxed.get(node.output)
-        if not relu_like(node.op) or not isinstance(relaxed, Lines):
+        if not isinstance(relaxed, Lines):
             continue
-        unstable = node.op.unstable(bounds.boxes[node.inputs[0]])
-        if not unstable.any():
+        if relu_like(node.op):
+            unstable = node.op.unstable(bounds.boxes[node.inputs[0]])
+            s0 = np.broadcast_to(node.op.slopes[0], unstable.shape)
+            s1 = np.broadcast_to(node.op.slopes[1], unstable.shape)
+            # Stable elements keep their exact line: a range of one slope.
+            ranges = {"slope": (unstable, s0, s1, relaxed.lower_slope)}
+        elif isinstance(node.op, SShaped):
+            ranges = _tangent_ranges(node.op, bounds.boxes[node.inputs[0]])
+        else:
             continue
-        s0 = np.broadcast_to(node.op.slopes[0], unstable.shape)
-        s1 = np.broadcast_to(node.op.slopes[1], unstable.shape)
-        # Stable elements keep their exact line: a range of one slope.
-        low[node.output] = np.where(unstable, s0, relaxed.lower_slope)[:, None, :]
-        high[node.output] = np.where(unstable, s1, relaxed.lower_slope)[:, None, :]
-        start = np.repeat(relaxed.lower_slope[:, None, :], m, axis=1)
-        for i, parent in enumerate(warm or []):
-            previous = (parent or {}).get(node.output)
-            if previous is not None and previous.shape == start.shape[1:]:
-                start[i] = previous
-        values[node.output] = np.clip(start, low[node.output], high[node.output])
-    return Slopes(values, low, high)
+        for kind, (free, low, high, start) in ranges.items():
+            if free.any():
+                key = (node.output, kind)
+                slopes.low[key] = np.where(free, low, start)[:, None, :]
+                slopes.high[key] = np.where(free, high, start)[:, None, :]
+                slopes.values[key] = _start(start, m, key, warm, slopes)
+    return slopes
 
 
-def sloped(bounds: GraphBounds, slopes: Slopes) -> GraphBounds:
-    """The bounds with the optimised tensors' relaxations replaced by the slopes' lines."""
+def _tangent_ranges(op: SShaped, box) -> dict:
+    """Lower tangent points in [l, min(u, 0)] where l < 0, upper in [max(l, 0), u] where
+    u > 0 (SShaped.tangent_lines); starts: the midpoint (convex or concave) or the point
+    CROWN's pinned line uses (mixed)."""
+    lo, hi = box
+    middle = 0.5 * lo + 0.5 * hi
+    with np.errstate(all="ignore"):
+        low_start = op._bisect(np.minimum(lo, 0.0), np.zeros_like(lo), hi, lower=True)
+        high_start = op._bisect(np.zeros_like(hi), np.maximum(hi, 0.0), lo, lower=False)
+    low_start = np.where(hi <= 0.0, middle, low_start)
+    high_start = np.where(lo >= 0.0, middle, high_start)
+    finite = np.isfinite(lo) & np.isfinite(hi) & (lo < hi)
+    return {
+        "low": (finite & (lo < 0.0), lo, np.minimum(hi, 0.0), np.nan_to_num(low_start)),
+        "high": (finite & (hi > 0.0), np.maximum(lo, 0.0), hi, np.nan_to_num(high_start)),
+    }
+
+
+def _start(start, m: int, key, warm: list[dict] | None, slopes: Slopes) -> np.ndarray:
+    values = np.repeat(start[:, None, :], m, axis=1)
+    for i, parent in enumerate(warm or []):
+        previous = (parent or {}).get(key)
+        if previous is not None and previous.shape == values.shape[1:]:
+            values[i] = previous
+    return np.clip(np.nan_to_num(values), slopes.low[key], slopes.high[key])
+
+
+def sloped(net: GraphNetwork, bounds: GraphBounds, slopes: Slopes) -> GraphBounds:
+    """The bounds with the optimised ops' relaxations replaced by the parameters' lines."""
     relaxed = dict(bounds.relaxed)
-    for name, s in slopes.values.items():
-        lines = bounds.relaxed[name]
-        assert isinstance(lines, Lines)
-        relaxed[name] = SlopedLines(s, lines.upper_slope, lines.upper_icpt, lines.magnitude)
+    for node in net.nodes:
+        if (node.output, "slope") in slopes.values:
+            relaxed[node.output] = _relu_lines(bounds, node, slopes)
+        elif (node.output, "low") in slopes.values or (node.output, "high") in slopes.values:
+            relaxed[node.output] = _tangent_lines(bounds, node, slopes)
     return replace(bounds, relaxed=relaxed, node_coeffs={})
+
+
+def _relu_lines(bounds: GraphBounds, node, slopes: Slopes) -> SlopedLines:
+    lines = bounds.relaxed[node.output]
+    s = slopes.values[(node.output, "slope")]
+    upper = [np.broadcast_to(a[:, None, :], s.shape) for a in (lines.upper_slope, lines.upper_icpt)]
+    return SlopedLines(s, np.zeros_like(s), *upper, lines.magnitude)
+
+
+def _tangent_lines(bounds: GraphBounds, node, slopes: Slopes) -> SlopedLines:
+    """Tangent lines at the parameters where free, CROWN's lines elsewhere; a non-finite
+    line falls back to CROWN's (itself guarded to constant lines)."""
+    lines = bounds.relaxed[node.output]
+    lo, hi = (b[:, None, :] for b in bounds.boxes[node.inputs[0]])
+    crown = [a[:, None, :] for a in (lines.lower_slope, lines.lower_icpt)]
+    crown += [a[:, None, :] for a in (lines.upper_slope, lines.upper_icpt)]
+    d_low = slopes.values.get((node.output, "low"), lo)
+    d_high = slopes.values.get((node.output, "high"), hi)
+    with np.errstate(all="ignore"):
+        (ls, li), (us, ui) = node.op.tangent_lines(lo, hi, d_low, d_high)
+    free_low = (lo < 0.0) & np.isfinite(ls) & np.isfinite(li) & ((node.output, "low") in slopes.low)
+    free_high = (hi > 0.0) & np.isfinite(us) & np.isfinite(ui)
+    free_high &= (node.output, "high") in slopes.low
+    if (node.output, "low") in slopes.low:
+        free_low &= slopes.high[(node.output, "low")] > slopes.low[(node.output, "low")]
+    if (node.output, "high") in slopes.low:
+        free_high &= slopes.high[(node.output, "high")] > slopes.low[(node.output, "high")]
+    shape = np.broadcast_shapes(np.shape(d_low), np.shape(d_high), crown[0].shape)
+    pick = lambda free, a, b: np.broadcast_to(np.where(free, a, b), shape)  # noqa: E731
+    return SlopedLines(
+        pick(free_low, ls, crown[0]),
+        pick(free_low, li, crown[1]),
+        pick(free_high, us, crown[2]),
+        pick(free_high, ui, crown[3]),
+        lines.magnitude,
+    )
 
 
 def optimise(
@@ -136,7 +207,7 @@ def optimise(
     for step in range(1, steps + 1):
         if deadline is not None and time.monotonic() > deadline:
             break
-        trial = sloped(bounds, slopes)
+        trial = sloped(net, bounds, slopes)
         record: dict[str, np.ndarray] = {}
         with np.errstate(invalid="ignore", over="ignore"):
             value, _, corner = back_substitute(net, trial, net.bound_output, rows, record)
@@ -163,7 +234,8 @@ def _adam(slopes: Slopes, grads: dict[str, np.ndarray], moments: dict, step: int
         first[...] = b1 * first + (1 - b1) * g
         second[...] = b2 * second + (1 - b2) * g * g
         size = first / (1 - b1**step) / (np.sqrt(second / (1 - b2**step)) + 1e-12)
-        moved = slopes.values[name] + LEARNING_RATE * size
+        scale = slopes.high[name] - slopes.low[name]  # 1 for ReLU: steps across the range
+        moved = slopes.values[name] + LEARNING_RATE * scale * size
         slopes.values[name] = np.clip(moved, slopes.low[name], slopes.high[name])
 
 
@@ -173,16 +245,43 @@ def _gradients(
     record: dict[str, np.ndarray],
     corner: np.ndarray,
     slopes: Slopes,
-) -> dict[str, np.ndarray]:
-    """dV/ds for every free slope, from the adjoints A_t (see the module's docstring)."""
+) -> dict:
+    """dV/dp for every free parameter, from the adjoints A_t (see the module's docstring)."""
     adjoint = adjoints(net, trial, record, corner)
     grads = {}
     for node in net.nodes:
-        if node.output in slopes.values:
-            coeffs = record.get(node.output, np.zeros_like(slopes.values[node.output]))
-            grad = np.maximum(coeffs, 0.0) * adjoint[node.inputs[0]]
-            grads[node.output] = np.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        coeffs = record.get(node.output)
+        for kind in ("slope", "low", "high"):
+            key = (node.output, kind)
+            if key not in slopes.values:
+                continue
+            if coeffs is None:
+                grads[key] = np.zeros_like(slopes.values[key])
+                continue
+            x = adjoint[node.inputs[0]]
+            if kind == "slope":
+                grad = np.maximum(coeffs, 0.0) * x
+            else:
+                grad = _tangent_gradient(node.op, trial, node, kind, slopes.values[key], x)
+                grad = grad * (
+                    np.maximum(coeffs, 0.0) if kind == "low" else np.minimum(coeffs, 0.0)
+                )
+            grads[key] = np.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     return grads
+
+
+def _tangent_gradient(op: SShaped, trial: GraphBounds, node, kind: str, d, x) -> np.ndarray:
+    """d/dd of the tangent line's value at x: f''(d) (x - d), or f''(d) (x - far) where the
+    line is pinned at the far end (the intercept of SShaped.tangent_lines is the smaller,
+    resp. larger, of the two)."""
+    lo, hi = (b[:, None, :] for b in trial.boxes[node.inputs[0]])
+    far = hi if kind == "low" else lo
+    with np.errstate(all="ignore"):
+        slope = op.derivative(d)
+        tangent = op.evaluate(d) - slope * d
+        pinned = op.evaluate(far) - slope * far
+        at_far = pinned < tangent if kind == "low" else pinned > tangent
+        return op.second_derivative(d) * (x - np.where(at_far, far, d))
 
 
 def adjoints(
@@ -210,8 +309,8 @@ def _line_value(relaxed, ins: list[np.ndarray], coeffs: np.ndarray | None) -> np
     if coeffs is None:  # never reached by the walk: no line was used, any value will do
         coeffs = np.zeros((*ins[0].shape[:2], _out_size(relaxed, ins)))
     if isinstance(relaxed, SlopedLines):
-        low = relaxed.lower_slope * ins[0]
-        high = relaxed.upper_slope[:, None, :] * ins[0] + relaxed.upper_icpt[:, None, :]
+        low = relaxed.lower_slope * ins[0] + relaxed.lower_icpt
+        high = relaxed.upper_slope * ins[0] + relaxed.upper_icpt
         return np.where(coeffs > 0.0, low, high)
     if isinstance(relaxed, Lines):
         x = ins[0]
