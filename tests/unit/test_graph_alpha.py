@@ -139,7 +139,9 @@ def test_any_slope_in_range_is_sound(name: str) -> None:
             t = rng.choice([0.0, 1.0, rng.random()], size=slopes.values[key].shape)
             slopes.values[key] = lo + t * (hi - lo)
         with np.errstate(all="ignore"):
-            value, _, _ = back_substitute(net, sloped(net, bounds, slopes), net.bound_output, ROWS[None])
+            value, _, _ = back_substitute(
+                net, sloped(net, bounds, slopes), net.bound_output, ROWS[None]
+            )
         assert_below_truth(net, value[0], lower, upper, rng)
 
 

@@ -135,8 +135,10 @@ class GraphCaseSearch:
         # graph certificate does not carry them (as the chain's intermediate slopes): off
         # where certificates are re-checked (optimise_intermediate off, the service's
         # workers), so that a graph holds there checks at the first try.
-        self.slopes = ctx.optimise_bounds and ctx.optimise_intermediate and any(
-            alpha.relu_like(n.op) or isinstance(n.op, SShaped) for n in self.net.nodes
+        self.slopes = (
+            ctx.optimise_bounds
+            and ctx.optimise_intermediate
+            and any(alpha.relu_like(n.op) or isinstance(n.op, SShaped) for n in self.net.nodes)
         )
         self.maxes = any(isinstance(n.op, MaxOf) for n in self.net.nodes)
 
