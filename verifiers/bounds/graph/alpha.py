@@ -35,7 +35,7 @@ from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma
 
-STEPS = 12
+STEPS = 16
 LEARNING_RATE = 0.25
 BETAS = (0.9, 0.999)
 
@@ -83,9 +83,14 @@ class Slopes:
 
 
 def free_slopes(
-    net: GraphNetwork, bounds: GraphBounds, m: int, warm: list[dict] | None = None
+    net: GraphNetwork,
+    bounds: GraphBounds,
+    m: int,
+    warm: list[dict] | None = None,
+    tangents: bool = True,
 ) -> Slopes:
-    """Start: CROWN's lines, or a parent region's parameters where it has them."""
+    """Start: CROWN's lines, or a parent region's parameters where it has them.
+    `tangents`: S-shaped ops' tangent points are free too (else their lines stay CROWN's)."""
     slopes = Slopes({}, {}, {})
     for node in net.nodes:
         relaxed = bounds.relaxed.get(node.output)
@@ -97,7 +102,7 @@ def free_slopes(
             s1 = np.broadcast_to(node.op.slopes[1], unstable.shape)
             # Stable elements keep their exact line: a range of one slope.
             ranges = {"slope": (unstable, s0, s1, relaxed.lower_slope)}
-        elif isinstance(node.op, SShaped):
+        elif isinstance(node.op, SShaped) and tangents:
             ranges = _tangent_ranges(node.op, bounds.boxes[node.inputs[0]])
         else:
             continue
@@ -191,6 +196,7 @@ def optimise(
     deadline: float | None = None,
     warm: list[dict] | None = None,
     steps: int = STEPS,
+    tangents: bool = True,
 ) -> tuple[np.ndarray, list[dict]]:
     """Per region and row (batch, m): the best sound lower bound of rows . bound_output over
     the slopes tried (never below `bounds.objective_lower`, the plain bound), and per region
@@ -199,7 +205,7 @@ def optimise(
     rows = np.array(np.broadcast_to(rows, (batch, *rows.shape[-2:])), dtype=np.float64)
     m = rows.shape[1]
     best = bounds.objective_lower.copy()
-    slopes = free_slopes(net, bounds, m, warm)
+    slopes = free_slopes(net, bounds, m, warm, tangents)
     if not slopes.values:
         return best, [{} for _ in range(batch)]
     chosen = {name: s.copy() for name, s in slopes.values.items()}
