@@ -50,7 +50,8 @@ class Options:
     optimise_bounds: bool = True
     # Optimise the root's intermediate bounds too. Their slopes are not in the certificate
     # (one set per neuron), so the checker cannot re-derive what rests on them: off where
-    # certificates are re-checked (the service's workers).
+    # certificates are re-checked (the service's workers). The graph engine's optimised
+    # slopes (not in its certificate either) follow this too.
     optimise_intermediate: bool = True
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from tests.unit.test_graph_verify import at_least, residual, s_shaped, sampled_r
 from verifiers.bounds.graph import GraphNetwork, graph_bounds
 from verifiers.bounds.graph.backsub import back_substitute
 from verifiers.bounds.graph.ops.linear import Alias, Linear
+from verifiers.bounds.graph.ops.maxes import MaxOf
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.components import OnnxComponent
@@ -59,10 +60,24 @@ def exact_values(net: GraphNetwork, x: np.ndarray) -> dict[str, list[Fraction]]:
                 out.append(Fraction(float(slope)) * v + Fraction(float(icpt)))
         elif isinstance(op, SShaped):
             out = [_exact_sshaped(op.name, v) for v in ins[0]]
+        elif isinstance(op, MaxOf):
+            out = _exact_max(op, ins)
         else:
             raise AssertionError(type(op))
         values[node.output] = out
     return values
+
+
+def _exact_max(op: MaxOf, ins: list[list[Fraction]]) -> list[Fraction]:
+    sign = -1 if op.negate else 1
+    out = []
+    for j in range(op.index[0].shape[0]):
+        candidates = [sign * vec[k] for vec, index in zip(ins, op.index, strict=True)
+                      for k in index[j] if k >= 0]  # fmt: skip
+        if op.const is not None:
+            candidates.append(Fraction(float(op.const[j])))
+        out.append(sign * max(candidates))
+    return out
 
 
 def _exact_sshaped(name: str, x: Fraction) -> Fraction:

@@ -110,9 +110,17 @@ class SShaped:
         nearly passes through (u, f(u)), but any d is sound: the intercept is the smaller of
         the tangent's (lowered by REL * f'(d) * (u - l)) and f(u) - slope * u. The upper line
         mirrors it, tangent at some d in [0, u] and at least f(l) at l."""
-        width = np.maximum(hi - lo, 0.0)
         low_d = self._bisect(np.minimum(lo, 0.0), np.zeros_like(lo), hi, lower=True)
         high_d = self._bisect(np.zeros_like(hi), np.maximum(hi, 0.0), lo, lower=False)
+        return self.tangent_lines(lo, hi, low_d, high_d)
+
+    def tangent_lines(self, lo, hi, low_d, high_d):
+        """The lines of `_pinned` tangent at given points (any shapes that broadcast): the
+        lower one sound for low_d in [l, min(u, 0)] (l < 0), the upper for high_d in
+        [max(l, 0), u] (u > 0); on a convex (concave) interval f minus the tangent is
+        >= 0 throughout, so taking the smaller (larger) intercept keeps it sound there too.
+        The optimised slopes (bounds/graph/alpha.py) move these points."""
+        width = np.maximum(hi - lo, 0.0)
         lines = []
         for d, far, sign in ((low_d, hi, -1.0), (high_d, lo, 1.0)):
             slope, f_d, f_far = self.derivative(d), self.evaluate(d), self.evaluate(far)
@@ -125,6 +133,11 @@ class SShaped:
             else:
                 lines.append((slope, push_up(np.maximum(tangent, at_far), size)))
         return lines[0], lines[1]
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """f'' (for the optimiser's gradient only: no bound rests on it)."""
+        f, d = self.evaluate(x), self.derivative(x)
+        return d * (1.0 - 2.0 * f) if self.name == "Sigmoid" else -2.0 * f * d
 
     def _bisect(self, a: np.ndarray, b: np.ndarray, far: np.ndarray, lower: bool) -> np.ndarray:
         """A tangent point in [a, b] whose tangent line passes near (far, f(far))."""
