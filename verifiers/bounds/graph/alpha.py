@@ -210,8 +210,11 @@ def optimise(
         return best, [{} for _ in range(batch)]
     chosen = {name: s.copy() for name, s in slopes.values.items()}
     moments = {name: (np.zeros_like(s), np.zeros_like(s)) for name, s in slopes.values.items()}
+    last_step_s = 0.0
     for step in range(1, steps + 1):
-        if deadline is not None and time.monotonic() > deadline:
+        started = time.monotonic()
+        # A step on a large batch can take a second: none starts that would end past it.
+        if deadline is not None and started + last_step_s > deadline:
             break
         trial = sloped(net, bounds, slopes)
         record: dict[str, np.ndarray] = {}
@@ -225,6 +228,7 @@ def optimise(
             break
         grads = _gradients(net, trial, record, corner, slopes)
         _adam(slopes, grads, moments, step)
+        last_step_s = time.monotonic() - started
     found: list[dict] = [{} for _ in range(batch)]
     for name, s in chosen.items():
         for i in range(batch):
