@@ -3,7 +3,8 @@
 A `linear-bound` leaf names a row whose exact linear lower bound beats its half-space (with
 a proof's optimised slopes and split multipliers, if it carries them); a
 `linear-combination` leaf weighs rows and the region's phases; an `lp-phases` leaf splits
-on more phases and gives each piece Lagrange multipliers. The certificate's numbers only
+on more phases and gives each piece Lagrange multipliers (read by multipliers.py; the pieces
+of one tree are bounded together, a row each). The certificate's numbers only
 say which argument to make, never what a bound is (docs/certificate.md).
 """
 
