@@ -170,3 +170,18 @@ def test_version_2_certificates_still_check():
     flat = copy.deepcopy(certificate)
     flat["version"] = 2
     assert not _check(source, text, flat).valid
+
+
+def test_version_2_pieces_on_differently_ordered_relus_check_one_at_a_time():
+    """A version-2 tree whose pieces list their ReLUs differently (here: one piece's triples
+    reversed, the same multipliers) cannot share one batch: it is checked piece by piece."""
+    source, text, certificate = _lp_instance()
+    old = as_version_2(certificate)
+    roots = {}
+    for root, piece in _pieces(old):
+        roots.setdefault(id(root), []).append(piece)
+    several = [p for p in roots.values() if len(p) >= 2]
+    assert several, "no LP tree with two pieces"
+    several[0][0]["lambda"].reverse()
+    report = _check(source, text, old)
+    assert report.valid, report.message

@@ -153,8 +153,6 @@ class Prover:
             _weights(node.get("mu"), len(conjunction.halfspaces), label)
             if not here.crossed():  # a piece whose bounds cross holds no input
                 pieces.append((node, here, label))
-        if relus is None:  # version 2: each piece names its own ReLUs
-            return all(self.lp_pieces(conjunction, [piece], None) for piece in pieces)
         return self.lp_pieces(conjunction, pieces, relus)
 
     def lp_pieces(self, conjunction, pieces, relus) -> bool:
@@ -187,14 +185,26 @@ class Prover:
             except multipliers.BadMultipliers as exc:
                 raise Invalid(f"{label}: {exc}") from None
             overrides.append(given)
-        batch = _stacked([region for _, region, _ in pieces])
-        own = np.arange(len(pieces))
+        regions = [region for _, region, _ in pieces]
+        shared = _rows_of(overrides)
+        if shared is None:  # version 2 pieces on different ReLUs: one at a time
+            return all(
+                self.beaten([coeffs[i]], [rhs[i]], [regions[i]], overrides[i])
+                for i in range(len(pieces))
+            )
+        return self.beaten(coeffs, rhs, regions, shared)
+
+    def beaten(self, coeffs, rhs, regions, overrides) -> bool:
+        """Whether each row's exact lower bound on its region, with the given multipliers,
+        is above its rhs."""
+        batch = _stacked(regions)
+        own = np.arange(len(regions))
         g, g_exps, c, c_exps = lg.lower_linear(
-            self.net, batch, len(self.net.layers) - 1, rows.dyadic(coeffs), _rows_of(overrides), own
+            self.net, batch, len(self.net.layers) - 1, rows.dyadic(coeffs), overrides, own
         )
         least, exps = lg.box_minimum(g, g_exps, c, c_exps, batch.lower, batch.upper, own)
         return all(
-            exact.to_fraction(int(least[i]), int(exps[i])) > rhs[i] for i in range(len(pieces))
+            exact.to_fraction(int(least[i]), int(exps[i])) > rhs[i] for i in range(len(regions))
         )
 
 
@@ -212,13 +222,20 @@ def _stacked(regions) -> lg.Region:
     return lg.Region(lower, np.stack([r.upper for r in regions]), bounds, errors)
 
 
-def _rows_of(overrides: list[dict]) -> dict:
-    """Per-piece overrides on the same neurons as one per layer: (neurons, a row each)."""
+def _rows_of(overrides: list[dict]) -> dict | None:
+    """Per-piece overrides on the same neurons as one per layer: (neurons, a row each);
+    None when the pieces' neurons differ (version 2 allows that)."""
     if len(overrides) == 1:
         return overrides[0]
+    first = overrides[0]
+    for given in overrides[1:]:
+        if given.keys() != first.keys():
+            return None
+        if any(not np.array_equal(given[k][0], first[k][0]) for k in first):
+            return None
     return {
         k: (neurons, np.stack([given[k][1] for given in overrides]))
-        for k, (neurons, _) in overrides[0].items()
+        for k, (neurons, _) in first.items()
     }
 
 
