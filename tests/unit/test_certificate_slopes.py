@@ -67,7 +67,7 @@ def test_a_leaf_only_optimised_slopes_prove_checks():
     source, text, result = _instance()
     assert result.verdict.value == "holds"
     certificate = result.certificate
-    assert certificate["version"] == 2
+    assert certificate["version"] == 3
     assert any("slopes" in p for p in _proofs(certificate))
     assert _check(source, text, copy.deepcopy(certificate)).valid
     stripped = copy.deepcopy(certificate)

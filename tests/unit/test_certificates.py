@@ -326,7 +326,7 @@ def test_malformed_certificates_fail_closed():
         lambda c: c["cases"][0].update(tree={"leaf": "linear-bound", "proofs": "row"}),
         lambda c: c["cases"][0].update(tree={"split": "relu", "layer": 7, "neuron": 0}),
         lambda c: c["cases"][0].update(tree={"leaf": "oracle-says-so"}),
-        lambda c: c.update(version=3),  # 1 and 2 exist
+        lambda c: c.update(version=4),  # 1 to 3 exist
     ):
         tampered = copy.deepcopy(certificate)
         change(tampered)

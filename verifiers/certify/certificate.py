@@ -18,7 +18,8 @@ from verifiers.search.region import Leaf
 from verifiers.spec.property import Property
 
 FORMAT = "proofwell-certificate"
-VERSION = 2  # 2: row proofs may carry optimised slopes and split multipliers
+VERSION = 3  # 2: row proofs may carry optimised slopes and split multipliers; 3: an LP
+# tree lists its ReLUs once and its pieces give flat multiplier lists, short ones
 
 
 def certificate(

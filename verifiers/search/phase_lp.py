@@ -27,6 +27,7 @@ import numpy as np
 from verifiers.bounds.rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.model.restricted import restrict
+from verifiers.search import phase_evidence
 
 
 class PhaseOutcome(Enum):
@@ -77,6 +78,9 @@ class PhaseSearch:
         self.err = np.array([u.err for u in unstable])
         self.alpha = np.array([u.alpha for u in unstable])
         self.where = [(u.layer, u.index) for u in unstable]
+        # The certificate lists the ReLUs per layer, ascending; multipliers in that order.
+        self.order = np.array(sorted(range(self.k), key=self.where.__getitem__), dtype=np.int64)
+        self.relu_layers = len(network.relu_layers)
         self.pre_lower = np.array([u.lower for u in unstable])
         self.pre_upper = np.array([u.upper for u in unstable])
         self.box_lower, self.box_upper = lower, upper
@@ -113,15 +117,25 @@ class PhaseSearch:
                 layer, neuron = self.where[split]
                 stack.append((*_active(low, high, split), (*path, ("relu", layer, neuron, 0))))
                 stack.append((*_inactive(low, high, split), (*path, ("relu", layer, neuron, 1))))
-            proofs.append(_tree(pieces))
+            proofs.append({"relus": self.relus(), **_tree(pieces)})
         return PhaseAnswer(PhaseOutcome.REFUTED, [], lps, proofs)
 
-    def dual_evidence(self, weights: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+    def relus(self) -> list[list[int]]:
+        """Per ReLU layer, the neurons the pieces' multipliers are for (ascending)."""
+        out: list[list[int]] = [[] for _ in range(self.relu_layers)]
+        for i in self.order:
+            layer, neuron = self.where[i]
+            out[layer].append(int(neuron))
+        return out
+
+    def dual_evidence(self, weights: np.ndarray, low: np.ndarray, high: np.ndarray, unsafe) -> dict:
         """A refuted piece as the certificate states it: the weights of the unsafe rows (mu)
-        and, per unstable ReLU, the multiplier of its pre-activation (lambda) that the
-        combination passes down the network: minus the weight of p in the ReLU's rows
-        (p >= lo, p <= hi, r >= p, r >= alpha p, r <= slope p + c). The checker re-evaluates
-        the Lagrangian with these in exact arithmetic, on its own bounds."""
+        and, per unstable ReLU (in the order of relus()), the multiplier of its
+        pre-activation (lambda) that the combination passes down the network: minus the
+        weight of p in the ReLU's rows (p >= lo, p <= hi, r >= p, r >= alpha p,
+        r <= slope p + c). The checker re-evaluates the Lagrangian with these in exact
+        arithmetic, on its own bounds; they are written short where that still proves the
+        piece (phase_evidence.py)."""
         k = self.k
         w = [weights[b * k : (b + 1) * k] for b in range(5)]
         open_ = (low < 0.0) & (high > 0.0)
@@ -131,13 +145,9 @@ class PhaseSearch:
         )
         slope = np.where(low >= 0.0, 1.0, np.where(high <= 0.0, self.alpha, chord))
         p_weight = w[0] - w[1] - w[2] - self.alpha * w[3] + slope * w[4]
-        return {
-            "mu": [float(v) for v in weights[5 * k :]],
-            "lambda": [
-                [int(layer), int(neuron), float(-v)]
-                for (layer, neuron), v in zip(self.where, p_weight, strict=True)
-            ],
-        }
+        proof = phase_evidence.evidence(self, unsafe, weights[5 * k :], -p_weight, low, high)
+        proof["lambda"] = [proof["lambda"][i] for i in self.order]
+        return proof
 
     def finite(self) -> bool:
         """Every number the LPs would use is finite. An overflowed bound or composition gives
@@ -288,7 +298,9 @@ class _Solver:
             if weights.sum() > 0.0 and self.search.certified(
                 weights / weights.sum(), rows, consts, scale, var_lower, var_upper
             ):
-                self.evidence = self.search.dual_evidence(weights / weights.sum(), low, high)
+                self.evidence = self.search.dual_evidence(
+                    weights / weights.sum(), low, high, self.unsafe
+                )
                 return None
         return point
 

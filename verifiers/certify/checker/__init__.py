@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from verifiers.certify.checker.check import Invalid, Report, check
 
-# 2: certificate format v2, float64 intermediate bounds; 3: graph-engine certificates
-CHECKER_VERSION = "proofwell-checker 3"
+# 2: certificate format v2, float64 intermediate bounds; 3: graph-engine certificates;
+# 4: certificate format v3 (compact LP multipliers), an LP tree's pieces bounded together
+CHECKER_VERSION = "proofwell-checker 4"
 
 __all__ = ["CHECKER_VERSION", "Invalid", "Report", "check", "check_files", "check_model"]
 

@@ -26,7 +26,7 @@ from verifiers.certify.checker.leaves import Invalid, Prover, neuron
 from verifiers.certify.checker.smt import cvc5_answer, query
 
 FORMAT = "proofwell-certificate"
-VERSIONS = (1, 2)  # 2 adds a row proof's slopes and split multipliers
+VERSIONS = (1, 2, 3)  # 2 adds a row proof's slopes and split multipliers, 3 compact LP ones
 
 
 class OutOfTime(Exception):
@@ -84,7 +84,7 @@ def _check(certificate, network, prop, model_sha256, on_progress, budget_s) -> R
 
     def walk() -> None:
         walker.margin = read_header(certificate, prop, model_sha256)
-        walker.prover = Prover(walker.net, walker.margin)
+        walker.prover = Prover(walker.net, walker.margin, certificate["version"])
         walker.total = sum(_count(entry["tree"]) for entry, _ in read_cases(certificate, prop))
         for entry, case in read_cases(certificate, prop):
             walker.case(entry, case)

@@ -3,7 +3,8 @@
 A `linear-bound` leaf names a row whose exact linear lower bound beats its half-space (with
 a proof's optimised slopes and split multipliers, if it carries them); a
 `linear-combination` leaf weighs rows and the region's phases; an `lp-phases` leaf splits
-on more phases and gives each piece Lagrange multipliers. The certificate's numbers only
+on more phases and gives each piece Lagrange multipliers (read by multipliers.py; the pieces
+of one tree are bounded together, a row each). The certificate's numbers only
 say which argument to make, never what a bound is (docs/certificate.md).
 """
 
@@ -14,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifiers.certify.checker import exact, optimised, rows
+from verifiers.certify.checker import exact, multipliers, optimised, rows
 from verifiers.certify.checker import lagrangian as lg
 
 
@@ -35,9 +36,10 @@ def neuron(net: lg.ExactNetwork, node, name) -> tuple[int, int]:
 class Prover:
     """Proves linear and LP leaves on a region, for one network and margin."""
 
-    def __init__(self, net: lg.ExactNetwork, margin: Fraction) -> None:
+    def __init__(self, net: lg.ExactNetwork, margin: Fraction, version: int = 3) -> None:
         self.net = net
         self.margin = margin
+        self.version = version  # 3: an LP tree lists its ReLUs once (multipliers.py)
 
     def row_bound(self, coeffs, k, region, overrides=None, optimised=None):
         """Exact lower bound of coeffs . z_k as Fractions: (input coefficients, constant)."""
@@ -118,9 +120,16 @@ class Prover:
     # LP leaves
 
     def lp_tree(self, conjunction, tree, region, phases, name) -> bool:
-        stack = [(tree, region, list(phases), name + " lp")]
+        relus = None
+        if self.version >= 3:
+            try:
+                relus = multipliers.Relus.read(tree.get("relus"), self.net.sizes)
+            except multipliers.BadMultipliers as exc:
+                raise Invalid(f"{name} lp: {exc}") from None
+        pieces = []  # (piece, its region, its name): bounded together below
+        stack = [(tree, region, name + " lp")]
         while stack:
-            node, here, node_phases, label = stack.pop()
+            node, here, label = stack.pop()
             if not isinstance(node, dict):
                 raise Invalid(f"{label}: a phase split is missing a case")
             if "split" in node:
@@ -135,61 +144,99 @@ class Prover:
                         lo[j] = max(lo[j], 0.0)
                     else:
                         hi[j] = min(hi[j], 0.0)
-                    child_region = here.with_bounds(k, lo, hi)
-                    stack.append((child, child_region, [*node_phases, (k, j, active)], label + tag))
+                    stack.append((child, here.with_bounds(k, lo, hi), label + tag))
                 continue
             if node.get("empty") is True:
-                if not any(np.any(lo > hi) for lo, hi in here.bounds):
+                if not here.crossed():
                     return False
                 continue
-            if not self.lp_piece(conjunction, node, here, label):
-                return False
-        return True
+            _weights(node.get("mu"), len(conjunction.halfspaces), label)
+            if not here.crossed():  # a piece whose bounds cross holds no input
+                pieces.append((node, here, label))
+        return self.lp_pieces(conjunction, pieces, relus)
 
-    def lp_piece(self, conjunction, node, region, label) -> bool:
-        mu = _weights(node.get("mu"), len(conjunction.halfspaces), label)
-        if any(np.any(lo > hi) for lo, hi in region.bounds):
+    def lp_pieces(self, conjunction, pieces, relus) -> bool:
+        """Whether every piece's Lagrangian bound beats its combination of half-spaces: one
+        exact back-substitution for them all (a row each, on its own region)."""
+        if not pieces:
             return True
-        combined = [
-            sum(
-                (
-                    Fraction(w) * h.coeffs[i]
-                    for w, h in zip(mu, conjunction.halfspaces, strict=True)
-                ),
-                Fraction(0),
+        halfspaces = conjunction.halfspaces
+        coeffs, rhs, overrides = [], [], []
+        for node, _, label in pieces:
+            mu = [Fraction(w) for w in _weights(node.get("mu"), len(halfspaces), label)]
+            combined = [
+                sum((w * h.coeffs[i] for w, h in zip(mu, halfspaces, strict=True)), Fraction(0))
+                for i in range(len(halfspaces[0].coeffs))
+            ]
+            scale = rows.scale([combined])
+            coeffs.append([v * scale for v in combined])
+            rhs.append(
+                scale
+                * sum(
+                    (w * (h.rhs + self.margin) for w, h in zip(mu, halfspaces, strict=True)),
+                    Fraction(0),
+                )
             )
-            for i in range(len(conjunction.halfspaces[0].coeffs))
-        ]
-        scale = rows.scale([combined])
-        overrides = self.overrides(node.get("lambda"), float(scale), label)
-        g, g_exps, c, c_exps = self.row_bound(
-            [[v * scale for v in combined]], len(self.net.layers) - 1, region, overrides
-        )
-        least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper)
-        rhs = sum(
-            (
-                Fraction(w) * (h.rhs + self.margin)
-                for w, h in zip(mu, conjunction.halfspaces, strict=True)
-            ),
-            Fraction(0),
-        )
-        return exact.to_fraction(int(least[0]), int(exps[0])) > rhs * scale
+            try:
+                if relus is None:
+                    given = multipliers.triples(node.get("lambda"), self.net.sizes, float(scale))
+                else:
+                    given = relus.overrides(node.get("lambda"), float(scale))
+            except multipliers.BadMultipliers as exc:
+                raise Invalid(f"{label}: {exc}") from None
+            overrides.append(given)
+        regions = [region for _, region, _ in pieces]
+        shared = _rows_of(overrides)
+        if shared is None:  # version 2 pieces on different ReLUs: one at a time
+            return all(
+                self.beaten([coeffs[i]], [rhs[i]], [regions[i]], overrides[i])
+                for i in range(len(pieces))
+            )
+        return self.beaten(coeffs, rhs, regions, shared)
 
-    def overrides(self, entries, scale: float, label):
-        if not isinstance(entries, list):
-            raise Invalid(f"{label}: lambda is not a list")
-        by_layer: dict[int, tuple[list[int], list[float]]] = {}
-        for entry in entries:
-            if not (isinstance(entry, list) and len(entry) == 3):
-                raise Invalid(f"{label}: a multiplier is not [layer, neuron, value]")
-            k, j = neuron(self.net, {"layer": entry[0], "neuron": entry[1]}, label)
-            value = entry[2]
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise Invalid(f"{label}: a multiplier is not a finite number")
-            by_layer.setdefault(k, ([], []))
-            by_layer[k][0].append(j)
-            by_layer[k][1].append(float(value) * scale)
-        return {k: (np.array(js), np.array(vs)) for k, (js, vs) in by_layer.items()}
+    def beaten(self, coeffs, rhs, regions, overrides) -> bool:
+        """Whether each row's exact lower bound on its region, with the given multipliers,
+        is above its rhs."""
+        batch = _stacked(regions)
+        own = np.arange(len(regions))
+        g, g_exps, c, c_exps = lg.lower_linear(
+            self.net, batch, len(self.net.layers) - 1, rows.dyadic(coeffs), overrides, own
+        )
+        least, exps = lg.box_minimum(g, g_exps, c, c_exps, batch.lower, batch.upper, own)
+        return all(
+            exact.to_fraction(int(least[i]), int(exps[i])) > rhs[i] for i in range(len(regions))
+        )
+
+
+def _stacked(regions) -> lg.Region:
+    """Single regions as one batch (a row each)."""
+    errors = [
+        None if regions[0].errors[k] is None else np.stack([r.errors[k] for r in regions])
+        for k in range(len(regions[0].errors))
+    ]
+    bounds = [
+        (np.stack([r.bounds[k][0] for r in regions]), np.stack([r.bounds[k][1] for r in regions]))
+        for k in range(len(regions[0].bounds))
+    ]
+    lower = np.stack([r.lower for r in regions])
+    return lg.Region(lower, np.stack([r.upper for r in regions]), bounds, errors)
+
+
+def _rows_of(overrides: list[dict]) -> dict | None:
+    """Per-piece overrides on the same neurons as one per layer: (neurons, a row each);
+    None when the pieces' neurons differ (version 2 allows that)."""
+    if len(overrides) == 1:
+        return overrides[0]
+    first = overrides[0]
+    for given in overrides[1:]:
+        if given.keys() != first.keys():
+            return None
+        if any(not np.array_equal(given[k][0], first[k][0]) for k in first):
+            return None
+    return {
+        k: (neurons, np.stack([given[k][1] for given in overrides]))
+        for k, (neurons, _) in first.items()
+    }
 
 
 def _weights(values, n: int, name) -> list[float]:
