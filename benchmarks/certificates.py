@@ -5,7 +5,8 @@
 
 Every `holds` instance of ../shared/benchmarks/acasxu (expected.csv) is verified in this
 process with one worker (the search's own seconds are the production time; CPU seconds of
-both are reported too, steadier on a loaded machine), its certificate
+both are reported too, steadier on a loaded machine; instances that produce in under 2 s
+are timed as the fastest of 3 runs), its certificate
 written to JSON (the size is that of the file), then re-checked by the independent checker
 (verifiers/certify/checker). Targets: every certificate under 10 MB, checking no slower than
 producing. Never run by the tests.
@@ -38,39 +39,63 @@ def holding(props: set[str] | None, nets: set[str] | None) -> list[tuple[str, st
     return out
 
 
+# Sub-second instances are timed as the fastest of a few runs: a single run of each swings
+# by tens of percent with the machine's other work (timer noise, not the checker).
+SHORT_S = 2.0
+REPEATS = 3
+
+
 def run(onnx_name: str, vnnlib: str, timeout: float) -> dict:
-    from verifiers.certify.checker import check
-    from verifiers.components import OnnxComponent
     from verifiers.model import load_model
-    from verifiers.options import Options
     from verifiers.spec import load_property
-    from verifiers.verify import verify
 
     source = (SHARED / onnx_name).read_bytes()
     prop = load_property(SHARED / vnnlib)
-    cpu = time.process_time()
-    result = verify(OnnxComponent(source), prop, Options(timeout_s=timeout, workers=1))
-    produce_cpu = time.process_time() - cpu
-    row = {"onnx": onnx_name, "vnnlib": vnnlib, "verdict": result.verdict.value}
-    row["produce_s"] = round(result.stats.seconds, 3)
-    row["produce_cpu_s"] = round(produce_cpu, 3)
+    row = {"onnx": onnx_name, "vnnlib": vnnlib}
+    result, produce_s, produce_cpu = produce(source, prop, timeout)
+    row["verdict"] = result.verdict.value
     if result.certificate is None:
         return row
     text = json.dumps(result.certificate, separators=(",", ":"))
     row["size_kb"] = round(len(text) / 1024, 1)
     row["leaves"] = sum(result.certificate["leaves"].values())
     model = load_model(source)
-    started, cpu = time.monotonic(), time.process_time()
-    report = check(json.loads(text), model.network, prop, model.sha256)
-    row["check_s"] = round(time.monotonic() - started, 3)
-    row["check_cpu_s"] = round(time.process_time() - cpu, 3)
+    report, check_s, check_cpu = check_once(text, model, prop)
+    if produce_s < SHORT_S:
+        for _ in range(REPEATS - 1):
+            _, again_s, again_cpu = produce(source, prop, timeout)
+            produce_s, produce_cpu = min(produce_s, again_s), min(produce_cpu, again_cpu)
+            _, again_s, again_cpu = check_once(text, model, prop)
+            check_s, check_cpu = min(check_s, again_s), min(check_cpu, again_cpu)
+    row["produce_s"], row["produce_cpu_s"] = round(produce_s, 3), round(produce_cpu, 3)
+    row["check_s"], row["check_cpu_s"] = round(check_s, 3), round(check_cpu, 3)
     row["valid"] = report.valid
-    row["ratio"] = round(row["check_s"] / max(row["produce_s"], 1e-3), 2)
+    row["ratio"] = round(check_s / max(produce_s, 1e-3), 2)
     # CPU seconds too: on a shared machine wall time swings with the other processes' load
-    row["cpu_ratio"] = round(row["check_cpu_s"] / max(row["produce_cpu_s"], 1e-3), 2)
+    row["cpu_ratio"] = round(check_cpu / max(produce_cpu, 1e-3), 2)
     if not report.valid:
         row["message"] = report.message
     return row
+
+
+def produce(source: bytes, prop, timeout: float):
+    """The verdict with its certificate, the search's own seconds and the CPU seconds."""
+    from verifiers.components import OnnxComponent
+    from verifiers.options import Options
+    from verifiers.verify import verify
+
+    cpu = time.process_time()
+    result = verify(OnnxComponent(source), prop, Options(timeout_s=timeout, workers=1))
+    return result, result.stats.seconds, time.process_time() - cpu
+
+
+def check_once(text: str, model, prop):
+    """The checker's report on the certificate's JSON text, wall and CPU seconds."""
+    from verifiers.certify.checker import check
+
+    started, cpu = time.monotonic(), time.process_time()
+    report = check(json.loads(text), model.network, prop, model.sha256)
+    return report, time.monotonic() - started, time.process_time() - cpu
 
 
 def main() -> None:
