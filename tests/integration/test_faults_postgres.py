@@ -84,6 +84,9 @@ def test_a_result_survives_a_database_outage(
     thread.start()
     try:
         wait_for(lambda: jobs.get(job_id).status.value == "running", 30, "running")
+        # Claimed is not yet started: the worker reads the model after claiming, and a cut
+        # before that leaves the job to its lease (another test's case, not this one's).
+        wait_for(lambda: job_id in worker.children, 30, "started in a child")
         proxy.cut()  # the job finishes while the database is away
         wait_for(lambda: len(worker.pending) == 1, 60, "kept in memory")
         time.sleep(outage_s)
