@@ -240,6 +240,7 @@ class _Walker(Walk):
         proved = rows.proved_by_rows(
             self.net, batch, [nodes[i].tree for i in easy], easy, case, self.margin
         )
+        proved |= self.proved_tightened(nodes, batch, [i for i in easy if i not in proved], case)
         below = []
         for i, n in enumerate(nodes):
             region, empty = batch.one(i), bool(crossed[i])
@@ -256,6 +257,46 @@ class _Walker(Walk):
                     chain = (*n.chain, (n.lower, n.upper, n.phases, n.name))
                     below.append(_Node(child, lo, hi, phases, region.bounds, n.name + tag, chain))
         return below
+
+    def proved_tightened(self, nodes, batch, retry: list[int], case) -> set[int]:
+        """Of the leaves `retry`, those proved by their rows after what `leaf_with_retries`
+        tries next, done for the whole level at once rather than a region at a time: one
+        more tightening pass; then the region bounded afresh with every neuron tightened,
+        twice. A region left with no input by either needs no proof."""
+        done: set[int] = set()
+        if retry:
+            phases = [list(nodes[i].phases) for i in retry]
+            again, crossed = lg.tighten_again_batch(self.net, batch, retry, phases)
+            done |= self._rows_hold(nodes, again, retry, crossed, case)
+        rest = [i for i in retry if i not in done]
+        if rest:
+            phases = [list(nodes[i].phases) for i in rest]
+            lower = np.stack([nodes[i].lower for i in rest])
+            upper = np.stack([nodes[i].upper for i in rest])
+            parents = (
+                [
+                    (
+                        np.stack([nodes[i].parent[k][0] for i in rest]),
+                        np.stack([nodes[i].parent[k][1] for i in rest]),
+                    )
+                    for k in range(len(self.net.sizes))
+                ]
+                if nodes[rest[0]].parent is not None
+                else None
+            )
+            fresh, crossed = lg.batch_bounds(self.net, lower, upper, parents, phases, True)
+            whole = list(range(len(rest)))
+            again, crossed2 = lg.tighten_again_batch(self.net, fresh, whole, phases, True)
+            done |= self._rows_hold(nodes, again, rest, crossed | crossed2, case)
+        return done
+
+    def _rows_hold(self, nodes, batch, indices: list[int], crossed, case) -> set[int]:
+        """Of the leaves `indices` (row j of `batch` each), those whose rows prove them or
+        whose region holds no input."""
+        trees = [nodes[i].tree for i in indices]
+        rows_j = list(range(len(indices)))
+        found = rows.proved_by_rows(self.net, batch, trees, rows_j, case, self.margin)
+        return {i for j, i in enumerate(indices) if j in found or crossed[j]}
 
     def bounds(self, nodes, parents):
         return lg.batch_bounds(

@@ -393,6 +393,25 @@ def tighten_again(
     return again.one(0), crossed
 
 
+def tighten_again_batch(
+    net: ExactNetwork, region: Region, rows: list[int], phases, every: bool = False
+) -> tuple[Region, np.ndarray]:
+    """tighten_again on regions `rows` of a batch at once (`phases`: theirs, in order):
+    the new batch (a row each) and which of them hold no input."""
+    idx = np.array(rows, dtype=np.int64)
+    again = Region(region.lower[idx], region.upper[idx])
+    crossed = np.zeros(len(rows), dtype=bool)
+    for k in range(len(net.alphas)):
+        again.errors.append(_layer_error(net, again, k))
+        lo, hi = (b[idx] for b in region.bounds[k])
+        if k > 0:
+            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, phases, k)
+        again.bounds.append(snap_pair(lo, hi))
+        crossed |= np.any(lo > hi, axis=1)
+    again.errors.append(_layer_error(net, again, len(net.alphas)))
+    return again, crossed
+
+
 def _clip(lo, hi, parent, phases, k):
     """Rows of bounds intersected with the enclosing regions' and each row's phases."""
     if parent is not None:
