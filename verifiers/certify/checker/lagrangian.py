@@ -380,17 +380,10 @@ def tighten_again(
 ) -> tuple[Region, bool]:
     """One more pass of linear tightening of one region, each layer with the tighter
     bounds before it."""
-    again = Region(region.lower[None, :], region.upper[None, :])
-    crossed = False
-    for k in range(len(net.alphas)):
-        again.errors.append(_layer_error(net, again, k))
-        lo, hi = (b[None, :] for b in region.bounds[k])
-        if k > 0:
-            lo, hi = _clip(*_tighten(net, again, k, lo, hi, every), None, [phases], k)
-        again.bounds.append(snap_pair(lo, hi))
-        crossed = crossed or bool(np.any(lo > hi))
-    again.errors.append(_layer_error(net, again, len(net.alphas)))
-    return again.one(0), crossed
+    bounds = [(lo[None, :], hi[None, :]) for lo, hi in region.bounds]
+    single = Region(region.lower[None, :], region.upper[None, :], bounds)
+    again, crossed = tighten_again_batch(net, single, [0], [phases], every)
+    return again.one(0), bool(crossed[0])
 
 
 def tighten_again_batch(
