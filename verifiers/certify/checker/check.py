@@ -240,7 +240,10 @@ class _Walker(Walk):
         proved = rows.proved_by_rows(
             self.net, batch, [nodes[i].tree for i in easy], easy, case, self.margin
         )
-        proved |= self.proved_tightened(nodes, batch, [i for i in easy if i not in proved], case)
+        by_rows = [
+            i for i in easy if i not in proved and nodes[i].tree.get("leaf") == "linear-bound"
+        ]
+        proved |= self.proved_tightened(nodes, batch, by_rows, case)
         below = []
         for i, n in enumerate(nodes):
             region, empty = batch.one(i), bool(crossed[i])
