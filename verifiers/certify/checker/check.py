@@ -20,8 +20,8 @@ from fractions import Fraction
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from verifiers.certify.checker import exact, rows
 from verifiers.certify.checker import lagrangian as lg
-from verifiers.certify.checker import rows
 from verifiers.certify.checker.leaves import Invalid, Prover, neuron
 from verifiers.certify.checker.smt import cvc5_answer, query
 
@@ -195,6 +195,26 @@ class Walk:
             self.on_progress(self.done, self.total)
 
 
+def split_children(node, name) -> tuple[list, str]:
+    """A split's two children and its kind (a split must have exactly two)."""
+    children = node.get("children")
+    if not isinstance(children, list) or len(children) != 2:
+        raise Invalid(f"{name}: a split must have exactly its two cases")
+    return children, node["split"]
+
+
+def input_halves(node, lo, hi, name):
+    """The two boxes of an input split: ((lo, hi with dim up to at), (lo from at, hi))."""
+    dim, at = node.get("dim"), node.get("at")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < lo.size:
+        raise Invalid(f"{name}: input split on no input dimension ({dim!r})")
+    if not exact.is_number(at) or not lo[dim] <= at <= hi[dim]:
+        raise Invalid(f"{name}: input split point {at!r} outside the region")
+    left_hi, right_lo = hi.copy(), lo.copy()
+    left_hi[dim] = right_lo[dim] = float(at)
+    return (lo, left_hi), (right_lo, hi)
+
+
 class _Walker(Walk):
     def __init__(self, network, prop, on_progress):
         super().__init__(on_progress)
@@ -224,17 +244,8 @@ class _Walker(Walk):
             self.tick()
             if not isinstance(node.tree, dict) or ("split" in node.tree) == ("leaf" in node.tree):
                 raise Invalid(f"{node.name}: a split is missing a case (no split or leaf here)")
-        parents = None
-        if nodes[0].parent is not None:  # only a case's root has none, alone on its level
-            parents = [
-                (
-                    np.stack([n.parent[k][0] for n in nodes]),
-                    np.stack([n.parent[k][1] for n in nodes]),
-                )
-                for k in range(len(self.net.sizes))
-            ]
         leaves = ["leaf" in n.tree for n in nodes]
-        batch, crossed = self.bounds(nodes, parents)
+        batch, crossed = self.bounds(nodes, self.parents(nodes))
         # Most leaves are a row each; they are bounded together first, exactly.
         easy = [i for i, n in enumerate(nodes) if leaves[i] and not crossed[i]]
         proved = rows.proved_by_rows(
@@ -271,27 +282,27 @@ class _Walker(Walk):
             phases = [list(nodes[i].phases) for i in retry]
             again, crossed = lg.tighten_again_batch(self.net, batch, retry, phases)
             done |= self._rows_hold(nodes, again, retry, crossed, case)
-        rest = [i for i in retry if i not in done]
-        if rest:
-            phases = [list(nodes[i].phases) for i in rest]
-            lower = np.stack([nodes[i].lower for i in rest])
-            upper = np.stack([nodes[i].upper for i in rest])
-            parents = (
-                [
-                    (
-                        np.stack([nodes[i].parent[k][0] for i in rest]),
-                        np.stack([nodes[i].parent[k][1] for i in rest]),
-                    )
-                    for k in range(len(self.net.sizes))
-                ]
-                if nodes[rest[0]].parent is not None
-                else None
-            )
+        unproved = [i for i in retry if i not in done]
+        if unproved:
+            rest = [nodes[i] for i in unproved]
+            phases = [list(n.phases) for n in rest]
+            lower, upper = np.stack([n.lower for n in rest]), np.stack([n.upper for n in rest])
+            parents = self.parents(rest)
             fresh, crossed = lg.batch_bounds(self.net, lower, upper, parents, phases, True)
             whole = list(range(len(rest)))
             again, crossed2 = lg.tighten_again_batch(self.net, fresh, whole, phases, True)
-            done |= self._rows_hold(nodes, again, rest, crossed | crossed2, case)
+            done |= self._rows_hold(nodes, again, unproved, crossed | crossed2, case)
         return done
+
+    def parents(self, nodes: list[_Node]):
+        """The enclosing regions' bounds of `nodes`, stacked per layer (None for a case's
+        root, which has none and is alone on its level)."""
+        if nodes[0].parent is None:
+            return None
+        return [
+            (np.stack([n.parent[k][0] for n in nodes]), np.stack([n.parent[k][1] for n in nodes]))
+            for k in range(len(self.net.sizes))
+        ]
 
     def _rows_hold(self, nodes, batch, indices: list[int], crossed, case) -> set[int]:
         """Of the leaves `indices` (row j of `batch` each), those whose rows prove them or
@@ -342,21 +353,12 @@ class _Walker(Walk):
         return region, False
 
     def split(self, node, lo, hi, phases, name):
-        children = node.get("children")
-        if not isinstance(children, list) or len(children) != 2:
-            raise Invalid(f"{name}: a split must have exactly its two cases")
-        kind = node["split"]
+        children, kind = split_children(node, name)
         if kind == "input":
-            dim, at = node.get("dim"), node.get("at")
-            if not isinstance(dim, int) or not 0 <= dim < lo.size:
-                raise Invalid(f"{name}: input split on no input dimension ({dim!r})")
-            if not isinstance(at, int | float) or not lo[dim] <= at <= hi[dim]:
-                raise Invalid(f"{name}: input split point {at!r} outside the region")
-            left_hi, right_lo = hi.copy(), lo.copy()
-            left_hi[dim] = right_lo[dim] = float(at)
+            (lo0, hi0), (lo1, hi1) = input_halves(node, lo, hi, name)
             return [
-                (children[0], (lo, left_hi, phases), " 0"),
-                (children[1], (right_lo, hi, phases), " 1"),
+                (children[0], (lo0, hi0, phases), " 0"),
+                (children[1], (lo1, hi1, phases), " 1"),
             ]
         if kind == "relu":
             k, j = self.neuron(node, name)

@@ -20,6 +20,11 @@ from fractions import Fraction
 import numpy as np
 
 
+def is_number(value) -> bool:
+    """A finite JSON number (a bool is not one, though Python counts it an int)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 class NotFinite(ValueError):
     """A number that is not a finite float (a certificate's, or a bound's)."""
 

@@ -16,7 +16,6 @@ split and which row to bound, never what a bound is.
 
 from __future__ import annotations
 
-import math
 import time
 from fractions import Fraction
 
@@ -29,8 +28,10 @@ from verifiers.certify.checker.check import (
     Report,
     Walk,
     _count,
+    input_halves,
     read_cases,
     read_header,
+    split_children,
     walk_to_report,
 )
 from verifiers.certify.checker.graph_net import Net, Unsupported
@@ -115,26 +116,17 @@ class _Walker(Walk):
     # --- splits --------------------------------------------------------------------------
 
     def split(self, node, lo, hi, splits, allowed, name):
-        children = node.get("children")
-        if not isinstance(children, list) or len(children) != 2:
-            raise Invalid(f"{name}: a split must have exactly its two cases")
-        kind = node["split"]
+        children, kind = split_children(node, name)
         if kind == "input":
-            dim, at = node.get("dim"), node.get("at")
-            if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < lo.size:
-                raise Invalid(f"{name}: input split on no input dimension ({dim!r})")
-            if not _number(at) or not lo[dim] <= at <= hi[dim]:
-                raise Invalid(f"{name}: input split point {at!r} outside the region")
-            left_hi, right_lo = hi.copy(), lo.copy()
-            left_hi[dim] = right_lo[dim] = float(at)
+            (lo0, hi0), (lo1, hi1) = input_halves(node, lo, hi, name)
             return [
-                (children[0], (lo, left_hi, splits, allowed), " 0"),
-                (children[1], (right_lo, hi, splits, allowed), " 1"),
+                (children[0], (lo0, hi0, splits, allowed), " 0"),
+                (children[1], (lo1, hi1, splits, allowed), " 1"),
             ]
         if kind == "interval":
             tensor, j = self.element(node, name)
             at = node.get("at")
-            if not _number(at):
+            if not exact.is_number(at):
                 raise Invalid(f"{name}: interval split point {at!r} is not a finite number")
             return [
                 (children[side], (lo, hi, (*splits, (tensor, j, float(at), side)), allowed), tag)
@@ -219,7 +211,3 @@ class _Walker(Walk):
         value = exact.to_fraction(int(ints[0]), int(exps[0]))
         bound = (h.rhs + self.margin) * scale
         return value >= bound if h.strict else value > bound
-
-
-def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

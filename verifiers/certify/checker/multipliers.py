@@ -14,16 +14,14 @@ import math
 
 import numpy as np
 
+from verifiers.certify.checker import exact
+
 
 class BadMultipliers(Exception):
     """The multipliers are malformed; the message names what (the caller adds where)."""
 
 
 Overrides = dict[int, tuple[np.ndarray, np.ndarray]]  # ReLU layer -> (neurons, multipliers)
-
-
-def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 class Relus:
@@ -56,7 +54,7 @@ class Relus:
         """A piece's flat multipliers, times `scale`, per layer."""
         if not (isinstance(values, list) and len(values) == self.total):
             raise BadMultipliers(f"lambda needs one multiplier per listed ReLU ({self.total})")
-        if not all(_number(v) for v in values):
+        if not all(exact.is_number(v) for v in values):
             raise BadMultipliers("a multiplier is not a finite number")
         flat = np.array(values, dtype=np.float64) * scale
         return {

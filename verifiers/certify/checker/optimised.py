@@ -10,10 +10,9 @@ are checked all the same, and a multiplier on a ReLU the region does not split i
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from verifiers.certify.checker import exact
 from verifiers.certify.checker.lagrangian import Optimised
 
 
@@ -37,7 +36,7 @@ def _slopes(layers, sizes, alphas) -> dict[int, np.ndarray]:
     for k, (values, size, alpha) in enumerate(zip(layers, sizes, alphas, strict=True)):
         if not isinstance(values, list) or len(values) != size:
             raise BadNumbers(f"slopes of layer {k}: expected {size} numbers")
-        if not all(_number(v) for v in values):
+        if not all(exact.is_number(v) for v in values):
             raise BadNumbers(f"slopes of layer {k}: not all finite numbers")
         array = np.array(values, dtype=np.float64)
         low, high = min(alpha, 1.0), max(alpha, 1.0)
@@ -59,7 +58,7 @@ def _betas(proof, sizes, phases) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         k, j, beta = entry
         if not (_index(k, len(sizes)) and _index(j, sizes[k])):
             raise BadNumbers(f"betas: no ReLU ({k!r}, {j!r})")
-        if not _number(beta) or beta < 0:
+        if not exact.is_number(beta) or beta < 0:
             raise BadNumbers(f"betas: ({k}, {j}) has no finite multiplier >= 0")
         if (k, j) not in signs:
             raise BadNumbers(f"betas: ({k}, {j}) is not split in this region")
@@ -67,10 +66,6 @@ def _betas(proof, sizes, phases) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         by_layer[k][0].append(j)
         by_layer[k][1].append(float(beta) * signs[(k, j)])
     return {k: (np.array(js), np.array(vs)) for k, (js, vs) in by_layer.items()}
-
-
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _index(v, size: int) -> bool:
