@@ -192,17 +192,23 @@ def test_a_seed_the_walk_never_reaches_is_an_error() -> None:
         back_substitute(net, bounds, "h1", rows, seeds=seeds)
 
 
-@pytest.mark.parametrize("activation", ["Sigmoid", "Tanh", "Relu"])
-@pytest.mark.parametrize("seed", range(2))
-def test_element_split_verdicts_agree_with_sampling(activation: str, seed: int) -> None:
-    """24 inputs (above SSHAPED_INPUT_DIMS): the search splits elements, with multipliers
-    on the S-shaped networks, not the box."""
+def wide_instance(seed: int, activation: str):
+    """A 24-input MLP, a float32 box of width 0.1 in it, and the sampled range of y0 - y1
+    there: (bytes, model, lower, upper, (low, high))."""
     rng = np.random.default_rng(seed)
     data = to_bytes(wide_mlp(rng, activation, 24))
     model = load_model(data)
     lower = rng.uniform(-1, 0, size=24).astype(np.float32).astype(np.float64)
     upper = (lower + 0.1).astype(np.float32).astype(np.float64)
-    low, high = sampled_range(model, lower, upper, rng)
+    return data, model, lower, upper, sampled_range(model, lower, upper, rng)
+
+
+@pytest.mark.parametrize("activation", ["Sigmoid", "Tanh", "Relu"])
+@pytest.mark.parametrize("seed", range(2))
+def test_element_split_verdicts_agree_with_sampling(activation: str, seed: int) -> None:
+    """24 inputs (above SSHAPED_INPUT_DIMS): the search splits elements, with multipliers
+    on the S-shaped networks, not the box."""
+    data, model, lower, upper, (low, high) = wide_instance(seed, activation)
     spread = max(high - low, 1e-3)
     options = Options(timeout_s=30)
     above = verify(OnnxComponent(data), at_least(high + 0.05 * spread, lower, upper), options)
@@ -223,12 +229,7 @@ def test_targeted_falsification_finds_a_replayed_counterexample() -> None:
     from verifiers.search.graph_falsify import GraphFalsifier
     from verifiers.spec.property import Case, Conjunction, HalfSpace
 
-    rng = np.random.default_rng(3)
-    data = to_bytes(wide_mlp(rng, "Tanh", 24))
-    model = load_model(data)
-    lower = rng.uniform(-1, 0, size=24).astype(np.float32).astype(np.float64)
-    upper = (lower + 0.1).astype(np.float32).astype(np.float64)
-    low, high = sampled_range(model, lower, upper, rng)
+    data, model, lower, upper, (low, high) = wide_instance(3, "Tanh")
     threshold = high - 0.1 * max(high - low, 1e-3)
     reachable = at_least(threshold, lower, upper).cases[0]
     never = Conjunction((HalfSpace((Fraction(1), Fraction(-1)), Fraction(-(10**6))),))
@@ -252,12 +253,7 @@ def test_box_split_phase_decides_after_the_element_phase(monkeypatch, share: flo
     from verifiers.search import graph_bab
 
     monkeypatch.setattr(graph_bab, "ELEMENT_SHARE", share)
-    rng = np.random.default_rng(4)
-    data = to_bytes(wide_mlp(rng, "Sigmoid", 24))
-    model = load_model(data)
-    lower = rng.uniform(-1, 0, size=24).astype(np.float32).astype(np.float64)
-    upper = (lower + 0.1).astype(np.float32).astype(np.float64)
-    low, high = sampled_range(model, lower, upper, rng)
+    data, model, lower, upper, (low, high) = wide_instance(4, "Sigmoid")
     spread = max(high - low, 1e-3)
     options = Options(timeout_s=30)
     above = verify(OnnxComponent(data), at_least(high + 0.05 * spread, lower, upper), options)
