@@ -158,8 +158,9 @@ def test_a_step_cut_off_by_the_deadline_is_undone(monkeypatch) -> None:
 
 
 RES_WIDTH, RES_BLOCKS = 256, 3
-# The threshold sits this far from the sampled maximum towards the interval bound: it holds,
-# but the search cannot prove it in seconds.
+# The threshold sits this far from the sampled maximum towards the interval bound: above
+# every sampled output, and too close to it for the search to prove or refute in seconds
+# (a verdict within the timeout fails the test, which is about the timeout).
 FRACTION = 0.01
 
 
