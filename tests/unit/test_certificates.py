@@ -105,7 +105,9 @@ def test_a_certificates_huge_multipliers_give_a_bound_that_still_encloses(value)
     lower, upper = np.full(3, -0.5), np.full(3, 0.5)
     region, _ = lg.region_bounds(net, lower, upper, None, [])
     rows = (np.array([[1, -1]], dtype=np.int64), np.zeros(1, dtype=np.int64))
-    overrides = {1: (np.array([0, 3]), np.array([value, -value]))}
+    mask, values = np.zeros((1, 6), dtype=bool), np.zeros((1, 6))
+    mask[0, [0, 3]], values[0, [0, 3]] = True, [value, -value]
+    overrides = {1: (mask, values)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an invalid cast to int64 would warn
         g, g_exps, h, h_exps = lg.lower_linear(net, region, 2, rows, overrides)

@@ -255,6 +255,10 @@ class _Walker(Walk):
             i for i in easy if i not in proved and nodes[i].tree.get("leaf") == "linear-bound"
         ]
         proved |= self.proved_tightened(nodes, batch, by_rows, case)
+        lp = [i for i in easy if nodes[i].tree.get("leaf") == "lp-phases"]
+        proved |= self.prover.lp_leaves(
+            batch, [(nodes[i].tree, i, nodes[i].name) for i in lp], case
+        )
         below = []
         for i, n in enumerate(nodes):
             region, empty = batch.one(i), bool(crossed[i])

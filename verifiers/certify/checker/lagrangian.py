@@ -33,7 +33,7 @@ import numpy as np
 from verifiers.certify.checker import exact, rigorous
 
 Bounds = list[tuple[np.ndarray, np.ndarray]]  # per hidden layer: pre-activation lo, hi
-# hidden layer -> (neurons, lambdas: one row for all regions of a batch, or a row each)
+# hidden layer -> (which neurons of each row are given, their lambdas): (rows, n) each
 Overrides = dict[int, tuple[np.ndarray, np.ndarray]]
 GRID = 46
 
@@ -268,10 +268,10 @@ def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, ove
     if override is not None:
         # The grid must hold a certificate's multipliers too: one far above the row's
         # coefficients would not fit an int64 (the cast would make it garbage).
-        given = np.atleast_2d(override[1])  # one row for all, or a row each
-        if not np.all(np.isfinite(given)):
+        forced = np.where(override[0], override[1], 0.0)
+        if not np.all(np.isfinite(forced)):
             raise exact.NotFinite("a multiplier of the certificate is not finite once scaled")
-        top = np.maximum(top, np.max(np.abs(given), axis=1, initial=0.0))
+        top = np.maximum(top, np.max(np.abs(forced), axis=1, initial=0.0))
     exps = np.where(top > 0, np.frexp(top)[1].astype(np.int64) - GRID, nu.exps)
     active, inactive = lo >= 0.0, hi <= 0.0
     unstable = ~(active | inactive)
@@ -296,10 +296,9 @@ def _relax(nu: exact.Digits, region: Region, hidden: int, own, alpha: float, ove
         lam = np.where(given, scaled, lam)
         general = general | given
     if override is not None:
-        neurons, values = override
-        values = np.atleast_2d(values)
-        lam[:, neurons] = np.rint(np.ldexp(values, -exps[:, None])).astype(np.int64)
-        general[:, neurons] = True
+        scaled = np.rint(np.ldexp(forced, -exps[:, None])).astype(np.int64)
+        lam = np.where(override[0], scaled, lam)
+        general = general | override[0]
     both, b_exp = region.bounds_exactly(hidden)
     term, term_exps = _vertex_terms(
         nu, lam, exps, (lo, hi), alpha, general, (both[0][own], both[1][own], b_exp)

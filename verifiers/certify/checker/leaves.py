@@ -11,6 +11,7 @@ say which argument to make, never what a bound is (docs/certificate.md).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -117,19 +118,53 @@ class Prover:
                 raise Invalid(f"{name}: {exc}") from None
         return out
 
-    # LP leaves
+    # LP leaves: every piece of every tree is a row, bounded on its own region; the rows of
+    # a whole level's leaves are bounded together (lp_leaves), which is where time goes.
 
     def lp_tree(self, conjunction, tree, region, phases, name) -> bool:
+        """Whether an lp-phases proof holds on one region."""
+        batch = region.as_batch()
+        pieces = self.lp_rows(conjunction, tree, batch, 0, name)
+        return pieces is not None and all(self.lp_beaten(batch, pieces))
+
+    def lp_leaves(self, batch: lg.Region, leaves, case) -> set[int]:
+        """Of the lp-phases leaves (tree, region i of `batch`, name), the i of those whose
+        proofs hold on their regions as they are; malformed ones are left to the
+        one-by-one check (check.py), which says what is wrong and tightens before failing."""
+        pieces, candidates = [], set()
+        for tree, i, name in leaves:
+            proofs = tree.get("proofs")
+            if not isinstance(proofs, list) or len(proofs) != len(case.unsafe):
+                continue
+            try:
+                mine = [
+                    self.lp_rows(conjunction, proof, batch, i, name)
+                    for conjunction, proof in zip(case.unsafe, proofs, strict=True)
+                    if isinstance(proof, dict) and "row" not in proof
+                ]
+            except Invalid:
+                continue
+            if len(mine) == len(proofs) and None not in mine:
+                candidates.add(i)
+                pieces += [piece for rows_ in mine for piece in rows_]
+        beaten = self.lp_beaten(batch, pieces)
+        return candidates - {p.owner for p, ok in zip(pieces, beaten, strict=True) if not ok}
+
+    def lp_rows(self, conjunction, tree, batch: lg.Region, owner: int, name):
+        """An LP tree's pieces that may hold input, as rows to bound on region `owner` of
+        `batch`; None when a piece it calls empty is not (its bounds do not cross)."""
         relus = None
         if self.version >= 3:
             try:
                 relus = multipliers.Relus.read(tree.get("relus"), self.net.sizes)
             except multipliers.BadMultipliers as exc:
                 raise Invalid(f"{name} lp: {exc}") from None
-        pieces = []  # (piece, its region, its name): bounded together below
-        stack = [(tree, region, name + " lp")]
+        bounds = [(lo[owner], hi[owner]) for lo, hi in batch.bounds]
+        crossed = any(bool(np.any(lo > hi)) for lo, hi in bounds)  # the region holds no input
+        pieces = []
+        stack = [(tree, (), name + " lp")]
         while stack:
-            node, here, label = stack.pop()
+            node, added, label = stack.pop()
             if not isinstance(node, dict):
                 raise Invalid(f"{label}: a phase split is missing a case")
             if "split" in node:
@@ -137,106 +172,110 @@ class Prover:
                 if not isinstance(children, list) or len(children) != 2:
                     raise Invalid(f"{label}: a phase split must have exactly its two cases")
                 k, j = neuron(self.net, node, label)
-                for child, active, tag in ((children[0], True, "+"), (children[1], False, "-")):
-                    lo, hi = here.bounds[k]
-                    lo, hi = lo.copy(), hi.copy()
-                    if active:
-                        lo[j] = max(lo[j], 0.0)
-                    else:
-                        hi[j] = min(hi[j], 0.0)
-                    stack.append((child, here.with_bounds(k, lo, hi), label + tag))
+                stack.append((children[0], (*added, (k, j, True)), label + "+"))
+                stack.append((children[1], (*added, (k, j, False)), label + "-"))
                 continue
             if node.get("empty") is True:
-                if not here.crossed():
-                    return False
+                if not (crossed or _crosses(bounds, added)):
+                    return None
                 continue
             _weights(node.get("mu"), len(conjunction.halfspaces), label)
-            if not here.crossed():  # a piece whose bounds cross holds no input
-                pieces.append((node, here, label))
-        return self.lp_pieces(conjunction, pieces, relus)
+            if not (crossed or _crosses(bounds, added)):  # no input: needs no proof
+                pieces.append(self._piece(conjunction, node, owner, added, relus, label))
+        return pieces
 
-    def lp_pieces(self, conjunction, pieces, relus) -> bool:
-        """Whether every piece's Lagrangian bound beats its combination of half-spaces: one
-        exact back-substitution for them all (a row each, on its own region)."""
-        if not pieces:
-            return True
+    def _piece(self, conjunction, node, owner, added, relus, label) -> Piece:
+        """A piece's row: its multipliers' combination of half-spaces, scaled to dyadic."""
         halfspaces = conjunction.halfspaces
-        coeffs, rhs, overrides = [], [], []
-        for node, _, label in pieces:
-            mu = [Fraction(w) for w in _weights(node.get("mu"), len(halfspaces), label)]
-            combined = [
-                sum((w * h.coeffs[i] for w, h in zip(mu, halfspaces, strict=True)), Fraction(0))
-                for i in range(len(halfspaces[0].coeffs))
+        mu = [Fraction(w) for w in _weights(node.get("mu"), len(halfspaces), label)]
+        combined = [
+            sum((w * h.coeffs[i] for w, h in zip(mu, halfspaces, strict=True)), Fraction(0))
+            for i in range(len(halfspaces[0].coeffs))
+        ]
+        scale = rows.scale([combined])
+        rhs = sum(
+            (w * (h.rhs + self.margin) for w, h in zip(mu, halfspaces, strict=True)), Fraction(0)
+        )
+        try:
+            if relus is None:
+                given = multipliers.triples(node.get("lambda"), self.net.sizes, float(scale))
+            else:
+                given = relus.overrides(node.get("lambda"), float(scale))
+        except multipliers.BadMultipliers as exc:
+            raise Invalid(f"{label}: {exc}") from None
+        return Piece(owner, added, [v * scale for v in combined], scale * rhs, given)
+
+    def lp_beaten(self, batch: lg.Region, pieces: list[Piece]) -> list[bool]:
+        """Whether each piece's exact lower bound, with its multipliers, on its region
+        (the batch's region narrowed by the piece's phases) is above its rhs."""
+        out = []
+        for start in range(0, len(pieces), CHUNK):
+            chunk = pieces[start : start + CHUNK]
+            region, overrides = _narrowed(batch, chunk, self.net.sizes)
+            own = np.arange(len(chunk))
+            g, g_exps, c, c_exps = lg.lower_linear(
+                self.net,
+                region,
+                len(self.net.layers) - 1,
+                rows.dyadic([p.coeffs for p in chunk]),
+                overrides,
+                own,
+            )
+            least, exps = lg.box_minimum(g, g_exps, c, c_exps, region.lower, region.upper, own)
+            out += [
+                exact.to_fraction(int(least[i]), int(exps[i])) > p.rhs for i, p in enumerate(chunk)
             ]
-            scale = rows.scale([combined])
-            coeffs.append([v * scale for v in combined])
-            rhs.append(
-                scale
-                * sum(
-                    (w * (h.rhs + self.margin) for w, h in zip(mu, halfspaces, strict=True)),
-                    Fraction(0),
-                )
-            )
-            try:
-                if relus is None:
-                    given = multipliers.triples(node.get("lambda"), self.net.sizes, float(scale))
-                else:
-                    given = relus.overrides(node.get("lambda"), float(scale))
-            except multipliers.BadMultipliers as exc:
-                raise Invalid(f"{label}: {exc}") from None
-            overrides.append(given)
-        regions = [region for _, region, _ in pieces]
-        shared = _rows_of(overrides)
-        if shared is None:  # version 2 pieces on different ReLUs: one at a time
-            return all(
-                self.beaten([coeffs[i]], [rhs[i]], [regions[i]], overrides[i])
-                for i in range(len(pieces))
-            )
-        return self.beaten(coeffs, rhs, regions, shared)
-
-    def beaten(self, coeffs, rhs, regions, overrides) -> bool:
-        """Whether each row's exact lower bound on its region, with the given multipliers,
-        is above its rhs."""
-        batch = _stacked(regions)
-        own = np.arange(len(regions))
-        g, g_exps, c, c_exps = lg.lower_linear(
-            self.net, batch, len(self.net.layers) - 1, rows.dyadic(coeffs), overrides, own
-        )
-        least, exps = lg.box_minimum(g, g_exps, c, c_exps, batch.lower, batch.upper, own)
-        return all(
-            exact.to_fraction(int(least[i]), int(exps[i])) > rhs[i] for i in range(len(regions))
-        )
+        return out
 
 
-def _stacked(regions) -> lg.Region:
-    """Single regions as one batch (a row each)."""
-    errors = [
-        None if regions[0].errors[k] is None else np.stack([r.errors[k] for r in regions])
-        for k in range(len(regions[0].errors))
-    ]
-    bounds = [
-        (np.stack([r.bounds[k][0] for r in regions]), np.stack([r.bounds[k][1] for r in regions]))
-        for k in range(len(regions[0].bounds))
-    ]
-    lower = np.stack([r.lower for r in regions])
-    return lg.Region(lower, np.stack([r.upper for r in regions]), bounds, errors)
+CHUNK = 1024  # LP pieces bounded at once (the exact products' memory stays small)
 
 
-def _rows_of(overrides: list[dict]) -> dict | None:
-    """Per-piece overrides on the same neurons as one per layer: (neurons, a row each);
-    None when the pieces' neurons differ (version 2 allows that)."""
-    if len(overrides) == 1:
-        return overrides[0]
-    first = overrides[0]
-    for given in overrides[1:]:
-        if given.keys() != first.keys():
-            return None
-        if any(not np.array_equal(given[k][0], first[k][0]) for k in first):
-            return None
-    return {
-        k: (neurons, np.stack([given[k][1] for given in overrides]))
-        for k, (neurons, _) in first.items()
-    }
+@dataclass(frozen=True)
+class Piece:
+    """An LP piece as a row: bounded on region `owner` of a batch with the phases `added`."""
+
+    owner: int
+    added: tuple  # (layer, neuron, active) each
+    coeffs: list  # its combination of half-spaces, dyadic
+    rhs: Fraction  # what the row's lower bound must be above
+    overrides: multipliers.Overrides  # its Lagrange multipliers (scaled as the row)
+
+
+def _crosses(bounds, added) -> bool:
+    """Whether a region's bounds (one region, per layer), narrowed by the phases `added`,
+    cross at one of those neurons."""
+    narrowed = {}
+    for k, j, active in added:
+        lo, hi = narrowed.get((k, j), (bounds[k][0][j], bounds[k][1][j]))
+        narrowed[k, j] = (max(lo, 0.0), hi) if active else (lo, min(hi, 0.0))
+    return any(lo > hi for lo, hi in narrowed.values())
+
+
+def _narrowed(batch: lg.Region, pieces: list[Piece], sizes: list[int]):
+    """The pieces' regions as one batch (a row each), and their multipliers as
+    lagrangian's overrides (per layer: which neurons each row gives, the values)."""
+    own = np.array([p.owner for p in pieces], dtype=np.int64)
+    bounds = [(lo[own], hi[own]) for lo, hi in batch.bounds]  # copies
+    for i, piece in enumerate(pieces):
+        for k, j, active in piece.added:
+            lo, hi = bounds[k]
+            if active:
+                lo[i, j] = max(lo[i, j], 0.0)
+            else:
+                hi[i, j] = min(hi[i, j], 0.0)
+    errors = [None if e is None else e[own] for e in batch.errors]
+    region = lg.Region(batch.lower[own], batch.upper[own], bounds, errors)
+    overrides = {}
+    for k in sorted({k for p in pieces for k in p.overrides}):
+        mask = np.zeros((len(pieces), sizes[k]), dtype=bool)
+        values = np.zeros((len(pieces), sizes[k]))
+        for i, piece in enumerate(pieces):
+            if k in piece.overrides:
+                neurons, given = piece.overrides[k]
+                mask[i, neurons], values[i, neurons] = True, given
+        overrides[k] = (mask, values)
+    return region, overrides
 
 
 def _weights(values, n: int, name) -> list[float]:
