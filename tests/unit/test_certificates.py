@@ -40,6 +40,25 @@ def test_exact_products_match_fractions():
             assert exact.to_fraction(int(product[i, j]), int(p_exps[i])) == expected
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_weight_matrix_limbs_add_up_to_its_floats_exactly(seed):
+    """Matrix.of_floats cuts the floats into limbs in int64 (no Python ints): the limbs,
+    weighed by 2**(i bits + exp), add up to each float exactly, over any span of binades,
+    signs, zeros and subnormals."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(9, 5)) * np.exp2(rng.integers(-1070, 1000, size=(9, 5)) // (seed + 1))
+    w[0, :3] = [0.0, -0.0, 5e-324]
+    w[rng.random(w.shape) < 0.2] = 0.0
+    matrix = exact.Matrix.of_floats(w)
+    for i in range(9):
+        for j in range(5):
+            total = sum(
+                Fraction(int(limb[i, j])) * Fraction(2) ** (d * matrix.bits)
+                for d, limb in enumerate(matrix.limbs)
+            )
+            assert total * Fraction(2) ** matrix.exp == Fraction(float(w[i, j]))
+
+
 def test_rounding_is_on_the_safe_side():
     rng = np.random.default_rng(1)
     for _ in range(50):

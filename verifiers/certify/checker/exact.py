@@ -37,6 +37,14 @@ def limb_bits(n: int) -> int:
 def from_floats(values) -> tuple[np.ndarray, int]:
     """Floats exactly, as integers with one common exponent: (ints, exp); int64 when they
     fit in 62 bits, else Python ints."""
+    m, rel, exp = _float_parts(values)
+    if int(rel.max(initial=0)) + 53 <= 62:
+        return m << rel, exp
+    return m.astype(object) << rel.astype(object), exp
+
+
+def _float_parts(values) -> tuple[np.ndarray, np.ndarray, int]:
+    """Floats exactly as m << rel times 2**exp: (m int64 below 2**53, rel >= 0, exp)."""
     a = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise NotFinite("a number is not finite")
@@ -45,17 +53,14 @@ def from_floats(values) -> tuple[np.ndarray, int]:
     shift = e.astype(np.int64) - 53
     nz = m != 0
     if not nz.any():
-        return np.zeros(a.shape, dtype=np.int64), 0
+        return np.zeros(a.shape, dtype=np.int64), np.zeros(a.shape, dtype=np.int64), 0
     # Drop trailing zero bits: a float32 weight has at most 24 significant ones.
     low = np.where(nz, m & -m, 1)
     tz = np.round(np.log2(low.astype(np.float64))).astype(np.int64)
     m = m >> tz
     shift = shift + tz
     exp = int(shift[nz].min())
-    rel = np.where(nz, shift - exp, 0)
-    if int(rel.max()) + 53 <= 62:
-        return m << rel, exp
-    return m.astype(object) << rel.astype(object), exp
+    return m, np.where(nz, shift - exp, 0), exp
 
 
 def fixed(values: np.ndarray, bits: int = 46) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +102,31 @@ class Matrix:
 
     @classmethod
     def of_floats(cls, values: np.ndarray) -> Matrix:
-        return cls(*from_floats(values))
+        """Floats' limbs straight from their mantissas and shifts, in int64: weights span
+        many binades, and their common-exponent integers would be slow Python ints."""
+        m, rel, exp = _float_parts(values)
+        matrix = cls.__new__(cls)
+        matrix.bits, matrix.exp = limb_bits(m.shape[0]), exp
+        matrix.limbs = _shifted_limbs(m, rel, matrix.bits)
+        return matrix
+
+
+def _shifted_limbs(m: np.ndarray, rel: np.ndarray, bits: int) -> list[np.ndarray]:
+    """limbs(m << rel, bits) for int64 m below 2**53 and shifts rel >= 0: limb i holds bits
+    [i bits, (i + 1) bits) of |m| << rel, which is |m| >> (i bits - rel) or |m| << (rel -
+    i bits), masked (int64 shifts keep the low bits, all the mask needs)."""
+    mag, sign = np.abs(m), np.where(m < 0, -1.0, 1.0)
+    length = np.where(mag != 0, np.frexp(mag.astype(np.float64))[1] + rel, 0)  # bit lengths
+    count = max(1, -(-int(length.max(initial=0)) // bits))
+    mask = (1 << bits) - 1
+    out = []
+    for i in range(count):
+        s = i * bits - rel
+        right = mag >> np.clip(s, 0, 63)
+        left = mag << np.clip(-s, 0, bits)
+        part = np.where(s >= 0, right, np.where(-s >= bits, 0, left)) & mask
+        out.append(part.astype(np.float64) * sign)
+    return out
 
 
 def _limb_products(a: np.ndarray, b: Matrix) -> dict[int, np.ndarray]:
