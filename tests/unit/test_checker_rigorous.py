@@ -174,3 +174,29 @@ def test_rigorous_interval_bounds_enclose_the_exact_range():
                 most = sum((max(t) for t in terms), Fraction(float(b[i])))
                 assert Fraction(low[r, i]) <= least and Fraction(high[r, i]) >= most
                 assert float(least) - low[r, i] <= 1e-9 * (1.0 + abs(float(least)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_layers_composition_error_bound_is_above_its_exact_value(seed):
+    """error_bound (float64) is >= weight_err |r| + bias_err computed in Fractions, on rows
+    of magnitudes spanning many binades (where a plain float sum rounds below the exact
+    value about half the time: the test counts that it does, so it has teeth)."""
+    rng = np.random.default_rng(seed)
+    magnitude = np.abs(rng.normal(size=(30, 40))) * 10.0 ** rng.integers(-8, 8, size=(30, 40))
+    err_t = np.abs(rng.normal(size=(40, 7))) * 10.0 ** rng.integers(-16, -8, size=(40, 7))
+    bias_err = np.abs(rng.normal(size=7)) * 1e-14
+    bound = rigorous.error_bound(magnitude, err_t, bias_err)
+    plain = magnitude @ err_t + bias_err
+    below = 0
+    for i in range(30):
+        for j in range(7):
+            exact = sum(
+                (
+                    Fraction(float(a)) * Fraction(float(b))
+                    for a, b in zip(magnitude[i], err_t[:, j])
+                ),
+                Fraction(float(bias_err[j])),
+            )
+            assert Fraction(float(bound[i, j])) >= exact
+            below += Fraction(float(plain[i, j])) < exact
+    assert below > 0

@@ -41,13 +41,8 @@ GRID = 46
 @dataclass(frozen=True)
 class ExactLayer:
     wb: exact.Matrix  # [W | b]: lambda @ wb gives nu and lambda . b at once
-    pos_t: exact.Matrix  # max(W, 0)^T and min(W, 0)^T, for interval bounds
-    neg_t: exact.Matrix
-    bias: tuple[np.ndarray, int]
-    err_t: exact.Matrix | None  # weight_err^T (None: the layer composed exactly)
+    err_t: np.ndarray | None  # weight_err^T (None: the layer composed exactly)
     bias_err: np.ndarray | None
-    n_in: int
-    n_out: int
     w: np.ndarray  # the weights as floats, for rigorous.py's intermediate bounds
     abs_w: np.ndarray
     b: np.ndarray
@@ -58,13 +53,8 @@ class ExactLayer:
         inexact = bool(np.any(layer.weight_err) or np.any(layer.bias_err))
         return cls(
             exact.Matrix.of_floats(np.concatenate([w, layer.bias[:, None]], axis=1)),
-            exact.Matrix.of_floats(np.maximum(w, 0.0).T),
-            exact.Matrix.of_floats(np.minimum(w, 0.0).T),
-            exact.from_floats(layer.bias),
-            exact.Matrix.of_floats(np.asarray(layer.weight_err).T) if inexact else None,
+            np.asarray(layer.weight_err, dtype=np.float64).T if inexact else None,
             np.asarray(layer.bias_err, dtype=np.float64) if inexact else None,
-            w.shape[1],
-            w.shape[0],
             w,
             np.abs(w),
             np.asarray(layer.bias, dtype=np.float64),
@@ -75,19 +65,7 @@ class ExactLayer:
         |r| <= magnitude (rows of magnitudes: one per region)."""
         if self.err_t is None:
             return None
-        m, m_exp = exact.from_floats(magnitude)
-        value, exps = exact.matmul(m, np.full(len(m), m_exp), self.err_t)
-        b, b_exp = exact.from_floats(self.bias_err)
-        total, t_exps = exact.add(
-            value, exps, np.broadcast_to(b, value.shape), np.full(len(m), b_exp)
-        )
-        return _round_matrix(total, t_exps, up=True)
-
-
-def _round_matrix(ints, exps, up: bool) -> np.ndarray:
-    """round_rows for a matrix with one exponent per row."""
-    flat = exact.round_rows(ints.ravel(), np.repeat(exps, ints.shape[1]), up)
-    return flat.reshape(ints.shape)
+        return rigorous.error_bound(magnitude, self.err_t, self.bias_err)
 
 
 @dataclass(frozen=True)

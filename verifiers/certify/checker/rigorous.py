@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifiers.certify.checker.exact import NotFinite
+
 U = 2.0**-53
 UNDER = 2.0**-1020  # per element: an underflow (<= 2**-1022 even flushed to zero) in a few ops
 TINY = 2.0**-960
@@ -95,6 +97,20 @@ def interval(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndar
         high = np.nextafter(high + slack, np.inf)
         finite = np.isfinite(low) & np.isfinite(high)
     return np.where(finite, low, -np.inf), np.where(finite, high, np.inf)
+
+
+def error_bound(magnitude: np.ndarray, err_t: np.ndarray, bias_err: np.ndarray) -> np.ndarray:
+    """Per row, a float >= weight_err r + bias_err for all |r| <= the row's magnitude (err_t
+    = weight_err^T): a sum of n + 1 non-negative terms, so its float value times 1 + G(n + 1)
+    is above the exact one (then stepped up past that product's rounding), plus the
+    products' underflow. An overflow fails closed (exact.NotFinite)."""
+    n = magnitude.shape[1]
+    with np.errstate(all="ignore"):
+        total = (magnitude @ err_t + bias_err) * (1.0 + G(n + 1)) + (n + 1) * UNDER
+        total = np.nextafter(total, np.inf)
+    if not np.all(np.isfinite(total)):
+        raise NotFinite("a layer's composition error bound overflows")
+    return total
 
 
 class _Sum:

@@ -42,22 +42,26 @@ class Target:
 def proved_by_rows(net, batch, trees, indices, case, margin) -> set[int]:
     """Of the leaves `trees` (regions `indices` of the batch), those whose row proofs hold;
     malformed ones are left to the one-by-one check."""
-    targets, owners = [], []
+    targets, owners, which = [], [], {}  # which: half-space -> its target's index
     for tree, i in zip(trees, indices, strict=True):
         wanted = _rows(tree, case)
         if wanted is not None:
-            targets += [Target.of(h, margin) for h in wanted]
-            owners += [i] * len(wanted)
-    if not targets:
+            for h in wanted:
+                if id(h) not in which:
+                    which[id(h)] = len(which)
+                    targets.append(Target.of(h, margin))
+            owners += [(i, which[id(h)]) for h in wanted]
+    if not owners:
         return set()
-    own = np.array(owners)
+    own, row = (np.array(column) for column in zip(*owners, strict=True))
     last = len(net.layers) - 1
-    g, g_exps, h, h_exps = lg.lower_linear(
-        net, batch, last, dyadic([t.coeffs for t in targets]), own=own
-    )
+    ints, exps = dyadic([t.coeffs for t in targets])
+    g, g_exps, h, h_exps = lg.lower_linear(net, batch, last, (ints[row], exps[row]), own=own)
     least, exps = lg.box_minimum(g, g_exps, h, h_exps, batch.lower, batch.upper, own)
-    failed = {owners[r] for r, t in enumerate(targets) if not t.beaten(int(least[r]), int(exps[r]))}
-    return set(owners) - failed
+    failed = {
+        i for r, (i, t) in enumerate(owners) if not targets[t].beaten(int(least[r]), int(exps[r]))
+    }
+    return set(own.tolist()) - failed
 
 
 def _rows(tree, case):
