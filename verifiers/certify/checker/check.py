@@ -46,6 +46,7 @@ class Report:
 
 Progress = Callable[[int, int], None]  # (nodes checked, nodes in all)
 BATCH = 256  # regions bounded together: the products with the weights are shared
+BATCHED = ("linear-bound", "lp-phases")  # leaves proved level-wide (rows.py, leaves.py)
 
 
 @dataclass(frozen=True)
@@ -246,19 +247,11 @@ class _Walker(Walk):
                 raise Invalid(f"{node.name}: a split is missing a case (no split or leaf here)")
         leaves = ["leaf" in n.tree for n in nodes]
         batch, crossed = self.bounds(nodes, self.parents(nodes))
-        # Most leaves are a row each; they are bounded together first, exactly.
+        # Most leaves are a row or a few LP pieces each: bounded together first, exactly.
         easy = [i for i, n in enumerate(nodes) if leaves[i] and not crossed[i]]
-        proved = rows.proved_by_rows(
-            self.net, batch, [nodes[i].tree for i in easy], easy, case, self.margin
-        )
-        by_rows = [
-            i for i in easy if i not in proved and nodes[i].tree.get("leaf") == "linear-bound"
-        ]
-        proved |= self.proved_tightened(nodes, batch, by_rows, case)
-        lp = [i for i in easy if nodes[i].tree.get("leaf") == "lp-phases"]
-        proved |= self.prover.lp_leaves(
-            batch, [(nodes[i].tree, i, nodes[i].name) for i in lp], case
-        )
+        proved = self.hold(nodes, batch, easy, case, at=easy)
+        retry = [i for i in easy if i not in proved and nodes[i].tree.get("leaf") in BATCHED]
+        proved |= self.proved_tightened(nodes, batch, retry, case)
         below = []
         for i, n in enumerate(nodes):
             region, empty = batch.one(i), bool(crossed[i])
@@ -277,7 +270,7 @@ class _Walker(Walk):
         return below
 
     def proved_tightened(self, nodes, batch, retry: list[int], case) -> set[int]:
-        """Of the leaves `retry`, those proved by their rows after what `leaf_with_retries`
+        """Of the leaves `retry`, those proved (rows, LP pieces) after what `leaf_with_retries`
         tries next, done for the whole level at once rather than a region at a time: one
         more tightening pass; then the region bounded afresh with every neuron tightened,
         twice. A region left with no input by either needs no proof."""
@@ -285,7 +278,7 @@ class _Walker(Walk):
         if retry:
             phases = [list(nodes[i].phases) for i in retry]
             again, crossed = lg.tighten_again_batch(self.net, batch, retry, phases)
-            done |= self._rows_hold(nodes, again, retry, crossed, case)
+            done |= self.hold(nodes, again, retry, case, crossed=crossed)
         unproved = [i for i in retry if i not in done]
         if unproved:
             rest = [nodes[i] for i in unproved]
@@ -295,7 +288,7 @@ class _Walker(Walk):
             fresh, crossed = lg.batch_bounds(self.net, lower, upper, parents, phases, True)
             whole = list(range(len(rest)))
             again, crossed2 = lg.tighten_again_batch(self.net, fresh, whole, phases, True)
-            done |= self._rows_hold(nodes, again, unproved, crossed | crossed2, case)
+            done |= self.hold(nodes, again, unproved, case, crossed=crossed | crossed2)
         return done
 
     def parents(self, nodes: list[_Node]):
@@ -308,13 +301,16 @@ class _Walker(Walk):
             for k in range(len(self.net.sizes))
         ]
 
-    def _rows_hold(self, nodes, batch, indices: list[int], crossed, case) -> set[int]:
-        """Of the leaves `indices` (row j of `batch` each), those whose rows prove them or
-        whose region holds no input."""
+    def hold(self, nodes, batch, indices: list[int], case, at=None, crossed=None) -> set[int]:
+        """Of the leaves `indices` (row j of `batch` each, or row at[j]), those whose rows
+        (rows.py) or LP pieces (leaves.py) prove them, or whose region holds no input."""
+        at = list(range(len(indices))) if at is None else at
         trees = [nodes[i].tree for i in indices]
-        rows_j = list(range(len(indices)))
-        found = rows.proved_by_rows(self.net, batch, trees, rows_j, case, self.margin)
-        return {i for j, i in enumerate(indices) if j in found or crossed[j]}
+        found = rows.proved_by_rows(self.net, batch, trees, at, case, self.margin)
+        lp = [(nodes[i].tree, j, nodes[i].name) for i, j in zip(indices, at, strict=True)]
+        found |= self.prover.lp_leaves(batch, lp, case)
+        empty = [False] * len(indices) if crossed is None else crossed
+        return {i for i, j, e in zip(indices, at, empty, strict=True) if j in found or e}
 
     def bounds(self, nodes, parents):
         return lg.batch_bounds(

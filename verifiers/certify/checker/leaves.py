@@ -134,7 +134,9 @@ class Prover:
         pieces, candidates = [], set()
         for tree, i, name in leaves:
             proofs = tree.get("proofs")
-            if not isinstance(proofs, list) or len(proofs) != len(case.unsafe):
+            if tree.get("leaf") != "lp-phases" or not isinstance(proofs, list):
+                continue
+            if len(proofs) != len(case.unsafe):
                 continue
             try:
                 mine = [
