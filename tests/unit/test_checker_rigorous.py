@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -193,10 +194,36 @@ def test_a_layers_composition_error_bound_is_above_its_exact_value(seed):
             exact = sum(
                 (
                     Fraction(float(a)) * Fraction(float(b))
-                    for a, b in zip(magnitude[i], err_t[:, j])
+                    for a, b in zip(magnitude[i], err_t[:, j], strict=True)
                 ),
                 Fraction(float(bias_err[j])),
             )
             assert Fraction(float(bound[i, j])) >= exact
             below += Fraction(float(plain[i, j])) < exact
     assert below > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_bound_on_nus_rounding_covers_it_exactly(seed):
+    """nu~ = fl(lambda W) misses nu = lambda W; what the bounds use of that error is
+    e . z for magnitudes z >= 0, bounded by _NuError.dot (regrouped as |lambda| (|W| z)).
+    Against Fractions: sum_j |nu_j - nu~_j| z_j <= dot(z) + TINY, on weights spanning many
+    binades with cancellation (plain float error is not zero: the test checks that)."""
+    rng = np.random.default_rng(seed)
+    m, n, n_in, regions = 12, 9, 7, 3
+    lam = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-6, 6, size=(m, n))
+    w = rng.normal(size=(n, n_in)) * 10.0 ** rng.integers(-6, 6, size=(n, n_in))
+    own = rng.integers(0, regions, size=m)
+    z = np.abs(rng.normal(size=(regions, n_in))) * 10.0 ** rng.integers(-3, 3, (regions, n_in))
+    layer = SimpleNamespace(abs_w=np.abs(w))  # W as lagrangian.ExactLayer keeps it: nu = lam W
+    bound = rigorous._NuError(layer, np.abs(lam), own).dot(z)
+    nu = lam @ w
+    missed = 0
+    for i in range(m):
+        total = Fraction(0)
+        for j in range(n_in):
+            true = sum(Fraction(float(lam[i, t])) * Fraction(float(w[t, j])) for t in range(n))
+            total += abs(true - Fraction(float(nu[i, j]))) * Fraction(float(z[own[i], j]))
+        assert total <= Fraction(float(bound[i])) + Fraction(rigorous.TINY)
+        missed += total > 0
+    assert missed > 0

@@ -69,17 +69,38 @@ def _lower_bounds(net, region, k, neurons, signs, own) -> np.ndarray:
         acc.add(lam @ layer.b, G(n) * (a_lam @ np.abs(layer.b)) + n * UNDER)
         err = region.errors[index]
         if err is not None:  # the layer composed inexactly: an interval of weights
-            acc.add(np.zeros(m), (a_lam * err[own]).sum(axis=1) * (1.0 + G(n)) + n * UNDER)
+            cost = np.einsum("ij,ij->i", a_lam, err[own])
+            acc.add(np.zeros(m), cost * (1.0 + G(n)) + n * UNDER)
         nu = lam @ layer.w
-        e = G(n) * (a_lam @ layer.abs_w) + n * UNDER
+        error = _NuError(layer, a_lam, own)
         if index == 0:
-            acc.add(*_box_terms(nu, e, region.lower[own], region.upper[own]))
+            acc.add(*_box_terms(nu, error, region.lower, region.upper))
             return acc.lower()
         hidden = index - 1
         lo, hi = region.bounds[hidden]
-        lam, part, slack = _relu_terms(nu, e, lo, hi, own, net.alphas[hidden])
+        lam, part, slack = _relu_terms(nu, error, lo, hi, own, net.alphas[hidden])
         acc.add(part, slack)
     raise AssertionError("unreachable")
+
+
+class _NuError:
+    """The error of nu~ = fl(lambda W): |nu_j - nu~_j| <= e_j = gamma_n (|lambda| |W|)_j plus
+    the products' underflow (n terms). Only sums e . z over a region's magnitudes z >= 0
+    are needed; dot takes them as G(n) |lambda| . (|W| z): the same non-negative terms
+    regrouped (their float rounding, a factor 1 + gamma, is covered by G as above), plus
+    n UNDER per z_j for nu~'s underflow and n_in UNDER per |lambda_i| for |W| z's. One
+    product with |W| per region instead of one per row."""
+
+    def __init__(self, layer, a_lam: np.ndarray, own: np.ndarray) -> None:
+        self.layer, self.a_lam, self.own = layer, a_lam, own
+
+    def dot(self, z: np.ndarray) -> np.ndarray:
+        """Per row, an upper bound of e . z[own] (z: a row of magnitudes per region)."""
+        n, n_in = self.a_lam.shape[1], z.shape[1]
+        weighted = (z @ self.layer.abs_w.T)[self.own]  # |W| z per region, then per row
+        through = np.einsum("ij,ij->i", self.a_lam, weighted)
+        spilled = n_in * UNDER * self.a_lam.sum(axis=1)
+        return G(n) * (through + spilled) + n * UNDER * z.sum(axis=1)[self.own]
 
 
 def interval(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +157,19 @@ class _Sum:
         return np.where(np.isfinite(out), out, -np.inf)
 
 
-def _box_terms(nu, e, lo, hi):
-    """min over the box of nu . x (nu within e of nu~): (part, slack) per row."""
+def _box_terms(nu, error: _NuError, lower, upper):
+    """min over the box of nu . x (nu within e of nu~): (part, slack) per row; the boxes
+    are the regions' (row i of nu on box own[i])."""
     n = nu.shape[1]
-    x_max = np.maximum(np.abs(lo), np.abs(hi))
+    x_max = np.maximum(np.abs(lower), np.abs(upper))
+    lo, hi = lower[error.own], upper[error.own]
     least = np.minimum(nu * lo, nu * hi)
-    errors = e * x_max + G(1) * np.abs(nu) * x_max + UNDER
-    return least.sum(axis=1), errors.sum(axis=1) * (1.0 + G(n)) + G(n) * np.abs(least).sum(axis=1)
+    rounded = G(1) * np.einsum("ij,ij->i", np.abs(nu), x_max[error.own])
+    errors = error.dot(x_max) + rounded + n * UNDER
+    return least.sum(axis=1), errors * (1.0 + G(n)) + G(n) * np.abs(least).sum(axis=1)
 
 
-def _relu_terms(nu, e, lo, hi, own, alpha: float):
+def _relu_terms(nu, error: _NuError, lo, hi, own, alpha: float):
     """CROWN's multipliers for a ReLU layer (from nu~) and the sum over its neurons of the
     least value of nu r - lambda z on their triangles: (lambda, part, slack) per row.
     lo, hi: the regions' bounds (a row each); row i of nu is on region own[i]."""
@@ -166,7 +190,7 @@ def _relu_terms(nu, e, lo, hi, own, alpha: float):
         least = np.minimum(least, 0.0)
         # the vertex values (three roundings each, |lam| <= big |nu| (1 + u)), and nu's
         # error times |r| <= big |z|
-        weight = np.abs(nu) * (2.5 * big * G(3)) + e * big
-        errors = (weight * z_max[own]).sum(axis=1) + under[own]
+        vertices = (2.5 * big * G(3)) * np.einsum("ij,ij->i", np.abs(nu), z_max[own])
+        errors = vertices + big * error.dot(z_max) + under[own]
         slack = errors * (1.0 + G(n)) + G(n) * np.abs(least).sum(axis=1)
     return lam, least.sum(axis=1), slack
