@@ -16,6 +16,7 @@ from tests.onnx_builders import dense_relu_model, to_bytes
 from tests.oracle import exact_maximum
 from verifiers.certify.checker import check, exact
 from verifiers.certify.checker import lagrangian as lg
+from verifiers.certify.checker import regions as rb
 from verifiers.components import OnnxComponent
 from verifiers.model import load_model
 from verifiers.options import Options
@@ -93,7 +94,7 @@ def test_checker_bounds_enclose_sampled_values(seed, alpha):
     lower = rng.uniform(-1.0, 0.0, 3)
     upper = lower + rng.uniform(0.05, 1.0, 3)
     phases = [(0, 1, True)] if seed % 2 else []
-    region, empty = lg.region_bounds(net, lower, upper, None, phases)
+    region, empty = rb.region_bounds(net, lower, upper, None, phases)
     points = rng.uniform(lower, upper, size=(3000, 3))
     pre = network.pre_activations(points)
     inside = np.ones(len(points), dtype=bool)
@@ -122,7 +123,7 @@ def test_a_certificates_huge_multipliers_give_a_bound_that_still_encloses(value)
     network = load_model(to_bytes(dense_relu_model(weights, biases))).network
     net = lg.ExactNetwork.of(network)
     lower, upper = np.full(3, -0.5), np.full(3, 0.5)
-    region, _ = lg.region_bounds(net, lower, upper, None, [])
+    region, _ = rb.region_bounds(net, lower, upper, None, [])
     rows = (np.array([[1, -1]], dtype=np.int64), np.zeros(1, dtype=np.int64))
     mask, values = np.zeros((1, 6), dtype=bool), np.zeros((1, 6))
     mask[0, [0, 3]], values[0, [0, 3]] = True, [value, -value]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from verifiers.certify.checker import lagrangian as lg
+from verifiers.certify.checker import regions as rb
 from verifiers.certify.checker import rigorous
 
 SIZES = [4, 12, 12, 12]
@@ -95,7 +96,7 @@ def _bounds(network, seed):
     rng = np.random.default_rng(seed + 100)
     lower = rng.uniform(-1.0, 0.0, (1, SIZES[0]))
     upper = lower + rng.uniform(0.0, 1.0, (1, SIZES[0]))
-    region, crossed = lg.batch_bounds(net, lower, upper, None, [[]])
+    region, crossed = rb.batch_bounds(net, lower, upper, None, [[]])
     assert not crossed[0]
     assert all(np.all(lo >= 0.0) for lo, _ in region.bounds)  # all active, as built
     k = len(net.sizes) - 1
@@ -137,7 +138,7 @@ def test_huge_bounds_give_sound_bounds_or_none_never_nan():
     network = _active_network(0)
     net = lg.ExactNetwork.of(network)
     lower, upper = -np.ones((1, 4)), np.ones((1, 4))
-    region, _ = lg.batch_bounds(net, lower, upper, None, [[]])
+    region, _ = rb.batch_bounds(net, lower, upper, None, [[]])
     for scale in (1e150, 1e300):
         huge = [(np.full_like(lo, -scale), np.full_like(hi, scale)) for lo, hi in region.bounds]
         wide = lg.Region(region.lower, region.upper, huge, region.errors)

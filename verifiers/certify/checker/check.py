@@ -2,8 +2,8 @@
 
 The walk goes down each case's tree from the case's box: an input split halves the box at
 its point (both halves must be there), a ReLU split keeps the box and adds the phase
-z >= 0 to one child and z <= 0 to the other (both must be there). Every region gets exact
-pre-activation bounds of its own (lagrangian.py), intersected with its parent's, which are
+z >= 0 to one child and z <= 0 to the other (both must be there). Every region gets
+pre-activation bounds of its own (regions.py), intersected with its parent's, which are
 valid on it too. Leaves are then proved from those bounds; the certificate's numbers only
 say which argument to make (a row, combination weights, Lagrange multipliers), never what
 a bound is.
@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from verifiers.certify.checker import exact, rows
 from verifiers.certify.checker import lagrangian as lg
+from verifiers.certify.checker import regions as rb
 from verifiers.certify.checker.leaves import Invalid, Prover, neuron
 from verifiers.certify.checker.smt import cvc5_answer, query
 
@@ -228,7 +229,7 @@ class _Walker(Walk):
 
     def case(self, entry, case) -> None:
         """Walk the case's tree a level at a time: the regions of one level are bounded
-        together (lagrangian.batch_bounds), BATCH at most at once."""
+        together (regions.batch_bounds), BATCH at most at once."""
         index = entry["index"]
         lower = np.array(entry["lower"], dtype=np.float64)
         upper = np.array(entry["upper"], dtype=np.float64)
@@ -277,7 +278,7 @@ class _Walker(Walk):
         done: set[int] = set()
         if retry:
             phases = [list(nodes[i].phases) for i in retry]
-            again, crossed = lg.tighten_again_batch(self.net, batch, retry, phases)
+            again, crossed = rb.tighten_again_batch(self.net, batch, retry, phases)
             done |= self.hold(nodes, again, retry, case, crossed=crossed)
         unproved = [i for i in retry if i not in done]
         if unproved:
@@ -285,9 +286,9 @@ class _Walker(Walk):
             phases = [list(n.phases) for n in rest]
             lower, upper = np.stack([n.lower for n in rest]), np.stack([n.upper for n in rest])
             parents = self.parents(rest)
-            fresh, crossed = lg.batch_bounds(self.net, lower, upper, parents, phases, True)
+            fresh, crossed = rb.batch_bounds(self.net, lower, upper, parents, phases, True)
             whole = list(range(len(rest)))
-            again, crossed2 = lg.tighten_again_batch(self.net, fresh, whole, phases, True)
+            again, crossed2 = rb.tighten_again_batch(self.net, fresh, whole, phases, True)
             done |= self.hold(nodes, again, unproved, case, crossed=crossed | crossed2)
         return done
 
@@ -313,7 +314,7 @@ class _Walker(Walk):
         return {i for i, j, e in zip(indices, at, empty, strict=True) if j in found or e}
 
     def bounds(self, nodes, parents):
-        return lg.batch_bounds(
+        return rb.batch_bounds(
             self.net,
             np.stack([n.lower for n in nodes]),
             np.stack([n.upper for n in nodes]),
@@ -342,9 +343,9 @@ class _Walker(Walk):
         for lo, hi, phases, name in chain:
             key = (name, mode)
             if key not in self.tightened:
-                region, empty = lg.region_bounds(self.net, lo, hi, parent, list(phases), True)
+                region, empty = rb.region_bounds(self.net, lo, hi, parent, list(phases), True)
                 if not empty:
-                    region, empty = lg.tighten_again(self.net, region, list(phases), True)
+                    region, empty = rb.tighten_again(self.net, region, list(phases), True)
                 self.tightened[key] = (region, empty)
             region, empty = self.tightened[key]
             if empty:
@@ -383,7 +384,7 @@ class _Walker(Walk):
         if kind != "empty-split" and self.proved(node, region, case, phases, name):
             return
         # The search may have bounded this region twice (once ahead, once when taken up).
-        again, empty = lg.tighten_again(self.net, region, list(phases))
+        again, empty = rb.tighten_again(self.net, region, list(phases))
         if empty:
             return
         if kind == "empty-split":

@@ -1,6 +1,6 @@
 """Linear lower bounds of pre-activations in float64, with an a-priori rounding bound.
 
-Only the checker's *intermediate* bounds come from here (lagrangian._tighten); a leaf's
+Only the checker's *intermediate* bounds come from here (regions._tighten); a leaf's
 own inequality is evaluated exactly (lagrangian.lower_linear). The argument is
 lagrangian.py's identity: for ANY multipliers lambda_k,
 
