@@ -30,13 +30,12 @@ import numpy as np
 from verifiers.bounds.graph import alpha
 from verifiers.bounds.graph.backsub import DeadlinePassed, GraphBounds, graph_bounds
 from verifiers.bounds.graph.network import GraphNetwork
-from verifiers.bounds.graph.ops.base import Lines
-from verifiers.bounds.graph.ops.maxes import MaxOf, MaxRelaxed
-from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+from verifiers.bounds.graph.ops.maxes import MaxOf
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import proves
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.graph_beta import refine, tighten
+from verifiers.search.graph_branching import GraphBranching
 from verifiers.search.graph_falsify import GraphFalsifier
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 
@@ -110,7 +109,7 @@ def search_graph_case(ctx: SearchContext) -> CaseOutcome:
     return outcome
 
 
-class GraphCaseSearch:
+class GraphCaseSearch(GraphBranching):
     def __init__(self, ctx: SearchContext, box_splits: bool = False) -> None:
         self.ctx = ctx
         self.net: GraphNetwork = ctx.network  # type: ignore[assignment]
@@ -272,11 +271,6 @@ class GraphCaseSearch:
         self.outcome.subproblems += len(regions)
         return bounds, self.scores(bounds.objective_lower), found, slopes
 
-    def allowed(self, region: GraphRegion, node) -> np.ndarray:
-        if region.cases and node.output in region.cases:
-            return region.cases[node.output]
-        return np.ones((self.net.sizes[node.output], node.op.width), dtype=bool)
-
     def scores(self, objective_lower: np.ndarray) -> np.ndarray:
         """Per region: min over unsafe conjunctions of the best half-space's clearance; only a
         finite value > 0 proves (NaN counts as -inf)."""
@@ -307,92 +301,6 @@ class GraphCaseSearch:
         else:
             self.stack.extend(self.split_element(child, *element))
 
-    def split_input(self, child: GraphRegion, bounds: GraphBounds, i: int, open_rows) -> list:
-        width = child.upper - child.lower
-        coeffs = np.abs(bounds.objective_coeffs[i][open_rows]).sum(axis=0)
-        smear = np.where(self.free, np.nan_to_num(coeffs) * width, -1.0)
-        dim = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax(width / self.root_width))
-        middle = 0.5 * (child.lower[dim] + child.upper[dim])
-        left_upper, right_lower = child.upper.copy(), child.lower.copy()
-        left_upper[dim] = right_lower[dim] = middle
-        # Input bounds of the parent stay valid on each half: keep them as `known`.
-        step = ("input", dim, float(middle))
-        return [
-            replace(child, upper=left_upper, path=(*child.path, (*step, 0))),
-            replace(child, lower=right_lower, path=(*child.path, (*step, 1))),
-        ]
-
-    def element_choice(self, bounds: GraphBounds, i: int, open_rows):
-        """The element whose relaxation costs the open rows the most, or None:
-        ("interval", input tensor, index, split point) for an elementwise op, ("case",
-        output tensor, index, candidate) for a Max/MaxPool output."""
-        best, choice = 0.0, None
-        for node in self.net.nodes:
-            relaxed = bounds.relaxed.get(node.output)
-            coeffs = bounds.node_coeffs.get(node.output)
-            if coeffs is None:
-                continue
-            if isinstance(relaxed, MaxRelaxed):
-                merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(relaxed.gap[i])
-                j = int(np.argmax(merit))
-                if merit[j] > best:
-                    best, choice = float(merit[j]), ("case", node.output, j, int(relaxed.b[i, j]))
-                continue
-            if not isinstance(relaxed, Lines):
-                continue
-            name = node.inputs[0]
-            lo, hi = bounds.boxes[name][0][i], bounds.boxes[name][1][i]
-            at = _split_points(node.op, lo, hi)
-            gap = _gap(relaxed, i, at)
-            merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(gap)
-            merit = np.where((lo < at) & (at < hi), merit, 0.0)
-            j = int(np.argmax(merit))
-            if merit[j] > best:
-                best, choice = float(merit[j]), ("interval", name, j, float(at[j]))
-        return choice
-
-    def split_element(self, child: GraphRegion, kind: str, name: str, j: int, at) -> list:
-        if kind == "case":
-            return self.split_case(child, name, j, at)
-        parts = []
-        for upper_part in (False, True):
-            lo, hi = child.known[name][0].copy(), child.known[name][1].copy()  # type: ignore[index]
-            if upper_part:
-                lo[j] = max(lo[j], at)
-            else:
-                hi[j] = min(hi[j], at)
-            known = {**child.known, name: (lo, hi)}  # type: ignore[dict-item]
-            parts.append(
-                replace(
-                    child,
-                    known=known,
-                    share=child.share / 2,
-                    splits=(*child.splits, (name, j, at, upper_part)),
-                    path=(*child.path, ("interval", name, j, float(at), int(upper_part))),
-                )
-            )
-        return parts
-
-    def split_case(self, child: GraphRegion, name: str, j: int, b: int) -> list:
-        """The part of the region where candidate b is the max of output j (the max is then
-        x_b) and the part where the max is taken over the other candidates: they cover it."""
-        node = self.net.nodes[self.net.producer_index[name]]
-        allowed = self.allowed(child, node)
-        # Only output j changes: the other outputs keep their candidates (with none, the
-        # max of an empty set would bound them by -inf).
-        only, without = allowed.copy(), allowed.copy()
-        only[j] = False
-        only[j, b], without[j, b] = True, False
-        return [
-            replace(
-                child,
-                cases={**(child.cases or {}), name: mask},
-                share=child.share / 2,
-                path=(*child.path, ("max", name, j, int(b), side)),
-            )
-            for side, mask in enumerate((only, without))
-        ]
-
     def proof_rows(self, objective_lower: np.ndarray) -> tuple[int, list[dict] | None]:
         """The proved row overall, and per unsafe conjunction the row (counted within it)
         of the half-space whose bound clears it best (the certificate's proofs)."""
@@ -421,20 +329,3 @@ class GraphCaseSearch:
                     proofs,
                 )  # fmt: skip
             )
-
-
-def _split_points(op, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per element: a breakpoint inside (lo, hi) for piecewise-linear ops, else 0 if inside,
-    else the midpoint."""
-    middle = 0.5 * lo + 0.5 * hi
-    if isinstance(op, PiecewiseLinear):
-        at = middle
-        for point in op.breakpoints[::-1]:
-            at = np.where((lo < point) & (point < hi), point, at)
-        return at
-    return np.where((lo < 0.0) & (hi > 0.0), 0.0, middle)
-
-
-def _gap(lines: Lines, i: int, at: np.ndarray) -> np.ndarray:
-    upper = lines.upper_slope[i] * at + lines.upper_icpt[i]
-    return upper - (lines.lower_slope[i] * at + lines.lower_icpt[i])

@@ -1,0 +1,130 @@
+"""Where to split an open region of the graph search (graph_bab.py): the input box along
+one dimension, the input interval of one element of an elementwise non-linear op, or a
+Max/MaxPool output's case. A mixin of GraphCaseSearch: it reads the search's network (`net`)
+and root box (`free`, `root_width`) and the region's bounds (GraphBounds)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from verifiers.bounds.graph.backsub import GraphBounds
+from verifiers.bounds.graph.network import GraphNetwork
+from verifiers.bounds.graph.ops.base import Lines
+from verifiers.bounds.graph.ops.maxes import MaxRelaxed
+from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
+
+
+class GraphBranching:
+    net: GraphNetwork
+    free: np.ndarray
+    root_width: np.ndarray
+
+    def allowed(self, region, node) -> np.ndarray:
+        if region.cases and node.output in region.cases:
+            return region.cases[node.output]
+        return np.ones((self.net.sizes[node.output], node.op.width), dtype=bool)
+
+    def split_input(self, child, bounds: GraphBounds, i: int, open_rows) -> list:
+        width = child.upper - child.lower
+        coeffs = np.abs(bounds.objective_coeffs[i][open_rows]).sum(axis=0)
+        smear = np.where(self.free, np.nan_to_num(coeffs) * width, -1.0)
+        dim = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax(width / self.root_width))
+        middle = 0.5 * (child.lower[dim] + child.upper[dim])
+        left_upper, right_lower = child.upper.copy(), child.lower.copy()
+        left_upper[dim] = right_lower[dim] = middle
+        # Input bounds of the parent stay valid on each half: keep them as `known`.
+        step = ("input", dim, float(middle))
+        return [
+            replace(child, upper=left_upper, path=(*child.path, (*step, 0))),
+            replace(child, lower=right_lower, path=(*child.path, (*step, 1))),
+        ]
+
+    def element_choice(self, bounds: GraphBounds, i: int, open_rows):
+        """The element whose relaxation costs the open rows the most, or None:
+        ("interval", input tensor, index, split point) for an elementwise op, ("case",
+        output tensor, index, candidate) for a Max/MaxPool output."""
+        best, choice = 0.0, None
+        for node in self.net.nodes:
+            relaxed = bounds.relaxed.get(node.output)
+            coeffs = bounds.node_coeffs.get(node.output)
+            if coeffs is None:
+                continue
+            if isinstance(relaxed, MaxRelaxed):
+                merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(relaxed.gap[i])
+                j = int(np.argmax(merit))
+                if merit[j] > best:
+                    best, choice = float(merit[j]), ("case", node.output, j, int(relaxed.b[i, j]))
+                continue
+            if not isinstance(relaxed, Lines):
+                continue
+            name = node.inputs[0]
+            lo, hi = bounds.boxes[name][0][i], bounds.boxes[name][1][i]
+            at = _split_points(node.op, lo, hi)
+            gap = _gap(relaxed, i, at)
+            merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(gap)
+            merit = np.where((lo < at) & (at < hi), merit, 0.0)
+            j = int(np.argmax(merit))
+            if merit[j] > best:
+                best, choice = float(merit[j]), ("interval", name, j, float(at[j]))
+        return choice
+
+    def split_element(self, child, kind: str, name: str, j: int, at) -> list:
+        if kind == "case":
+            return self.split_case(child, name, j, at)
+        parts = []
+        for upper_part in (False, True):
+            lo, hi = child.known[name][0].copy(), child.known[name][1].copy()  # type: ignore[index]
+            if upper_part:
+                lo[j] = max(lo[j], at)
+            else:
+                hi[j] = min(hi[j], at)
+            known = {**child.known, name: (lo, hi)}  # type: ignore[dict-item]
+            parts.append(
+                replace(
+                    child,
+                    known=known,
+                    share=child.share / 2,
+                    splits=(*child.splits, (name, j, at, upper_part)),
+                    path=(*child.path, ("interval", name, j, float(at), int(upper_part))),
+                )
+            )
+        return parts
+
+    def split_case(self, child, name: str, j: int, b: int) -> list:
+        """The part of the region where candidate b is the max of output j (the max is then
+        x_b) and the part where the max is taken over the other candidates: they cover it."""
+        node = self.net.nodes[self.net.producer_index[name]]
+        allowed = self.allowed(child, node)
+        # Only output j changes: the other outputs keep their candidates (with none, the
+        # max of an empty set would bound them by -inf).
+        only, without = allowed.copy(), allowed.copy()
+        only[j] = False
+        only[j, b], without[j, b] = True, False
+        return [
+            replace(
+                child,
+                cases={**(child.cases or {}), name: mask},
+                share=child.share / 2,
+                path=(*child.path, ("max", name, j, int(b), side)),
+            )
+            for side, mask in enumerate((only, without))
+        ]
+
+
+def _split_points(op, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per element: a breakpoint inside (lo, hi) for piecewise-linear ops, else 0 if inside,
+    else the midpoint."""
+    middle = 0.5 * lo + 0.5 * hi
+    if isinstance(op, PiecewiseLinear):
+        at = middle
+        for point in op.breakpoints[::-1]:
+            at = np.where((lo < point) & (point < hi), point, at)
+        return at
+    return np.where((lo < 0.0) & (hi > 0.0), 0.0, middle)
+
+
+def _gap(lines: Lines, i: int, at: np.ndarray) -> np.ndarray:
+    upper = lines.upper_slope[i] * at + lines.upper_icpt[i]
+    return upper - (lines.lower_slope[i] * at + lines.lower_icpt[i])
