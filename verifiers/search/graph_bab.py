@@ -83,6 +83,9 @@ class GraphRegion:
     # The splits from the case's box, for the certificate's tree: ("input", dim, at, side),
     # ("interval", tensor, index, at, side) or ("max", tensor, index, candidate, side).
     path: tuple[tuple, ...] = ()
+    # The first node whose output may differ from the parent's (`known`): the split's; the
+    # nodes before it keep the parent's bounds (graph_bounds' `reuse`). 0: everything anew.
+    changed: int = 0
 
 
 def search_graph_case(ctx: SearchContext) -> CaseOutcome:
@@ -241,9 +244,10 @@ class GraphCaseSearch(GraphBranching):
                 for node in self.net.nodes
                 if isinstance(node.op, MaxOf)
             }
+        reuse = min(r.changed for r in regions) if known is not None else 0
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
-                self.net, lower, upper, self.rows, known, cases, deadline=self.ctx.deadline
+                self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse
             )
         if self.slopes:
             with np.errstate(invalid="ignore", over="ignore"):

@@ -15,6 +15,8 @@ from verifiers.bounds.graph.ops.base import Lines
 from verifiers.bounds.graph.ops.maxes import MaxRelaxed
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 
+CHORD_GRID = 15  # interior grid points for an S-shaped op's split point
+
 
 class GraphBranching:
     net: GraphNetwork
@@ -37,8 +39,8 @@ class GraphBranching:
         # Input bounds of the parent stay valid on each half: keep them as `known`.
         step = ("input", dim, float(middle))
         return [
-            replace(child, upper=left_upper, path=(*child.path, (*step, 0))),
-            replace(child, lower=right_lower, path=(*child.path, (*step, 1))),
+            replace(child, upper=left_upper, path=(*child.path, (*step, 0)), changed=0),
+            replace(child, lower=right_lower, path=(*child.path, (*step, 1)), changed=0),
         ]
 
     def element_choice(self, bounds: GraphBounds, i: int, open_rows):
@@ -88,6 +90,8 @@ class GraphBranching:
                     share=child.share / 2,
                     splits=(*child.splits, (name, j, at, upper_part)),
                     path=(*child.path, ("interval", name, j, float(at), int(upper_part))),
+                    # Only `name`'s consumers and what follows them change.
+                    changed=self.net.producer_index.get(name, -1) + 1,
                 )
             )
         return parts
@@ -108,21 +112,38 @@ class GraphBranching:
                 cases={**(child.cases or {}), name: mask},
                 share=child.share / 2,
                 path=(*child.path, ("max", name, j, int(b), side)),
+                changed=self.net.producer_index[name],  # the Max itself changes
             )
             for side, mask in enumerate((only, without))
         ]
 
 
 def _split_points(op, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per element: a breakpoint inside (lo, hi) for piecewise-linear ops, else 0 if inside,
-    else the midpoint."""
+    """Per element: a breakpoint inside (lo, hi) for piecewise-linear ops; for S-shaped ops
+    the point of (lo, hi) where the function is farthest from its chord over [lo, hi]
+    (where the two lines of its relaxation are loosest: the tangent point of a convex or
+    concave piece), on a grid. Measured on the digits Sigmoid/Tanh MLPs (eps 0.05, 3000
+    regions of element splits): sigmoid image 7 and tanh image 5 hold (99.96% and 87%
+    proved with splits at 0 if inside, else the midpoint), sigmoid images 4 and 6 in 5 to
+    15x fewer regions. Any point inside is sound: the two parts cover the interval."""
     middle = 0.5 * lo + 0.5 * hi
     if isinstance(op, PiecewiseLinear):
         at = middle
         for point in op.breakpoints[::-1]:
             at = np.where((lo < point) & (point < hi), point, at)
         return at
-    return np.where((lo < 0.0) & (hi > 0.0), 0.0, middle)
+    return _farthest_from_chord(op, lo, hi, middle)
+
+
+def _farthest_from_chord(op, lo: np.ndarray, hi: np.ndarray, middle: np.ndarray) -> np.ndarray:
+    t = np.arange(1, CHORD_GRID + 1) / (CHORD_GRID + 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        points = lo[:, None] + (hi - lo)[:, None] * t[None, :]
+        f = op.evaluate(np.concatenate([lo[:, None], points, hi[:, None]], axis=1))
+        chord = f[:, :1] + (f[:, -1:] - f[:, :1]) * t[None, :]
+        far = np.nan_to_num(np.abs(f[:, 1:-1] - chord), nan=-1.0)
+    at = points[np.arange(len(lo)), np.argmax(far, axis=1)]
+    return np.where(np.isfinite(at), at, middle)
 
 
 def _gap(lines: Lines, i: int, at: np.ndarray) -> np.ndarray:

@@ -63,17 +63,24 @@ def graph_bounds(
     known: dict[str, Box] | None = None,
     cases: dict[str, np.ndarray] | None = None,
     deadline: float | None = None,
+    reuse: int = 0,
 ) -> GraphBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
     bounded output. `known`: per tensor, bounds already valid on each box (intersected in).
     `cases`: per Max/MaxPool output, the candidates (batch, n_out, K) the max is taken over
     on each region (branch and bound's case splits). Past `deadline` (time.monotonic), it
-    raises DeadlinePassed between two ops."""
+    raises DeadlinePassed between two ops. `reuse`: the outputs of the first `reuse` nodes
+    take their `known` boxes as they are, already refined (branch and bound: a split
+    downstream of them leaves their bounds as the parent region's, which `known` holds)."""
     bounds = GraphBounds({net.input_name: (lower, upper)}, {})
     refined = {net.input_name}
-    for node in net.nodes:
+    for index, node in enumerate(net.nodes):
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlinePassed
+        if index < reuse and known is not None and node.output in known:
+            _reuse(bounds, node, known, cases)
+            refined.add(node.output)
+            continue
         if is_nonlinear(node.op):
             for name in node.inputs:
                 if name not in refined:
@@ -97,6 +104,15 @@ def graph_bounds(
         bounds.objective_lower, bounds.objective_coeffs = value, coeffs
         bounds.objective_minimizer = corner
     return bounds
+
+
+def _reuse(bounds: GraphBounds, node, known: dict[str, Box], cases) -> None:
+    """The node's output box is the `known` one (valid on every box: sound whatever it is),
+    and its relaxation is taken on its inputs' boxes as graph_bounds would."""
+    boxes = [bounds.boxes[name] for name in node.inputs]
+    extra = (cases[node.output],) if cases and node.output in cases else ()
+    bounds.boxes[node.output] = known[node.output]
+    bounds.relaxed[node.output] = node.op.relax(boxes, *extra)
 
 
 def _refine(net: GraphNetwork, bounds: GraphBounds, name: str, consumer) -> Box:
