@@ -1,0 +1,128 @@
+"""Where the graph engine's bounds stand on one digits_graph instance: a diagnosis, not a verdict.
+
+    python benchmarks/graph_gap.py [--net resnet2] [--image 1] [--epsilon 0.05]
+                                   [--search 10] [--samples 8000]
+
+For an instance of benchmarks/digits_graph.py (run it once first: it writes the networks
+and properties), with one BLAS thread as `verify` uses:
+  - the time of one root bound (graph_bounds) per batch size, and of the optimised slopes;
+  - per unsafe row, the sound lower bound minus its right-hand side (plain and optimised)
+    and the smallest value over sampled points (an upper bound on the true minimum);
+  - per tensor, the width of its bounds against the range the samples reach (an inner
+    estimate): where the intermediate bounds lose, and how many ReLUs are unstable;
+  - `--search` seconds of the graph search: regions bounded, proved share, which tensors
+    it splits and where its time goes (cProfile, top entries by cumulative time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import pstats
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(__file__).resolve().parent / "results" / "digits_graph"
+
+
+def load(net_name: str, image: int, epsilon: float):
+    from verifiers.model import load_model
+    from verifiers.spec.vnnlib import parse_vnnlib
+
+    prop = CACHE / f"{net_name}_img{image}_eps{epsilon}.vnnlib"
+    if not prop.exists():
+        raise SystemExit(f"{prop} is missing: run benchmarks/digits_graph.py first")
+    model = load_model(str(CACHE / f"{net_name}.onnx"))
+    return model, parse_vnnlib(prop.read_text()).cases[0]
+
+
+def root_report(net, case, samples: int) -> None:
+    from verifiers.bounds.graph import alpha
+    from verifiers.bounds.graph.backsub import graph_bounds, is_nonlinear
+
+    polytopes = [c.outward_matrix(Fraction(0), None) for c in case.unsafe]
+    rows = np.concatenate([a for a, _ in polytopes])
+    rhs = np.concatenate([b for _, b in polytopes])
+    lower, upper = case.lower[None], case.upper[None]
+    for batch in (1, 8):
+        start = time.process_time()
+        graph_bounds(net, np.repeat(lower, batch, 0), np.repeat(upper, batch, 0), rows)
+        print(f"root bound, batch {batch}: {time.process_time() - start:.3f} s CPU")
+    bounds = graph_bounds(net, lower, upper, rows)
+    start = time.process_time()
+    optimised, _ = alpha.optimise(net, bounds, rows, None, [None], alpha.STEPS, False)
+    print(f"optimised slopes: {time.process_time() - start:.3f} s CPU")
+    rng = np.random.default_rng(0)
+    x = lower + (upper - lower) * rng.random((samples // 2, lower.size))
+    corners = np.where(rng.random((samples // 2, lower.size)) < 0.5, lower, upper)
+    values = net.values(np.concatenate([x, corners]))
+    sampled = (values[net.bound_output] @ rows.T - rhs).min(axis=0)
+    print("per row   plain    optimised  sampled min")
+    for r in range(len(rhs)):
+        print(f"{r:7d} {bounds.objective_lower[0, r] - rhs[r]:8.3f} "
+              f"{optimised[0, r] - rhs[r]:10.3f} {sampled[r]:12.3f}")  # fmt: skip
+    print("tensor       op          n   bound width  sampled width  median ratio  unstable")
+    for node in net.nodes:
+        low, high = bounds.boxes[node.output]
+        width, reached = (high - low)[0], np.ptp(values[node.output], axis=0)
+        ratio = np.median(width / np.maximum(reached, 1e-12))
+        unstable = ""
+        if node.op_type == "Relu":
+            z_low, z_high = bounds.boxes[node.inputs[0]]
+            unstable = str(int(((z_low < 0) & (z_high > 0)).sum()))
+        mark = "*" if is_nonlinear(node.op) else " "
+        print(f"{mark}{node.output:11s} {node.op_type:8s} {low.shape[1]:5d} {width.mean():12.4f} "
+              f"{reached.mean():14.4f} {ratio:13.2f}  {unstable}")  # fmt: skip
+
+
+def search_report(model, case, seconds: float) -> None:
+    from verifiers.search import graph_bab
+    from verifiers.search.context import SearchContext
+
+    splits: collections.Counter = collections.Counter()
+    original = graph_bab.GraphCaseSearch.split_element
+
+    def counted(self, child, kind, name, j, at):
+        splits[(kind, name)] += 1
+        return original(self, child, kind, name, j, at)
+
+    graph_bab.GraphCaseSearch.split_element = counted
+    ctx = SearchContext(model.graph_network, case, model.run_onnxruntime,
+                        time.monotonic() + seconds)  # fmt: skip
+    profile = cProfile.Profile()
+    profile.enable()
+    outcome = graph_bab.search_graph_case(ctx)
+    profile.disable()
+    graph_bab.GraphCaseSearch.split_element = original
+    print(f"search {seconds:.0f} s: {outcome.subproblems} regions bounded, proved "
+          f"{outcome.proved_share:.5f}, open {outcome.open_regions}, decided {outcome.decided}, "
+          f"counterexample {outcome.counterexample is not None}")  # fmt: skip
+    print("splits:", ", ".join(f"{k} {n}: {c}" for (k, n), c in splits.most_common(8)))
+    pstats.Stats(profile).sort_stats("cumulative").print_stats(18)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--net", default="resnet2")
+    parser.add_argument("--image", type=int, default=1)
+    parser.add_argument("--epsilon", type=float, default=0.05)
+    parser.add_argument("--search", type=float, default=10.0)
+    parser.add_argument("--samples", type=int, default=8000)
+    args = parser.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    model, case = load(args.net, args.image, args.epsilon)
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
+        root_report(model.graph_network, case, args.samples)
+        if args.search > 0:
+            search_report(model, case, args.search)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
