@@ -9,7 +9,9 @@ value > 0: NaN and -inf never prove). Open regions are split:
   of largest |coefficient| x width over the open half-spaces;
 - otherwise the input interval of one element of an elementwise non-linear op, the one of
   largest |coefficient| x gap between its relaxation's lines: at a breakpoint inside it
-  (a ReLU phase split) or, for Sigmoid/Tanh, at 0 if inside, else its midpoint. Each part
+  (a ReLU phase split) or, for Sigmoid/Tanh, where the function is farthest from its
+  chord (graph_branching.py chooses; a child keeps its parent's bounds upstream of the
+  split: GraphRegion.changed). Each part
   asserts its interval (the parts cover the region), like a ReLU phase split; bounds that
   then cross show a part empty. On networks with Sigmoid/Tanh, split multipliers
   (graph_beta.py, beta-CROWN) bring the asserted intervals into the bound.
