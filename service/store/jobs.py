@@ -29,7 +29,7 @@ from service.store.job_records import (
     move,
 )
 from service.store.models import JobEvent, JobRow, ResultRow, utcnow
-from service.store.submissions import submit_one
+from service.store.submissions import insert_new, submit_one
 
 __all__ = ["Event", "Job", "JobSpec", "JobStore", "ParsedSpec"]
 
@@ -42,6 +42,11 @@ class JobStore:
     def submit(self, spec: JobSpec) -> Job:
         """A queued job; one already done from the stored result of identical work; or the
         identical job already queued or running (one job per identical in-flight work)."""
+        if not self.db.sqlite:  # the common case in one statement and one round trip
+            with self.db.statement() as conn:
+                job = insert_new(conn, spec)
+            if job is not None:
+                return job
         try:
             with self.db.session() as s:
                 return submit_one(s, spec)
