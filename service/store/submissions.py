@@ -149,7 +149,10 @@ def _insert_statement(with_parsed: bool) -> Any:
     identical submission that wins the race makes the job insert do nothing (ON CONFLICT on
     the in-flight key), and the event and parsed inserts follow the job's."""
     key = bindparam("cache_key", type_=JobRow.__table__.c.cache_key.type)
-    stored = exists().where(ResultRow.cache_key == key, ResultRow.verdict.in_(CACHEABLE))
+    # The verdicts as constants, not an expanding IN: the statement's text is then fixed, so
+    # it is neither rendered again per execution nor re-parsed by the driver.
+    decisive = ResultRow.verdict.in_([literal(v) for v in CACHEABLE])
+    stored = exists().where(ResultRow.cache_key == key, decisive)
     running = exists().where(JobRow.inflight_key == key)
     source = select(*(_param(c) for c in _COLUMNS)).where(~stored, ~running)
     job = (
