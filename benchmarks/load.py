@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -103,19 +104,27 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple
             proc.kill()
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its live descendants:
-    a figure that, unlike latency, does not depend on what else loads the machine."""
-    parent, ticks = {}, {}
+def _process_table() -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
+    """Every process's parent, CPU ticks (user + system) and command line, from /proc."""
+    parent, ticks, cmdline = {}, {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         pid = int(entry.name)
         parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+        cmdline[pid] = command
+    return parent, ticks, cmdline
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants:
+    a figure that, unlike latency, does not depend on what else loads the machine."""
+    parent, ticks, _ = _process_table()
     tree, frontier = {root}, [root]
     while frontier:
         node = frontier.pop()
@@ -123,6 +132,21 @@ def tree_cpu_s(root: int) -> float:
         tree.update(children)
         frontier.extend(children)
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_ticks(database: str) -> dict[int, int]:
+    """CPU ticks so far of each PostgreSQL backend serving ``database`` (its process title
+    names the database), when the server runs on this machine; else empty."""
+    _, ticks, cmdline = _process_table()
+    mark = f" {database} "
+    return {
+        p: t for p, t in ticks.items() if cmdline[p].startswith("postgres:") and mark in cmdline[p]
+    }
+
+
+def database_cpu_s(before: dict[int, int], after: dict[int, int]) -> float:
+    used = sum(t - before.get(p, 0) for p, t in after.items())
+    return used / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -233,6 +257,9 @@ def report(stats: dict[str, list], args: argparse.Namespace) -> int:
     whose = "API" if args.workers == 0 else "API and workers"
     per_job = stats["server_cpu"][0] / max(1, submitted) * ms
     print(f"server CPU        {per_job:7.2f} ms per job ({whose}, all requests)")
+    for name, what in (("database", "PostgreSQL backends"), ("client", "these clients")):
+        per_job = stats[f"{name}_cpu"][0] / max(1, submitted) * ms
+        print(f"{name + ' CPU':<17} {per_job:7.2f} ms per job ({what})")
     print(f"lost jobs         {len(stats['lost'])}")
     print(f"duplicated jobs   {duplicated}")
     print(f"errors            {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}")
@@ -261,11 +288,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
         log = Path(tmp) / "serve.log"
         with serve(url, args.api_workers, args.workers, log) as (base, pid):
-            before = tree_cpu_s(pid)
+            database = make_url(url).database or ""
+            before, db_before = tree_cpu_s(pid), database_cpu_ticks(database)
+            client_before = resource.getrusage(resource.RUSAGE_SELF)
             stats = asyncio.run(
                 run(base, args.clients, args.jobs, args.deadline, args.no_wait, args.wait_each)
             )
+            client = resource.getrusage(resource.RUSAGE_SELF)
             stats["server_cpu"] = [tree_cpu_s(pid) - before]
+            stats["database_cpu"] = [database_cpu_s(db_before, database_cpu_ticks(database))]
+            stats["client_cpu"] = [
+                client.ru_utime + client.ru_stime - client_before.ru_utime - client_before.ru_stime
+            ]
     return report(stats, args)
 
 
