@@ -79,8 +79,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
+def serve(
+    url: str, api_workers: int, workers: int, log: Path, root: Path = ROOT
+) -> Iterator[tuple[str, int]]:
+    env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
     cli = [sys.executable, "-c", "from service.cli import app; app()"]
     subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
     port = free_port()
@@ -95,6 +97,7 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple
                 if httpx.get(f"{base}/healthz").status_code == 200:
                     break
             time.sleep(0.5)
+        quiet(proc.pid)
         yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -147,6 +150,18 @@ def database_cpu_ticks(database: str) -> dict[int, int]:
 def database_cpu_s(before: dict[int, int], after: dict[int, int]) -> float:
     used = sum(t - before.get(p, 0) for p, t in after.items())
     return used / os.sysconf("SC_CLK_TCK")
+
+
+def quiet(pid: int, within_s: float = 60.0) -> None:
+    """Wait until the server's processes have started (their CPU use settles): /healthz
+    answers as soon as one API process does, and clients that connect before the others
+    listen would all be served by that one, the connections being kept alive."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        before = tree_cpu_s(pid)
+        time.sleep(1.0)
+        if tree_cpu_s(pid) - before < 0.2:
+            return
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -282,12 +297,19 @@ def main() -> int:
         action="store_true",
         help="each client waits for its job's verdict before the next, as CI gates do",
     )
+    parser.add_argument(
+        "--server-root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose `proofwell serve` is measured (default: this one): "
+        "to compare two commits with one load generator",
+    )
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     args.clients, args.jobs = min(args.clients, 500), min(args.jobs, 100)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
         log = Path(tmp) / "serve.log"
-        with serve(url, args.api_workers, args.workers, log) as (base, pid):
+        with serve(url, args.api_workers, args.workers, log, args.server_root) as (base, pid):
             database = make_url(url).database or ""
             before, db_before = tree_cpu_s(pid), database_cpu_ticks(database)
             client_before = resource.getrusage(resource.RUSAGE_SELF)
