@@ -24,7 +24,9 @@ from service.store.job_records import (
     ParsedSpec,
     add_event,
     in_project,
+    job_columns,
     job_of,
+    job_of_columns,
     joined,
     move,
 )
@@ -56,9 +58,10 @@ class JobStore:
 
     def get(self, job_id: int, project: int | None = None) -> Job | None:
         """The job, if it exists (and belongs to ``project`` when one is given)."""
+        stmt = in_project(job_columns().where(JobRow.id == job_id), project)
         with self.db.reading() as s:
-            found = s.execute(in_project(joined().where(JobRow.id == job_id), project)).first()
-            return job_of(*found) if found else None
+            found = s.connection().execute(stmt).first()
+            return job_of_columns(found) if found else None
 
     def certificate(self, job_id: int, project: int | None = None) -> dict[str, Any] | None:
         with self.db.session() as s:

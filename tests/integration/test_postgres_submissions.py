@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from service.store.artefacts import ArtefactStore
 from service.store.db import Database
+from service.store.job_records import job_of, joined
 from service.store.jobs import JobSpec, JobStore, ParsedSpec
 from service.store.migrate import upgrade
 from service.store.models import JobEvent, JobRow, ParsedProperty
@@ -104,6 +105,28 @@ def test_submissions_write_what_the_reference_writes(stores: tuple[JobStore, Job
     assert [j[2] for j in pg_rows["jobs"]] == ["done", "done", "done", "queued"]
     assert [j[3] for j in pg_rows["jobs"]] == [5, 0, 0, 0]
     assert sorted(p[0] for p in pg_rows["parsed"]) == ["hash-a:2x1", "hash-b:2x1"]
+
+
+def test_a_read_job_is_the_job_the_orm_loads(stores: tuple[JobStore, JobStore]) -> None:
+    """``get`` reads plain columns; the ORM's entities (``job_of``) are the reference: a
+    queued job, a done one with a counterexample and stats, a failed one with a reason."""
+    for jobs in stores:
+        done, failed = (jobs.submit(spec(k)).id for k in ("d", "f"))
+        assert jobs.claim("w", 60.0) is not None and jobs.claim("w", 60.0) is not None
+        queued = jobs.submit(spec("q")).id
+        result = {"verdict": "violated", "counterexample": {"x": [0.5]}, "stats": {"n": 3}}
+        result["reason"] = "found by sampling"
+        assert jobs.finish(done, "w", result, 0.25)
+        assert jobs.fail(failed, "w", "it broke")
+        with jobs.db.session() as s:
+            references = [
+                job_of(*s.execute(joined().where(JobRow.id == job_id)).one())
+                for job_id in (queued, done, failed)
+            ]
+        for reference in references:
+            assert jobs.get(reference.id) == reference
+            assert jobs.get(reference.id, reference.project_id) == reference
+            assert jobs.get(reference.id, reference.project_id + 1) is None
 
 
 def test_identical_submissions_at_once_make_one_job(stores: tuple[JobStore, JobStore]) -> None:
