@@ -85,12 +85,12 @@ def serve(
 ) -> Iterator[tuple[str, int]]:
     env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
     cli = [sys.executable, "-c", "from service.cli import app; app()"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "db", "upgrade"], env=env, cwd=root, check=True, capture_output=True)
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers)]
     args += ["--api-workers", str(api_workers)]
     with log.open("wb") as out:
-        proc = subprocess.Popen([*cli, *args], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([*cli, *args], env=env, cwd=root, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
