@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -78,15 +80,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
+def serve(
+    url: str, api_workers: int, workers: int, log: Path, root: Path = ROOT
+) -> Iterator[tuple[str, int]]:
+    env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": url, "PROOFWELL_POLL_S": "0.05"}
     cli = [sys.executable, "-c", "from service.cli import app; app()"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "db", "upgrade"], env=env, cwd=root, check=True, capture_output=True)
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers)]
     args += ["--api-workers", str(api_workers)]
     with log.open("wb") as out:
-        proc = subprocess.Popen([*cli, *args], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([*cli, *args], env=env, cwd=root, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -94,6 +98,7 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple
                 if httpx.get(f"{base}/healthz").status_code == 200:
                     break
             time.sleep(0.5)
+        quiet(proc.pid)
         yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -103,19 +108,27 @@ def serve(url: str, api_workers: int, workers: int, log: Path) -> Iterator[tuple
             proc.kill()
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its live descendants:
-    a figure that, unlike latency, does not depend on what else loads the machine."""
-    parent, ticks = {}, {}
+def _process_table() -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
+    """Every process's parent, CPU ticks (user + system) and command line, from /proc."""
+    parent, ticks, cmdline = {}, {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         pid = int(entry.name)
         parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+        cmdline[pid] = command
+    return parent, ticks, cmdline
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants:
+    a figure that, unlike latency, does not depend on what else loads the machine."""
+    parent, ticks, _ = _process_table()
     tree, frontier = {root}, [root]
     while frontier:
         node = frontier.pop()
@@ -123,6 +136,33 @@ def tree_cpu_s(root: int) -> float:
         tree.update(children)
         frontier.extend(children)
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_ticks(database: str) -> dict[int, int]:
+    """CPU ticks so far of each PostgreSQL backend serving ``database`` (its process title
+    names the database), when the server runs on this machine; else empty."""
+    _, ticks, cmdline = _process_table()
+    mark = f" {database} "
+    return {
+        p: t for p, t in ticks.items() if cmdline[p].startswith("postgres:") and mark in cmdline[p]
+    }
+
+
+def database_cpu_s(before: dict[int, int], after: dict[int, int]) -> float:
+    used = sum(t - before.get(p, 0) for p, t in after.items())
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def quiet(pid: int, within_s: float = 60.0) -> None:
+    """Wait until the server's processes have started (their CPU use settles): /healthz
+    answers as soon as one API process does, and clients that connect before the others
+    listen would all be served by that one, the connections being kept alive."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        before = tree_cpu_s(pid)
+        time.sleep(1.0)
+        if tree_cpu_s(pid) - before < 0.2:
+            return
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -233,6 +273,9 @@ def report(stats: dict[str, list], args: argparse.Namespace) -> int:
     whose = "API" if args.workers == 0 else "API and workers"
     per_job = stats["server_cpu"][0] / max(1, submitted) * ms
     print(f"server CPU        {per_job:7.2f} ms per job ({whose}, all requests)")
+    for name, what in (("database", "PostgreSQL backends"), ("client", "these clients")):
+        per_job = stats[f"{name}_cpu"][0] / max(1, submitted) * ms
+        print(f"{name + ' CPU':<17} {per_job:7.2f} ms per job ({what})")
     print(f"lost jobs         {len(stats['lost'])}")
     print(f"duplicated jobs   {duplicated}")
     print(f"errors            {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}")
@@ -255,17 +298,35 @@ def main() -> int:
         action="store_true",
         help="each client waits for its job's verdict before the next, as CI gates do",
     )
+    parser.add_argument(
+        "--server-root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose `proofwell serve` is measured (default: this one): "
+        "to compare two commits with one load generator",
+    )
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     args.clients, args.jobs = min(args.clients, 500), min(args.jobs, 100)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.admin_url) as url:
         log = Path(tmp) / "serve.log"
-        with serve(url, args.api_workers, args.workers, log) as (base, pid):
-            before = tree_cpu_s(pid)
+        with serve(url, args.api_workers, args.workers, log, args.server_root) as (base, pid):
+            # The clients' own pauses would count as latency: a full collection walking
+            # everything imported took 261 ms in the middle of a run.
+            gc.collect()
+            gc.freeze()
+            database = make_url(url).database or ""
+            before, db_before = tree_cpu_s(pid), database_cpu_ticks(database)
+            client_before = resource.getrusage(resource.RUSAGE_SELF)
             stats = asyncio.run(
                 run(base, args.clients, args.jobs, args.deadline, args.no_wait, args.wait_each)
             )
+            client = resource.getrusage(resource.RUSAGE_SELF)
             stats["server_cpu"] = [tree_cpu_s(pid) - before]
+            stats["database_cpu"] = [database_cpu_s(db_before, database_cpu_ticks(database))]
+            stats["client_cpu"] = [
+                client.ru_utime + client.ru_stime - client_before.ru_utime - client_before.ru_stime
+            ]
     return report(stats, args)
 
 

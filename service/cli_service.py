@@ -118,6 +118,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the API (and dashboard) with N local worker processes."""
+    import gc
     import multiprocessing
 
     import uvicorn
@@ -150,9 +151,11 @@ def serve(
         if api_workers > 1:  # each process builds its app from the environment
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["PROOFWELL_OPEN_MODE"] = "true" if settings.open_mode else "false"
-            target = "service.app:create_app"
+            target = "service.app:create_served_app"
             uvicorn.run(target, factory=True, host=host, port=port, workers=api_workers)
         else:
+            gc.collect()
+            gc.freeze()  # as create_served_app does in each of several API processes
             uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         _stop(procs)

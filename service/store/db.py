@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,10 +92,16 @@ class Database:
             with self.session() as s:
                 yield s
             return
+        with self.statement() as conn, Session(conn) as s:
+            yield s
+
+    @contextmanager
+    def statement(self) -> Iterator[Connection]:
+        """PostgreSQL: a connection for one statement, atomic by itself, run outside a
+        transaction (no BEGIN and COMMIT round trips)."""
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            with Session(conn) as s:
-                yield s
+            yield conn
 
     def ping(self) -> bool:
         with self.engine.connect() as conn:

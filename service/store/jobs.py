@@ -24,12 +24,14 @@ from service.store.job_records import (
     ParsedSpec,
     add_event,
     in_project,
+    job_columns,
     job_of,
+    job_of_columns,
     joined,
     move,
 )
 from service.store.models import JobEvent, JobRow, ResultRow, utcnow
-from service.store.submissions import submit_one
+from service.store.submissions import insert_new, submit_one
 
 __all__ = ["Event", "Job", "JobSpec", "JobStore", "ParsedSpec"]
 
@@ -42,6 +44,11 @@ class JobStore:
     def submit(self, spec: JobSpec) -> Job:
         """A queued job; one already done from the stored result of identical work; or the
         identical job already queued or running (one job per identical in-flight work)."""
+        if not self.db.sqlite:  # the common case in one statement and one round trip
+            with self.db.statement() as conn:
+                job = insert_new(conn, spec)
+            if job is not None:
+                return job
         try:
             with self.db.session() as s:
                 return submit_one(s, spec)
@@ -51,9 +58,10 @@ class JobStore:
 
     def get(self, job_id: int, project: int | None = None) -> Job | None:
         """The job, if it exists (and belongs to ``project`` when one is given)."""
+        stmt = in_project(job_columns().where(JobRow.id == job_id), project)
         with self.db.reading() as s:
-            found = s.execute(in_project(joined().where(JobRow.id == job_id), project)).first()
-            return job_of(*found) if found else None
+            found = s.connection().execute(stmt).first()
+            return job_of_columns(found) if found else None
 
     def certificate(self, job_id: int, project: int | None = None) -> dict[str, Any] | None:
         with self.db.session() as s:
