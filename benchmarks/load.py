@@ -34,6 +34,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from service.api.client import WAIT_POLL_S
+from service.gate.remote import POLL_IDS as GATE_POLL_IDS
 from service.gate.remote import POLL_S as GATE_POLL_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +200,7 @@ async def client(
             if stats["wait_each"]:  # as `proofwell submit --wait`: the verdict, then the next
                 await settle(http, mine, deadline, stats, WAIT_POLL_S)
         if not stats["no_wait"]:  # as `proofwell gate --server`: all submitted, then polled
-            await settle(http, mine, deadline, stats, GATE_POLL_S)
+            await settle(http, mine, deadline, stats, GATE_POLL_S, batched=True)
             stats["lost"].extend(mine)
 
 
@@ -209,19 +210,37 @@ async def settle(
     deadline: float,
     stats: dict[str, list],
     every_s: float,
+    batched: bool = False,
 ) -> None:
-    """Poll the jobs in ``mine`` until they end (or the deadline), recording each's latency."""
+    """Poll the jobs in ``mine`` until they end (or the deadline), recording each's latency:
+    one request per job, or (``batched``, as the gate does) one per GATE_POLL_IDS jobs."""
     while mine and time.monotonic() < deadline:
-        for job_id in list(mine):
-            start = time.perf_counter()
-            async with http.get(f"/v1/jobs/{job_id}") as r:
-                job = await r.json() if r.status == 200 else {}
-            stats["poll"].append(time.perf_counter() - start)
-            if job.get("status") in ("done", "failed", "cancelled"):
+        for job in await read_jobs(http, list(mine), stats, batched):
+            job_id = job.get("id")
+            if job_id in mine and job.get("status") in ("done", "failed", "cancelled"):
                 stats["end_to_end"].append(time.perf_counter() - mine.pop(job_id))
                 stats["verdicts"].append(job.get("verdict"))
         if mine:
             await asyncio.sleep(every_s)
+
+
+async def read_jobs(
+    http: aiohttp.ClientSession, job_ids: list, stats: dict[str, list], batched: bool
+) -> list[dict]:
+    """The jobs as the API answers them, timing each request."""
+    if batched:
+        chunks = [job_ids[i : i + GATE_POLL_IDS] for i in range(0, len(job_ids), GATE_POLL_IDS)]
+        paths = ["/v1/jobs?ids=" + ",".join(map(str, chunk)) for chunk in chunks]
+    else:
+        paths = [f"/v1/jobs/{job_id}" for job_id in job_ids]
+    jobs = []
+    for path in paths:
+        start = time.perf_counter()
+        async with http.get(path) as r:
+            reply = await r.json() if r.status == 200 else {}
+        stats["poll"].append(time.perf_counter() - start)
+        jobs += reply.get("items", []) if batched else [reply]
+    return jobs
 
 
 async def run(

@@ -8,6 +8,7 @@ by ``BEGIN IMMEDIATE`` (see db.py) serialises them. Submission SQL is in submiss
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +63,14 @@ class JobStore:
         with self.db.reading() as s:
             found = s.connection().execute(stmt).first()
             return job_of_columns(found) if found else None
+
+    def get_many(self, job_ids: Sequence[int], project: int | None = None) -> list[Job]:
+        """Those of the jobs that exist (and belong to ``project`` when one is given), by id:
+        one read for a client that polls many jobs, as ``proofwell gate --server`` does."""
+        stmt = in_project(job_columns().where(JobRow.id.in_(job_ids)), project)
+        with self.db.reading() as s:
+            rows = s.connection().execute(stmt.order_by(JobRow.id))
+            return [job_of_columns(r) for r in rows]
 
     def certificate(self, job_id: int, project: int | None = None) -> dict[str, Any] | None:
         with self.db.session() as s:

@@ -122,6 +122,7 @@ def test_another_projects_things_are_not_found(locked: tuple[TestClient, TokenSt
         r = c.request(method, url, headers=bearer(b))
         assert r.status_code == 404, (method, url, r.status_code)
     assert c.get("/v1/jobs", headers=bearer(b)).json()["total"] == 0
+    assert c.get("/v1/jobs", params={"ids": job["id"]}, headers=bearer(b)).json()["items"] == []
     # B cannot submit on A's artefact by its id...
     assert c.post("/v1/jobs", json=body, headers=bearer(b)).status_code == 404
     # ...until B uploads the same bytes itself (new to B: 201, under B's own file name).

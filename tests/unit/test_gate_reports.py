@@ -118,10 +118,46 @@ def test_server_mode_sends_the_bearer_token_and_uploads_a_model_once(tmp_path: P
             assert body["artefact"] == "abc" and body["property"] == {"vnnlib": "(assert true)"}
             return httpx.Response(202, json={"id": "7", "status": "queued"})
         job = {"id": "7", "status": "done", "verdict": "holds", "cached": True, "stats": {}}
-        return httpx.Response(200, json=job)
+        assert request.url.path == "/v1/jobs" and request.url.params["ids"] == "7,7"
+        return httpx.Response(200, json={"items": [job], "total": 1})
 
     outcomes = run_server(
         tasks, "http://api", token="secret", poll_s=0, transport=httpx.MockTransport(handler)
     )
     assert [o.status for o in outcomes] == [Status.PASSED] * 2 and all(o.cached for o in outcomes)
     assert seen.count("POST /v1/artefacts") == 1 and seen.count("POST /v1/jobs") == 2
+
+
+def test_server_mode_polls_all_its_jobs_in_one_request_per_round(tmp_path: Path) -> None:
+    """A gate of many checks reads its open jobs together (ids=...), at most POLL_IDS per
+    request, and one by one (with retries) when such a read fails."""
+    (tmp_path / "m.onnx").write_bytes(b"model")
+    (tmp_path / "p.vnnlib").write_text("(assert true)")
+    check = Check("c", tmp_path / "m.onnx", ModelKind.ONNX, (tmp_path / "p.vnnlib",))
+    tasks = [Task(check, tmp_path / "p.vnnlib", "p.vnnlib")] * 150
+    reads: list[str] = []
+    fresh = iter(range(1, 1000))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/artefacts":
+            return httpx.Response(201, json={"id": "abc", "kind": "onnx", "size": 5})
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": next(fresh), "status": "queued"})
+        reads.append(str(request.url))
+        if len(reads) == 1:  # the first batch read fails: every job is then read alone
+            return httpx.Response(503, json={"title": "Service unavailable"})
+        if request.url.path != "/v1/jobs":
+            job_id = int(request.url.path.rsplit("/", 1)[1])
+            return httpx.Response(200, json={"id": job_id, "status": "running"})
+        ids = [int(i) for i in request.url.params["ids"].split(",")]
+        # Job 5 has gone from the server: its task fails as unreadable.
+        done = [{"id": i, "status": "done", "verdict": "holds", "stats": {}} for i in ids]
+        return httpx.Response(200, json={"items": [j for j in done if j["id"] != 5]})
+
+    outcomes = run_server(tasks, "http://api", poll_s=0, transport=httpx.MockTransport(handler))
+    assert [o.status for o in outcomes].count(Status.PASSED) == 149
+    assert "job 5 could not be read" in (outcomes[4].result.reason or "")
+    batches = [r for r in reads if "ids=" in r]
+    assert len(reads) == 1 + 150 + 2 and len(batches) == 3  # failed batch, singles, 100 + 50
+    second = httpx.URL(batches[1]).params["ids"].split(",")
+    assert second == [str(i) for i in range(1, 101)]
