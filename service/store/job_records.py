@@ -72,6 +72,14 @@ class Event:
 
 
 def job_of(row: JobRow, res: ResultRow | None) -> Job:
+    if res is None:
+        return _job(row, None, None, None, None)
+    return _job(row, res.verdict, res.reason, res.counterexample, res.stats)
+
+
+def _job(row: Any, verdict, reason, counterexample, stats) -> Job:
+    """A Job from a job's fields (an ORM row or a row of ``job_columns()``) and its
+    result's (None without one)."""
     return Job(
         id=row.id,
         artefact=row.artefact_id,
@@ -83,10 +91,10 @@ def job_of(row: JobRow, res: ResultRow | None) -> Job:
         attempts=row.attempts,
         cached=row.cached,
         progress=row.progress,
-        reason=row.reason or (res.reason if res else None),
-        verdict=res.verdict if res else None,
-        counterexample=res.counterexample if res else None,
-        stats=res.stats if res else None,
+        reason=row.reason or reason,
+        verdict=verdict,
+        counterexample=counterexample,
+        stats=stats,
         seconds=row.seconds,
         created_at=row.created_at,
         started_at=row.started_at,
@@ -116,26 +124,8 @@ def job_columns() -> Select[Any]:
 
 def job_of_columns(row: Any) -> Job:
     """``job_of`` for a row of ``job_columns()`` (the result's columns are NULL without one)."""
-    return Job(
-        id=row.id,
-        artefact=row.artefact_id,
-        status=Status(row.status),
-        prop=row.prop,
-        subnetwork=row.subnetwork,
-        options=row.options,
-        cache_key=row.cache_key,
-        attempts=row.attempts,
-        cached=row.cached,
-        progress=row.progress,
-        reason=row.reason or row.result_reason,
-        verdict=row.result_verdict,
-        counterexample=row.result_counterexample,
-        stats=row.result_stats,
-        seconds=row.seconds,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        project_id=row.project_id,
+    return _job(
+        row, row.result_verdict, row.result_reason, row.result_counterexample, row.result_stats
     )
 
 
