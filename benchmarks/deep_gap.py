@@ -1,7 +1,7 @@
 """Where the bounds stand on a digits instance that stays `unknown`: a diagnosis, not a verdict.
 
     python benchmarks/deep_gap.py [--net 784-256-256-256-256-10] [--epsilon 0.02] [--images 0,9]
-                                  [--restarts 2]
+                                  [--restarts 2] [--lp-refine 120]
 
 For each instance (the digits benchmark's, benchmarks/digits.py; `--images` are test image
 indices), per unsafe row still open at the root (a.y - b whose lower bound is not > 0):
@@ -54,7 +54,7 @@ def _gradient(network, x, direction):
     return gradient(network, x, direction)
 
 
-def diagnose(net: Path, prop: Path, restarts: int) -> None:
+def diagnose(net: Path, prop: Path, restarts: int, lp_seconds: float) -> None:
     from verifiers.bounds.alpha import SlopeSearch
     from verifiers.bounds.linear import linear_bounds
     from verifiers.falsify.pgd import search as pgd_search
@@ -88,21 +88,62 @@ def diagnose(net: Path, prop: Path, restarts: int) -> None:
             )
             value = network.evaluate(points[:1])[0] @ rows[r] - rhs[r]
             found[r] = min(found[r], value)
-    known = [(lo.copy(), hi.copy()) for lo, hi in tuned.layers]
-    for k in range(1, len(known) - 1):
-        lo, hi = known[k][0][0], known[k][1][0]
+    hidden = range(1, len(tuned.layers) - 1)
+    reached = {}
+    for k in hidden:
+        lo, hi = tuned.layers[k][0][0], tuned.layers[k][1][0]
         neurons = np.flatnonzero((lo < 0) & (hi > 0))
-        low, high = pre_activation_ranges(network, lower, upper, k, neurons, k)
-        known[k][0][0, neurons], known[k][1][0, neurons] = low, high
-    what_if = linear_bounds(
-        network, *box, rows, known, SlopeSearch(20, target=rhs), None, refine=False
-    )
-    for r in np.flatnonzero(tuned.objective_lower[0] <= rhs):
+        reached[k] = (neurons, *pre_activation_ranges(network, lower, upper, k, neurons, k))
+    open_rows = np.flatnonzero(tuned.objective_lower[0] <= rhs)
+    for r in open_rows:
         print(
             f"  row {r}: lower bound plain {plain.objective_lower[0, r] - rhs[r]:.3f}, "
-            f"optimised {tuned.objective_lower[0, r] - rhs[r]:.3f}; found {found[r]:.3f}; "
-            f"with reached hidden ranges (not sound) {what_if.objective_lower[0, r] - rhs[r]:.3f}"
+            f"optimised {tuned.objective_lower[0, r] - rhs[r]:.3f}; found {found[r]:.3f}"
         )
+    for layers in [[k] for k in hidden] + [list(hidden)]:
+        known = [(lo.copy(), hi.copy()) for lo, hi in tuned.layers]
+        for k in layers:
+            neurons, low, high = reached[k]
+            known[k][0][0, neurons], known[k][1][0, neurons] = low, high
+        what_if = linear_bounds(
+            network, *box, rows, known, SlopeSearch(20, target=rhs), None, refine=False
+        )
+        worst = np.min(what_if.objective_lower[0, open_rows] - rhs[open_rows])
+        print(f"  with reached ranges of hidden layers {layers} (not sound): worst {worst:.3f}")
+    if lp_seconds > 0:
+        _lp_refined(network, lower, upper, rows, rhs, tuned, list(hidden), lp_seconds)
+
+
+def _lp_refined(network, lower, upper, rows, rhs, tuned, layers, seconds) -> None:
+    """The sound optimised bound with per-neuron LP-tightened hidden bounds."""
+    import time
+
+    from verifiers.bounds import lp_refine
+    from verifiers.bounds.alpha import SlopeSearch
+    from verifiers.bounds.linear import linear_bounds
+
+    start = time.monotonic()
+    known = [(lo[0], hi[0]) for lo, hi in tuned.layers]
+    tight = lp_refine.refine(network, lower, upper, known, layers, start + seconds)
+    spent = time.monotonic() - start
+    for k in layers:
+        (lo, hi), (new_lo, new_hi) = known[k], tight[k]
+        unstable = (lo < 0) & (hi > 0)
+        print(
+            f"  LP layer {k}: mean unstable width {np.mean((hi - lo)[unstable]):.3f} -> "
+            f"{np.mean((new_hi - new_lo)[unstable]):.3f}, "
+            f"unstable {int(unstable.sum())} -> {int(np.sum((new_lo < 0) & (new_hi > 0)))}"
+        )
+    again = linear_bounds(
+        network,
+        lower[None],
+        upper[None],
+        rows,
+        [(lo[None], hi[None]) for lo, hi in tight],
+        SlopeSearch(20, True, 10, target=rhs),
+    )
+    worst = np.min(again.objective_lower[0] - rhs)
+    print(f"  with LP-tightened hidden bounds ({spent:.0f} s): sound worst {worst:.3f}")
 
 
 def main() -> int:
@@ -111,6 +152,7 @@ def main() -> int:
     parser.add_argument("--epsilon", type=float, default=0.02)
     parser.add_argument("--images", default="0,9", help="test image indices")
     parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument("--lp-refine", type=float, default=0.0, help="seconds of LP tightening")
     args = parser.parse_args()
     wanted = {int(i) for i in args.images.split(",")}
     last = max(wanted) + 1
@@ -118,7 +160,7 @@ def main() -> int:
         for inst in instances([args.net], [args.epsilon], last):
             if inst["image"] in wanted:
                 print(inst["instance"], "label", inst["label"])
-                diagnose(inst["_net"], inst["_prop"], args.restarts)
+                diagnose(inst["_net"], inst["_prop"], args.restarts, args.lp_refine)
     return 0
 
 
