@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,16 +56,31 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# JSON columns without the default ", " and ": " separators: a stored certificate is then
+# the size of the file `verify --certificate` writes (about 10% smaller than with them).
+compact_json = functools.partial(json.dumps, separators=(",", ":"))
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if not is_sqlite(url):
         # A fixed pool: overflow connections would be opened and closed per request under
         # load (a PostgreSQL backend started per request); threads past it wait their turn.
-        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=0,
+            json_serializer=compact_json,
+        )
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        json_serializer=compact_json,
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
     return engine

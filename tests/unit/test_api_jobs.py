@@ -163,6 +163,21 @@ def test_list_filters_and_pagination(client: TestClient) -> None:
     assert client.get("/v1/jobs", params={"limit": 0}).status_code == 422
 
 
+def test_stored_certificates_are_compact_json(client: TestClient, worker: object) -> None:
+    """JSON columns are written without spaces: a stored certificate is the size of the
+    file `verify --certificate` writes, not about 10% more."""
+    from sqlalchemy import text
+
+    job = wait_done(client, submit(client, upload(client, "test_unsat.onnx"), prop())["id"])
+    assert job["verdict"] == "holds"
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.engine.connect() as conn:
+        raw = conn.execute(text("SELECT certificate FROM results")).scalar_one()
+    stored = json.loads(raw)
+    assert raw == json.dumps(stored, separators=(",", ":"))
+    assert stored == client.get(f"/v1/jobs/{job['id']}/certificate").json()
+
+
 def test_jobs_read_by_ids_in_one_request(client: TestClient) -> None:
     artefact = upload(client, "test_unsat.onnx")
     ids = [submit(client, artefact, prop(), seed=i)["id"] for i in range(3)]
