@@ -55,3 +55,18 @@ def random_network(rng: np.random.Generator, sizes: list[int]):
         rng.normal(scale=0.5, size=b).astype(np.float32).astype(np.float64) for b in sizes[1:]
     ]
     return weights, biases
+
+
+# Small dense ReLU networks of a few layers, cycled by seed (the bound tests' instances).
+SHAPES = [[3, 5, 5, 2], [2, 3, 3, 4, 3], [4, 6, 4, 1], [3, 4, 3, 3, 2]]
+
+
+def random_instance(seed: int):
+    """A network of SHAPES (by seed) and an input box: (weights, biases, lower, upper, rng),
+    the rng left to draw anything else the test needs."""
+    rng = np.random.default_rng(seed)
+    sizes = SHAPES[seed % len(SHAPES)]
+    weights, biases = random_network(rng, sizes)
+    lower = rng.uniform(-1.0, 0.0, size=sizes[0])
+    upper = lower + rng.uniform(0.2, 1.5, size=sizes[0])
+    return weights, biases, lower, upper, rng

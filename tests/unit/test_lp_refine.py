@@ -13,20 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from tests.oracle import exact_maximum, random_network
+from tests.oracle import exact_maximum, random_instance
 from tests.unit.test_search_oracle import to_network
 from verifiers.bounds import lp_refine
 from verifiers.bounds.linear import linear_bounds
 
-SHAPES = [[3, 5, 5, 2], [2, 3, 3, 4, 3], [4, 6, 4, 1], [3, 4, 3, 3, 2]]
-
 
 def instance(seed: int):
-    rng = np.random.default_rng(seed)
-    sizes = SHAPES[seed % len(SHAPES)]
-    weights, biases = random_network(rng, sizes)
-    lower = rng.uniform(-1.0, 0.0, size=sizes[0])
-    upper = lower + rng.uniform(0.2, 1.5, size=sizes[0])
+    weights, biases, lower, upper, rng = random_instance(seed)
     return weights, biases, to_network(weights, biases), lower, upper, rng
 
 
