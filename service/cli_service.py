@@ -118,12 +118,11 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the API (and dashboard) with N local worker processes."""
-    import gc
     import multiprocessing
 
     import uvicorn
 
-    from service.app import create_app
+    from service.app import create_app, freeze_start_up_heap
 
     _logging()
     settings = resolve_auth(_settings(db), host)
@@ -154,8 +153,7 @@ def serve(
             target = "service.app:create_served_app"
             uvicorn.run(target, factory=True, host=host, port=port, workers=api_workers)
         else:
-            gc.collect()
-            gc.freeze()  # as create_served_app does in each of several API processes
+            freeze_start_up_heap()
             uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         _stop(procs)

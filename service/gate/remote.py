@@ -59,7 +59,7 @@ def run_server(
             time.sleep(poll_s)
             read = _get_many(client, list(jobs.values()))
             for index, job_id in list(jobs.items()):
-                job = read.get(str(job_id)) if read is not None else _get(client, job_id)
+                job = read.get(job_id) if read is not None else _get(client, job_id)
                 if job is not None and job["status"] not in TERMINAL:
                     continue
                 del jobs[index]

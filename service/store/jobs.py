@@ -59,10 +59,8 @@ class JobStore:
 
     def get(self, job_id: int, project: int | None = None) -> Job | None:
         """The job, if it exists (and belongs to ``project`` when one is given)."""
-        stmt = in_project(job_columns().where(JobRow.id == job_id), project)
-        with self.db.reading() as s:
-            found = s.connection().execute(stmt).first()
-            return job_of_columns(found) if found else None
+        found = self.get_many([job_id], project)
+        return found[0] if found else None
 
     def get_many(self, job_ids: Sequence[int], project: int | None = None) -> list[Job]:
         """Those of the jobs that exist (and belong to ``project`` when one is given), by id:
