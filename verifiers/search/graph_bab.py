@@ -53,12 +53,16 @@ SSHAPED_PLAIN_INPUT_DIMS = 256
 # neither in 30 s, input splits both in 0.3 s.
 MAXES_INPUT_DIMS = 16
 MAX_DEPTH = 80
+STRONG_CANDIDATES = 12
 ELEMENT_SHARE = 0.7
 # Re-bound the S-shaped ops' inputs with the multipliers too (graph_beta.refine): a third
 # to a half of the subproblems on the digits Sigmoid MLP, but each costs more than it saves
 # (eps 0.05, image 4, interleaved: 18-20 s with, 12-13 s without): off until it is cheaper.
 REFINE_WITH_MULTIPLIERS = False
 WARM_STEPS = 4
+# Steps of the root's optimised intermediate bounds (alpha.intermediate): on the digits
+# residual CNN (eps 0.05) 64 steps gave the same root bounds as 16.
+INTERMEDIATE_STEPS = 16
 # Optimised tangent points of Sigmoid/Tanh lines (bounds/graph/alpha.py) in the search: on
 # the digits Sigmoid MLP (eps 0.05, image 4, 30 s) they slowed the element-split search
 # with multipliers (98.6% proved, against 99.996% without); images 7 and tanh 4 unchanged.
@@ -251,10 +255,16 @@ class GraphCaseSearch(GraphBranching):
                 if isinstance(node.op, MaxOf)
             }
         reuse = min(r.changed for r in regions) if known is not None else 0
+        tighten = None
+        if self.slopes and all(r.depth == 0 for r in regions):
+            # The root's intermediate bounds optimised too: every region below inherits
+            # them (`known`), and one region's optimisation costs what ~30 plain bounds do.
+            tighten = alpha.intermediate(INTERMEDIATE_STEPS, self.ctx.deadline)
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
-                self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse
-            )
+                self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse,
+                tighten,
+            )  # fmt: skip
         if self.slopes:
             with np.errstate(invalid="ignore", over="ignore"):
                 warm = [r.slopes for r in regions]
@@ -305,11 +315,26 @@ class GraphCaseSearch(GraphBranching):
         # splits with multipliers 5% proved. Hence box splits up to SSHAPED_INPUT_DIMS
         # inputs with multipliers (up to SSHAPED_PLAIN_INPUT_DIMS without, as before).
         if region.lower.size > self.few_inputs:
-            element = self.element_choice(bounds, i, open_rows)
+            element = self.strong_choice(child, bounds, i, open_rows)
         if element is None:
             self.stack.extend(self.split_input(child, bounds, i, open_rows))
         else:
             self.stack.extend(self.split_element(child, *element))
+
+    def strong_choice(self, child: GraphRegion, bounds: GraphBounds, i: int, open_rows):
+        """Of the STRONG_CANDIDATES elements of largest merit, the one whose two parts'
+        bounds (computed here, as filtered strong branching does) have the best worse
+        score; the first one when the others are not better."""
+        ranked = self.element_choices(bounds, i, open_rows, 1 if self.sshaped else STRONG_CANDIDATES)
+        if len(ranked) <= 1:
+            return ranked[0] if ranked else None
+        parts = [p for choice in ranked for p in self.split_element(child, *choice)]
+        try:
+            _, score, _, _ = self.bound(parts)
+        except DeadlinePassed:
+            return ranked[0]
+        worse = np.nan_to_num(np.minimum(score[0::2], score[1::2]), nan=-np.inf)
+        return ranked[int(np.argmax(worse))]
 
     def proof_rows(self, objective_lower: np.ndarray) -> tuple[int, list[dict] | None]:
         """The proved row overall, and per unsafe conjunction the row (counted within it)
