@@ -54,6 +54,7 @@ SSHAPED_PLAIN_INPUT_DIMS = 256
 MAXES_INPUT_DIMS = 16
 MAX_DEPTH = 80
 STRONG_CANDIDATES = 12
+STRONG_SLOPES = False
 ELEMENT_SHARE = 0.7
 # Re-bound the S-shaped ops' inputs with the multipliers too (graph_beta.refine): a third
 # to a half of the subproblems on the digits Sigmoid MLP, but each costs more than it saves
@@ -230,9 +231,12 @@ class GraphCaseSearch(GraphBranching):
             start = replace(batch[i], multipliers=multipliers[i], slopes=slopes[i])
             self.split(start, bounds, i, float(score[i]))
 
-    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray, list, list]:
+    def bound(
+        self, regions: list[GraphRegion], slopes_too: bool = True
+    ) -> tuple[GraphBounds, np.ndarray, list, list]:
         """Bounds of the regions, their scores and per region the split multipliers and
-        the optimised slopes found, for its children to start from."""
+        the optimised slopes found, for its children to start from. `slopes_too`: False
+        leaves the slopes out (plain CROWN's lines)."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         found: list = [None] * len(regions)
@@ -255,17 +259,17 @@ class GraphCaseSearch(GraphBranching):
                 if isinstance(node.op, MaxOf)
             }
         reuse = min(r.changed for r in regions) if known is not None else 0
-        tighten = None
+        optimised_boxes = None
         if self.slopes and all(r.depth == 0 for r in regions):
             # The root's intermediate bounds optimised too: every region below inherits
             # them (`known`), and one region's optimisation costs what ~30 plain bounds do.
-            tighten = alpha.intermediate(INTERMEDIATE_STEPS, self.ctx.deadline)
+            optimised_boxes = alpha.intermediate(INTERMEDIATE_STEPS, self.ctx.deadline)
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
                 self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse,
-                tighten,
+                optimised_boxes,
             )  # fmt: skip
-        if self.slopes:
+        if self.slopes and slopes_too:
             with np.errstate(invalid="ignore", over="ignore"):
                 warm = [r.slopes for r in regions]
                 # Children start from their parent's slopes: a few steps go on from there.
@@ -330,7 +334,7 @@ class GraphCaseSearch(GraphBranching):
             return ranked[0] if ranked else None
         parts = [p for choice in ranked for p in self.split_element(child, *choice)]
         try:
-            _, score, _, _ = self.bound(parts)
+            _, score, _, _ = self.bound(parts, slopes_too=STRONG_SLOPES)
         except DeadlinePassed:
             return ranked[0]
         worse = np.nan_to_num(np.minimum(score[0::2], score[1::2]), nan=-np.inf)

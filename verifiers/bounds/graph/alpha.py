@@ -260,7 +260,7 @@ def _gradients(
     record: dict[str, np.ndarray],
     corner: np.ndarray,
     slopes: Slopes,
-    target: str,
+    target: str | None = None,
 ) -> dict:
     """dV/dp for every free parameter, from the adjoints A_t (see the module's docstring)."""
     adjoint = adjoints(net, trial, record, corner, target)
