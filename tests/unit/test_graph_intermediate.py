@@ -82,9 +82,7 @@ def test_optimised_intermediate_bounds_enclose_the_values(name: str) -> None:
         rng, net, lower, upper = setup(name, 100 + seed)
         plain = graph_bounds(net, lower[None], upper[None], ROWS)
         with np.errstate(all="ignore"):
-            bounds = graph_bounds(
-                net, lower[None], upper[None], ROWS, tighten=alpha.intermediate()
-            )
+            bounds = graph_bounds(net, lower[None], upper[None], ROWS, tighten=alpha.intermediate())
         for tensor, (low, high) in bounds.boxes.items():
             # Not everywhere: CROWN's bounds need not shrink with tighter boxes upstream.
             plain_width = plain.boxes[tensor][1] - plain.boxes[tensor][0]
@@ -109,7 +107,5 @@ def test_any_proposal_is_re_evaluated_soundly(name: str, monkeypatch) -> None:
     for seed in range(3):
         rng, net, lower, upper = setup(name, 200 + seed)
         with np.errstate(all="ignore"):
-            bounds = graph_bounds(
-                net, lower[None], upper[None], ROWS, tighten=alpha.intermediate()
-            )
+            bounds = graph_bounds(net, lower[None], upper[None], ROWS, tighten=alpha.intermediate())
         assert_boxes_enclose(net, bounds, lower, upper, rng)

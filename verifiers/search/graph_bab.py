@@ -184,9 +184,14 @@ class GraphCaseSearch(GraphBranching):
         """Bound the root first (cheap, and it decides most robust instances), then a
         gradient search for a counterexample, then branch and bound."""
         case = self.ctx.case
-        self.step([self.stack.pop()])
+        optimise_root = self.slopes and INTERMEDIATE_STEPS > 0
+        self.step([self.stack.pop()], split=not optimise_root)
         if self.stack and falsify_root and self.outcome.counterexample is None:
             self.falsifier.falsify(case.lower, case.upper)
+        if self.stack and optimise_root and self.outcome.counterexample is None:
+            # Open and not falsified: the root again, its intermediate bounds optimised
+            # (every region below inherits them); only now, as it costs ~30 plain bounds.
+            self.step([self.stack.pop()], intermediate=True)
         self.falsifier.restart_clock()
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
@@ -206,9 +211,14 @@ class GraphCaseSearch(GraphBranching):
             self.outcome.unknown_reasons.append(BUDGET_REASON)
         return self.outcome
 
-    def step(self, batch: list[GraphRegion]) -> None:
+    def step(
+        self, batch: list[GraphRegion], split: bool = True, intermediate: bool = False
+    ) -> None:
+        """Bound the regions (`intermediate`: with optimised intermediate bounds), record the
+        proved ones, try points of the open ones, and split these (or, without `split`,
+        leave them on the stack as they are)."""
         try:
-            bounds, score, multipliers, slopes = self.bound(batch)
+            bounds, score, multipliers, slopes = self.bound(batch, intermediate=intermediate)
         except DeadlinePassed:  # the regions stay open: the verdict will say timeout
             self.stack.extend(batch)
             return
@@ -227,16 +237,20 @@ class GraphCaseSearch(GraphBranching):
         corners = bounds.objective_minimizer[open_idx].reshape(-1, centres.shape[1])
         if self.falsifier.try_points(np.concatenate([centres, corners])):
             return
+        if not split:
+            self.stack.extend(batch[i] for i in open_idx)
+            return
         for i in open_idx:
             start = replace(batch[i], multipliers=multipliers[i], slopes=slopes[i])
             self.split(start, bounds, i, float(score[i]))
 
     def bound(
-        self, regions: list[GraphRegion], slopes_too: bool = True
+        self, regions: list[GraphRegion], slopes_too: bool = True, intermediate: bool = False
     ) -> tuple[GraphBounds, np.ndarray, list, list]:
         """Bounds of the regions, their scores and per region the split multipliers and
         the optimised slopes found, for its children to start from. `slopes_too`: False
-        leaves the slopes out (plain CROWN's lines)."""
+        leaves the slopes out (plain CROWN's lines); `intermediate`: the intermediate
+        bounds optimised too (alpha.intermediate)."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         found: list = [None] * len(regions)
@@ -260,9 +274,7 @@ class GraphCaseSearch(GraphBranching):
             }
         reuse = min(r.changed for r in regions) if known is not None else 0
         optimised_boxes = None
-        if self.slopes and all(r.depth == 0 for r in regions):
-            # The root's intermediate bounds optimised too: every region below inherits
-            # them (`known`), and one region's optimisation costs what ~30 plain bounds do.
+        if intermediate:
             optimised_boxes = alpha.intermediate(INTERMEDIATE_STEPS, self.ctx.deadline)
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
@@ -329,7 +341,9 @@ class GraphCaseSearch(GraphBranching):
         """Of the STRONG_CANDIDATES elements of largest merit, the one whose two parts'
         bounds (computed here, as filtered strong branching does) have the best worse
         score; the first one when the others are not better."""
-        ranked = self.element_choices(bounds, i, open_rows, 1 if self.sshaped else STRONG_CANDIDATES)
+        ranked = self.element_choices(
+            bounds, i, open_rows, 1 if self.sshaped else STRONG_CANDIDATES
+        )
         if len(ranked) <= 1:
             return ranked[0] if ranked else None
         parts = [p for choice in ranked for p in self.split_element(child, *choice)]
