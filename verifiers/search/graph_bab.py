@@ -14,7 +14,12 @@ value > 0: NaN and -inf never prove). Open regions are split:
   split: GraphRegion.changed). Each part
   asserts its interval (the parts cover the region), like a ReLU phase split; bounds that
   then cross show a part empty. On networks with Sigmoid/Tanh, split multipliers
-  (graph_beta.py, beta-CROWN) bring the asserted intervals into the bound.
+  (graph_beta.py, beta-CROWN) bring the asserted intervals into the bound. On the others,
+  filtered strong branching: of the STRONG_CANDIDATES elements (and max cases) of largest
+  merit, the one whose worse part bounds best on trial (strong_choice).
+Where slopes are optimised, an open root that the first falsification leaves open is
+bounded again with its intermediate bounds optimised (alpha.intermediate), which every
+region below inherits.
 Relaxations of Sigmoid/Tanh/MaxPool never become exact, so the search is complete only up
 to its split budget (MAX_DEPTH): a region at the budget is left unproved and the verdict is
 `unknown` with the proved fraction, never a guess.
@@ -53,12 +58,21 @@ SSHAPED_PLAIN_INPUT_DIMS = 256
 # neither in 30 s, input splits both in 0.3 s.
 MAXES_INPUT_DIMS = 16
 MAX_DEPTH = 80
+# Filtered strong branching on networks without Sigmoid/Tanh: digits cnn-maxpool, eps 0.05,
+# 20 s of search: images 2 and 5 hold with 12 candidates (0.99 and 1.0 proved with 3 or 6,
+# 0.37 without); trial parts take plain CROWN's lines (STRONG_SLOPES): the slopes' steps
+# were 70% of the time and image 0 went 0.78 -> 0.89 proved in 20 s without them.
+STRONG_CANDIDATES = 12
+STRONG_SLOPES = False
 ELEMENT_SHARE = 0.7
 # Re-bound the S-shaped ops' inputs with the multipliers too (graph_beta.refine): a third
 # to a half of the subproblems on the digits Sigmoid MLP, but each costs more than it saves
 # (eps 0.05, image 4, interleaved: 18-20 s with, 12-13 s without): off until it is cheaper.
 REFINE_WITH_MULTIPLIERS = False
 WARM_STEPS = 4
+# Steps of the root's optimised intermediate bounds (alpha.intermediate): on the digits
+# residual CNN (eps 0.05) 64 steps gave the same root bounds as 16.
+INTERMEDIATE_STEPS = 16
 # Optimised tangent points of Sigmoid/Tanh lines (bounds/graph/alpha.py) in the search: on
 # the digits Sigmoid MLP (eps 0.05, image 4, 30 s) they slowed the element-split search
 # with multipliers (98.6% proved, against 99.996% without); images 7 and tanh 4 unchanged.
@@ -179,9 +193,14 @@ class GraphCaseSearch(GraphBranching):
         """Bound the root first (cheap, and it decides most robust instances), then a
         gradient search for a counterexample, then branch and bound."""
         case = self.ctx.case
-        self.step([self.stack.pop()])
+        optimise_root = self.slopes and INTERMEDIATE_STEPS > 0
+        self.step([self.stack.pop()], split=not optimise_root)
         if self.stack and falsify_root and self.outcome.counterexample is None:
             self.falsifier.falsify(case.lower, case.upper)
+        if self.stack and optimise_root and self.outcome.counterexample is None:
+            # Open and not falsified: the root again, its intermediate bounds optimised
+            # (every region below inherits them); only now, as it costs ~30 plain bounds.
+            self.step([self.stack.pop()], intermediate=True)
         self.falsifier.restart_clock()
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
@@ -201,9 +220,14 @@ class GraphCaseSearch(GraphBranching):
             self.outcome.unknown_reasons.append(BUDGET_REASON)
         return self.outcome
 
-    def step(self, batch: list[GraphRegion]) -> None:
+    def step(
+        self, batch: list[GraphRegion], split: bool = True, intermediate: bool = False
+    ) -> None:
+        """Bound the regions (`intermediate`: with optimised intermediate bounds), record the
+        proved ones, try points of the open ones, and split these (or, without `split`,
+        leave them on the stack as they are)."""
         try:
-            bounds, score, multipliers, slopes = self.bound(batch)
+            bounds, score, multipliers, slopes = self.bound(batch, intermediate=intermediate)
         except DeadlinePassed:  # the regions stay open: the verdict will say timeout
             self.stack.extend(batch)
             return
@@ -222,13 +246,20 @@ class GraphCaseSearch(GraphBranching):
         corners = bounds.objective_minimizer[open_idx].reshape(-1, centres.shape[1])
         if self.falsifier.try_points(np.concatenate([centres, corners])):
             return
+        if not split:
+            self.stack.extend(batch[i] for i in open_idx)
+            return
         for i in open_idx:
             start = replace(batch[i], multipliers=multipliers[i], slopes=slopes[i])
             self.split(start, bounds, i, float(score[i]))
 
-    def bound(self, regions: list[GraphRegion]) -> tuple[GraphBounds, np.ndarray, list, list]:
+    def bound(
+        self, regions: list[GraphRegion], slopes_too: bool = True, intermediate: bool = False
+    ) -> tuple[GraphBounds, np.ndarray, list, list]:
         """Bounds of the regions, their scores and per region the split multipliers and
-        the optimised slopes found, for its children to start from."""
+        the optimised slopes found, for its children to start from. `slopes_too`: False
+        leaves the slopes out (plain CROWN's lines); `intermediate`: the intermediate
+        bounds optimised too (alpha.intermediate)."""
         lower = np.stack([r.lower for r in regions])
         upper = np.stack([r.upper for r in regions])
         found: list = [None] * len(regions)
@@ -251,11 +282,15 @@ class GraphCaseSearch(GraphBranching):
                 if isinstance(node.op, MaxOf)
             }
         reuse = min(r.changed for r in regions) if known is not None else 0
+        optimised_boxes = None
+        if intermediate:
+            optimised_boxes = alpha.intermediate(INTERMEDIATE_STEPS, self.ctx.deadline)
         with np.errstate(invalid="ignore", over="ignore"):
             bounds = graph_bounds(
-                self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse
-            )
-        if self.slopes:
+                self.net, lower, upper, self.rows, known, cases, self.ctx.deadline, reuse,
+                optimised_boxes,
+            )  # fmt: skip
+        if self.slopes and slopes_too:
             with np.errstate(invalid="ignore", over="ignore"):
                 warm = [r.slopes for r in regions]
                 # Children start from their parent's slopes: a few steps go on from there.
@@ -305,11 +340,28 @@ class GraphCaseSearch(GraphBranching):
         # splits with multipliers 5% proved. Hence box splits up to SSHAPED_INPUT_DIMS
         # inputs with multipliers (up to SSHAPED_PLAIN_INPUT_DIMS without, as before).
         if region.lower.size > self.few_inputs:
-            element = self.element_choice(bounds, i, open_rows)
+            element = self.strong_choice(child, bounds, i, open_rows)
         if element is None:
             self.stack.extend(self.split_input(child, bounds, i, open_rows))
         else:
             self.stack.extend(self.split_element(child, *element))
+
+    def strong_choice(self, child: GraphRegion, bounds: GraphBounds, i: int, open_rows):
+        """Of the STRONG_CANDIDATES elements of largest merit, the one whose two parts'
+        bounds (computed here, as filtered strong branching does) have the best worse
+        score; the first one when the others are not better."""
+        ranked = self.element_choices(
+            bounds, i, open_rows, 1 if self.sshaped else STRONG_CANDIDATES
+        )
+        if len(ranked) <= 1:
+            return ranked[0] if ranked else None
+        parts = [p for choice in ranked for p in self.split_element(child, *choice)]
+        try:
+            _, score, _, _ = self.bound(parts, slopes_too=STRONG_SLOPES)
+        except DeadlinePassed:
+            return ranked[0]
+        worse = np.nan_to_num(np.minimum(score[0::2], score[1::2]), nan=-np.inf)
+        return ranked[int(np.argmax(worse))]
 
     def proof_rows(self, objective_lower: np.ndarray) -> tuple[int, list[dict] | None]:
         """The proved row overall, and per unsafe conjunction the row (counted within it)

@@ -47,7 +47,13 @@ class GraphBranching:
         """The element whose relaxation costs the open rows the most, or None:
         ("interval", input tensor, index, split point) for an elementwise op, ("case",
         output tensor, index, candidate) for a Max/MaxPool output."""
-        best, choice = 0.0, None
+        ranked = self.element_choices(bounds, i, open_rows, 1)
+        return ranked[0] if ranked else None
+
+    def element_choices(self, bounds: GraphBounds, i: int, open_rows, k: int) -> list:
+        """The k elements of largest merit (|coefficient| x gap of the relaxation) over
+        all the elementwise and Max ops, best first; none of merit 0."""
+        found: list[tuple[float, tuple]] = []
         for node in self.net.nodes:
             relaxed = bounds.relaxed.get(node.output)
             coeffs = bounds.node_coeffs.get(node.output)
@@ -55,9 +61,8 @@ class GraphBranching:
                 continue
             if isinstance(relaxed, MaxRelaxed):
                 merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(relaxed.gap[i])
-                j = int(np.argmax(merit))
-                if merit[j] > best:
-                    best, choice = float(merit[j]), ("case", node.output, j, int(relaxed.b[i, j]))
+                for j in _top(merit, k):
+                    found.append((float(merit[j]), ("case", node.output, j, int(relaxed.b[i, j]))))
                 continue
             if not isinstance(relaxed, Lines):
                 continue
@@ -67,10 +72,10 @@ class GraphBranching:
             gap = _gap(relaxed, i, at)
             merit = np.abs(coeffs[i][open_rows]).sum(axis=0) * np.nan_to_num(gap)
             merit = np.where((lo < at) & (at < hi), merit, 0.0)
-            j = int(np.argmax(merit))
-            if merit[j] > best:
-                best, choice = float(merit[j]), ("interval", name, j, float(at[j]))
-        return choice
+            for j in _top(merit, k):
+                found.append((float(merit[j]), ("interval", name, j, float(at[j]))))
+        found.sort(key=lambda pair: -pair[0])
+        return [choice for _, choice in found[:k]]
 
     def split_element(self, child, kind: str, name: str, j: int, at) -> list:
         if kind == "case":
@@ -116,6 +121,12 @@ class GraphBranching:
             )
             for side, mask in enumerate((only, without))
         ]
+
+
+def _top(merit: np.ndarray, k: int) -> list[int]:
+    """Indices of the k largest merits above 0, largest first."""
+    order = np.argsort(-merit, kind="stable")[:k]
+    return [int(j) for j in order if merit[j] > 0.0]
 
 
 def _split_points(op, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -197,14 +197,19 @@ def optimise(
     warm: list[dict] | None = None,
     steps: int = STEPS,
     tangents: bool = True,
+    target: str | None = None,
+    plain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Per region and row (batch, m): the best sound lower bound of rows . bound_output over
-    the slopes tried (never below `bounds.objective_lower`, the plain bound), and per region
-    the slopes of that bound {tensor: (m, n)} (float32: a warm start, only a proposal)."""
+    """Per region and row (batch, m): the best sound lower bound of rows . target (the
+    bounded output by default) over the slopes tried (never below `plain`, the plain bound:
+    `bounds.objective_lower` by default), and per region the slopes of that bound
+    {tensor: (m, n)} (float32: a warm start, only a proposal). The slopes are those of the
+    ops upstream of the target that `bounds` has relaxed."""
     batch = bounds.boxes[net.input_name][0].shape[0]
     rows = np.array(np.broadcast_to(rows, (batch, *rows.shape[-2:])), dtype=np.float64)
     m = rows.shape[1]
-    best = bounds.objective_lower.copy()
+    target = net.bound_output if target is None else target
+    best = (bounds.objective_lower if plain is None else plain).copy()
     slopes = free_slopes(net, bounds, m, warm, tangents)
     if not slopes.values:
         return best, [{} for _ in range(batch)]
@@ -219,14 +224,14 @@ def optimise(
         trial = sloped(net, bounds, slopes)
         record: dict[str, np.ndarray] = {}
         with np.errstate(invalid="ignore", over="ignore"):
-            value, _, corner = back_substitute(net, trial, net.bound_output, rows, record)
+            value, _, corner = back_substitute(net, trial, target, rows, record)
         better = np.nan_to_num(value, nan=-np.inf) > best
         for name, s in slopes.values.items():
             chosen[name] = np.where(better[:, :, None], s, chosen[name])
         best = np.where(better, value, best)
         if step == steps:
             break
-        grads = _gradients(net, trial, record, corner, slopes)
+        grads = _gradients(net, trial, record, corner, slopes, target)
         _adam(slopes, grads, moments, step)
         last_step_s = time.monotonic() - started
     found: list[dict] = [{} for _ in range(batch)]
@@ -255,9 +260,10 @@ def _gradients(
     record: dict[str, np.ndarray],
     corner: np.ndarray,
     slopes: Slopes,
+    target: str | None = None,
 ) -> dict:
     """dV/dp for every free parameter, from the adjoints A_t (see the module's docstring)."""
-    adjoint = adjoints(net, trial, record, corner)
+    adjoint = adjoints(net, trial, record, corner, target)
     grads = {}
     for node in net.nodes:
         coeffs = record.get(node.output)
@@ -295,13 +301,18 @@ def _tangent_gradient(op: SShaped, trial: GraphBounds, node, kind: str, d, x) ->
 
 
 def adjoints(
-    net: GraphNetwork, bounds: GraphBounds, record: dict[str, np.ndarray], corner: np.ndarray
+    net: GraphNetwork,
+    bounds: GraphBounds,
+    record: dict[str, np.ndarray],
+    corner: np.ndarray,
+    target: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """A_t (batch, m, n_t) for every tensor up to the bounded output: the chosen lines'
-    network evaluated at the corner, per row. `record`: the coefficients met at each
-    non-linear op's output in the back-substitution (their signs pick the lines)."""
+    """A_t (batch, m, n_t) for every tensor up to the target (the bounded output by
+    default): the chosen lines' network evaluated at the corner, per row. `record`: the
+    coefficients met at each non-linear op's output in the back-substitution (their signs
+    pick the lines)."""
     values = {net.input_name: corner}
-    stop = net.producer_index[net.bound_output]
+    stop = net.producer_index[net.bound_output if target is None else target]
     for node in net.nodes[: stop + 1]:
         ins = [values[name] for name in node.inputs]
         relaxed = bounds.relaxed[node.output]
@@ -367,3 +378,34 @@ def _candidate_value(op, xs: list[np.ndarray], j: np.ndarray) -> np.ndarray:
         out = np.where(mine[:, None, :], gathered, out)
         start += k
     return out
+
+
+def intermediate(steps: int = STEPS, deadline: float | None = None):
+    """A Tightener for graph_bounds (backsub.py): the marked entries of a tensor bounded
+    with optimised slopes of the ops upstream of it (alpha-CROWN on intermediate bounds),
+    rows +e_j and -e_j per entry; optimise keeps each row's best sound bound, and the
+    caller intersects the result with the plain bounds, so nothing gets looser."""
+
+    def tighten(net: GraphNetwork, bounds: GraphBounds, name: str, marked: np.ndarray):
+        low, high = bounds.boxes[name]
+        count = int(marked.sum(axis=1).max(initial=0))
+        batch, n = low.shape
+        entries = np.argsort(~marked, axis=1, kind="stable")[:, :count]
+        valid = np.take_along_axis(marked, entries, axis=1)
+        picks, slots = np.arange(batch)[:, None], np.arange(count)[None, :]
+        rows = np.zeros((batch, 2 * count, n))
+        rows[picks, slots, entries] = np.where(valid, 1.0, 0.0)
+        rows[picks, count + slots, entries] = np.where(valid, -1.0, 0.0)
+        plain = np.concatenate(
+            [np.take_along_axis(low, entries, 1), -np.take_along_axis(high, entries, 1)], axis=1
+        )
+        with np.errstate(invalid="ignore", over="ignore"):
+            value, _ = optimise(
+                net, bounds, rows, deadline, None, steps, False, target=name, plain=plain
+            )
+        new_low, new_high = low.copy(), high.copy()
+        np.put_along_axis(new_low, entries, np.where(valid, value[:, :count], -np.inf), axis=1)
+        np.put_along_axis(new_high, entries, np.where(valid, -value[:, count:], np.inf), axis=1)
+        return new_low, new_high
+
+    return tighten

@@ -17,6 +17,7 @@ lower bound read off at the input box subtracts it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,10 @@ from verifiers.bounds.graph.ops.linear import Alias, Linear
 from verifiers.bounds.graph.ops.piecewise import PiecewiseLinear
 from verifiers.bounds.graph.ops.sshaped import SShaped
 from verifiers.bounds.rounding import UNIT_ROUNDOFF, gamma, widen_down
+
+# Bounds of a tensor (name) on each box, for the entries (batch, n) marked: other
+# entries may be anything valid (the box as it is, or infinite).
+Tightener = Callable[[GraphNetwork, "GraphBounds", str, np.ndarray], Box]
 
 # Coefficient arrays of at most this many float64 entries per back-substitution pass.
 CHUNK_ENTRIES = 1 << 23
@@ -65,6 +70,7 @@ def graph_bounds(
     cases: dict[str, np.ndarray] | None = None,
     deadline: float | None = None,
     reuse: int = 0,
+    tighten: Tightener | None = None,
 ) -> GraphBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
     bounded output. `known`: per tensor, bounds already valid on each box (intersected in).
@@ -72,7 +78,10 @@ def graph_bounds(
     on each region (branch and bound's case splits). Past `deadline` (time.monotonic), it
     raises DeadlinePassed between two ops. `reuse`: the outputs of the first `reuse` nodes
     take their `known` boxes as they are, already refined (branch and bound: a split
-    downstream of them leaves their bounds as the parent region's, which `known` holds)."""
+    downstream of them leaves their bounds as the parent region's, which `known` holds).
+    `tighten`: called on every refined tensor with the entries refined, it returns bounds
+    of that tensor valid on each box (optimised intermediate bounds, alpha.py), which are
+    intersected in before the consumer's relaxation is taken."""
     bounds = GraphBounds({net.input_name: (lower, upper)}, {})
     # Per refined tensor, its entries as tight as back-substitution makes them (True: all).
     tight: dict[str, np.ndarray | bool] = {net.input_name: True}
@@ -90,9 +99,14 @@ def graph_bounds(
                     if done is True:
                         tight[name] = True
                         continue
-                    bounds.boxes[name], tight[name] = _refine(
+                    bounds.boxes[name], refined = _refine(
                         net, bounds, name, node.op, deadline, done
                     )
+                    if tighten is not None and np.any(refined & ~done):
+                        bounds.boxes[name] = _intersect(
+                            bounds.boxes[name], tighten(net, bounds, name, refined & ~done)
+                        )
+                    tight[name] = refined
         boxes = [bounds.boxes[name] for name in node.inputs]
         extra = (cases[node.output],) if cases and node.output in cases else ()
         box = node.op.interval(boxes, *extra)
@@ -112,6 +126,10 @@ def graph_bounds(
         bounds.objective_lower, bounds.objective_coeffs = value, coeffs
         bounds.objective_minimizer = corner
     return bounds
+
+
+def _intersect(box: Box, other: Box) -> Box:
+    return np.maximum(box[0], other[0]), np.minimum(box[1], other[1])
 
 
 def _reuse(bounds: GraphBounds, node, known: dict[str, Box], cases) -> None:
