@@ -57,6 +57,12 @@ class LinearBounds:
     betas: list[np.ndarray] | None = None  # and their split multipliers (beta-CROWN)
 
 
+# A back-substitution runs over this many elements of (boxes, rows, neurons) at a time: over
+# a whole batch of large arrays it spent more time allocating and streaming fresh memory than
+# computing (ACAS Xu: ~40% less time than over batches of 150-370 boxes x 100 rows x 50).
+CHUNK_ELEMENTS = 2**18
+
+
 def _magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(lower), np.abs(upper))
 
@@ -149,11 +155,11 @@ class _Relaxation:
             self.lower_slope, self.upper_slope, self.intercept, self.floor, unstable, split
         )
 
-    def take(self, i: int) -> _Relaxation:
-        """Box i of the batch, as a batch of one."""
+    def take(self, boxes: slice) -> _Relaxation:
+        """These boxes of the batch, as a batch."""
         return _Relaxation(
             *(
-                getattr(self, f.name)[i : i + 1] if f.name != "floor" else self.floor
+                getattr(self, f.name)[boxes] if f.name != "floor" else self.floor
                 for f in fields(self)
             )
         )
@@ -196,6 +202,62 @@ def _read_off(
 
 
 def _back_substitute(
+    network: PiecewiseLinearNetwork,
+    coeffs: np.ndarray,
+    last_affine: int,
+    relaxations: list[_Relaxation],
+    magnitudes: list[np.ndarray],
+    box: tuple[np.ndarray, np.ndarray],
+    relu_coeffs: list[np.ndarray] | None = None,
+    deadline: float | None = None,
+    split_terms: list[np.ndarray | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_back_substitute_boxes over the batch a few boxes at a time (CHUNK_ELEMENTS). Each
+    box's bounds are computed alone either way; only the order in which BLAS sums a dot
+    product may differ with the chunk's size, and the slack covers any order."""
+    batch, m = coeffs.shape[:2]
+    widest = max(layer.n_in for layer in network.affine_layers[: last_affine + 1])
+    step = max(1, CHUNK_ELEMENTS // (m * max(widest, coeffs.shape[2])))
+    if batch <= step:
+        return _back_substitute_boxes(
+            network,
+            coeffs,
+            last_affine,
+            relaxations,
+            magnitudes,
+            box,
+            relu_coeffs,
+            deadline,
+            split_terms,
+        )
+    parts, met = [], []
+    for start in range(0, batch, step):
+        boxes = slice(start, start + step)
+        met.append([] if relu_coeffs is not None else None)
+        parts.append(
+            _back_substitute_boxes(
+                network,
+                coeffs[boxes],
+                last_affine,
+                [r.take(boxes) for r in relaxations],
+                [magnitude[boxes] for magnitude in magnitudes],
+                (box[0][boxes], box[1][boxes]),
+                met[-1],
+                deadline,
+                None if split_terms is None else [_rows_of(t, boxes) for t in split_terms],
+            )
+        )
+    if relu_coeffs is not None:
+        relu_coeffs[:0] = [np.concatenate(layer) for layer in zip(*met, strict=True)]
+    value, coeffs, corner = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    return value, coeffs, corner
+
+
+def _rows_of(array: np.ndarray | None, boxes: slice) -> np.ndarray | None:
+    return None if array is None else array[boxes]
+
+
+def _back_substitute_boxes(
     network: PiecewiseLinearNetwork,
     coeffs: np.ndarray,
     last_affine: int,
@@ -342,7 +404,7 @@ def layer_row_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower bounds over box i of the batch of rows (m, n) . (output of affine layer
     `layer`), reusing that batch's relaxations: (lower bounds (m,), input coefficients (m, n))."""
-    relaxations = [r.take(i) for r in bounds.relaxations]
+    relaxations = [r.take(slice(i, i + 1)) for r in bounds.relaxations]
     magnitudes = [m[i : i + 1] for m in bounds.magnitudes]
     value, coeffs, _ = _back_substitute(
         network, rows[None, :, :], layer, relaxations, magnitudes, (box[0][None], box[1][None])
