@@ -160,3 +160,28 @@ def test_a_batch_bounded_in_chunks_is_bounded_as_in_one_pass(monkeypatch, mode) 
         points = samples_in(rng, lower, upper, 200)
         outputs = network.evaluate(points.reshape(-1, sizes[0])).reshape(len(lower), -1, 3)
         assert np.all((outputs @ objective.T).min(axis=1) >= chunked.objective_lower)
+
+
+@pytest.mark.parametrize("identity_last", [False, True])
+def test_unit_rows_start_exactly_as_their_dense_rows(identity_last) -> None:
+    """A layer's bounds back-substitute the rows +e_j, -e_j from indices (linear._UnitRows,
+    picking rows of W instead of multiplying): every number must equal the dense rows'
+    back-substitution exactly, a product with a unit vector rounding nothing."""
+    rng = np.random.default_rng(5)
+    sizes = [3, 9, 9, 4]
+    network = to_network(*random_network(rng, sizes))
+    if identity_last:  # a final ReLU, then the identity (passed through, not multiplied)
+        eye, zero = np.eye(4), np.zeros(4)
+        tail = (ReluLayer(4), AffineLayer(eye, zero, np.zeros((4, 4)), zero))
+        network = PiecewiseLinearNetwork((*network.layers, *tail))
+    lower, upper = sample_boxes(rng, sizes[0], 7, 0.8)
+    bounds = linear_bounds(network, lower, upper)
+    for last in range(len(network.affine_layers)):
+        width = network.affine_layers[last].n_out
+        neurons = np.stack([rng.permutation(width)[:3] for _ in range(len(lower))])
+        rows = linear._UnitRows(neurons, width)
+        args = (last, bounds.relaxations[:last], bounds.magnitudes, (lower, upper))
+        from_indices = linear._back_substitute(network, rows, *args)
+        from_dense = linear._back_substitute(network, rows.dense(), *args)
+        for picked, dense in zip(from_indices, from_dense, strict=True):
+            np.testing.assert_array_equal(picked, dense)

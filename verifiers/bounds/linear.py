@@ -74,16 +74,63 @@ def _dot_rows(stack: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return np.matmul(stack, vectors[:, :, None])[:, :, 0]
 
 
+def _output_error(layer: AffineLayer, magnitude_in: np.ndarray) -> np.ndarray:
+    """Per box and output of the layer, per unit |coefficient| on it: the error of
+    fl(coeffs @ W) and fl(coeffs @ b), plus the layer's own composition error."""
+    per_output = gamma(layer.n_out) * (magnitude_in @ np.abs(layer.weight).T + np.abs(layer.bias))
+    return per_output + magnitude_in @ layer.weight_err.T + layer.bias_err
+
+
 def _affine_back(state: _Backward, layer: AffineLayer, magnitude_in: np.ndarray) -> None:
     if layer.is_identity:
         return
     abs_coeffs = np.abs(state.coeffs)
     state.add_const(state.coeffs @ layer.bias)
-    # Error of fl(coeffs @ W) and fl(coeffs @ b), plus the layer's own composition error.
-    per_output = gamma(layer.n_out) * (magnitude_in @ np.abs(layer.weight).T + np.abs(layer.bias))
-    per_output = per_output + magnitude_in @ layer.weight_err.T + layer.bias_err
-    state.slack = state.slack + _dot_rows(abs_coeffs, per_output)
+    state.slack = state.slack + _dot_rows(abs_coeffs, _output_error(layer, magnitude_in))
     state.coeffs = times(state.coeffs, layer.weight)
+
+
+@dataclass(frozen=True)
+class _UnitRows:
+    """Per box, the rows +e_j for some neurons j of a layer, then -e_j for the same: the
+    objectives of a layer's bounds, kept as the neurons' indices (batch, count)."""
+
+    neurons: np.ndarray
+    width: int  # the layer's size
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.neurons.shape[0], 2 * self.neurons.shape[1], self.width)
+
+    def __getitem__(self, boxes: slice) -> _UnitRows:
+        return _UnitRows(self.neurons[boxes], self.width)
+
+    def dense(self) -> np.ndarray:
+        batch, count = self.neurons.shape
+        rows = np.zeros(self.shape)
+        slots, picks = np.arange(count)[None, :], np.arange(batch)[:, None]
+        rows[picks, slots, self.neurons] = 1.0
+        rows[picks, count + slots, self.neurons] = -1.0
+        return rows
+
+    def through(self, layer: AffineLayer, magnitude_in: np.ndarray) -> _Backward:
+        """The rows back-substituted through `layer` (its outputs): what _affine_back makes
+        of the dense rows, by picking entries instead of multiplying. A product with a unit
+        vector rounds nothing: e_j . W is row j of W, e_j . b is b_j, and the slack
+        |e_j| . error is error_j (other neurons' errors, even infinite, do not concern row j)."""
+        zeros = np.zeros(self.shape[:2])
+        if layer.is_identity:
+            return _Backward(self.dense(), zeros, zeros, zeros)
+        picks = np.arange(self.neurons.shape[0])[:, None]
+        weight, bias = layer.weight[self.neurons], layer.bias[self.neurons]
+        error = _output_error(layer, magnitude_in)[picks, self.neurons]
+        const = np.concatenate([bias, -bias], axis=1)
+        return _Backward(
+            np.concatenate([weight, -weight], axis=1),
+            const,
+            np.concatenate([error, error], axis=1),
+            np.abs(const),
+        )
 
 
 def relu_relaxation(
@@ -287,11 +334,17 @@ def _back_substitute_boxes(
     fl(c + beta * sign) - c has the sign of `sign` (rounding is monotone), so it is itself
     a valid multiplier times sign, exactly."""
     batch, m = coeffs.shape[0], coeffs.shape[1]
-    state = _Backward(coeffs, np.zeros((batch, m)), np.zeros((batch, m)), np.zeros((batch, m)))
     affine_layers = network.affine_layers
+    unit = isinstance(coeffs, _UnitRows)
+    if unit:
+        state = coeffs.through(affine_layers[last_affine], magnitudes[last_affine])
+    else:
+        zeros = np.zeros((batch, m))
+        state = _Backward(coeffs, zeros, zeros, zeros)
     for k in range(last_affine, -1, -1):
         check(deadline)
-        _affine_back(state, affine_layers[k], magnitudes[k])
+        if not (unit and k == last_affine):  # unit rows start past their layer
+            _affine_back(state, affine_layers[k], magnitudes[k])
         if k > 0:
             if relu_coeffs is not None:
                 relu_coeffs.insert(0, state.coeffs)
@@ -425,21 +478,17 @@ def _refine(context: _Context, k, low, high, every_neuron: bool, search: SlopeSe
     some box (every neuron for the output layer). Each box gets as many rows as the box with
     the most; the padding rows are other neurons of the layer, whose bounds stay valid.
     With `search`, each row's slopes are optimised too and the better sound bound kept."""
-    batch, n = low.shape
+    n = low.shape[1]
     targets = np.ones_like(low, dtype=bool) if every_neuron else (low < 0.0) & (high > 0.0)
     count = int(targets.sum(axis=1).max())
     if count == 0:
         return low, high
     # Per box, the target neurons first (a stable sort keeps index order within each group).
     neurons = np.argsort(~targets, axis=1, kind="stable")[:, :count]
-    rows = np.zeros((batch, 2 * count, n))
-    slots = np.arange(count)
-    picks = np.arange(batch)[:, None]
-    rows[picks, slots[None, :], neurons] = 1.0
-    rows[picks, count + slots[None, :], neurons] = -1.0
+    rows = _UnitRows(neurons, n)
     value, _, _ = context.bound(rows, k)
     if search is not None and search.intermediate_iterations > 0:
-        slopes, _ = context.optimise(rows, k, search.intermediate_iterations)
+        slopes, _ = context.optimise(rows.dense(), k, search.intermediate_iterations)
         tuned, _, _ = context.bound(rows, k, slopes)
         value = np.where(np.isfinite(tuned), np.maximum(value, tuned), value)
     refined_low = np.take_along_axis(low, neurons, axis=1)
