@@ -118,9 +118,8 @@ class _UnitRows:
         of the dense rows, by picking entries instead of multiplying. A product with a unit
         vector rounds nothing: e_j . W is row j of W, e_j . b is b_j, and the slack
         |e_j| . error is error_j (other neurons' errors, even infinite, do not concern row j)."""
-        zeros = np.zeros(self.shape[:2])
         if layer.is_identity:
-            return _Backward(self.dense(), zeros, zeros, zeros)
+            return _start(self.dense(), layer, magnitude_in)
         picks = np.arange(self.neurons.shape[0])[:, None]
         weight, bias = layer.weight[self.neurons], layer.bias[self.neurons]
         error = _output_error(layer, magnitude_in)[picks, self.neurons]
@@ -258,63 +257,7 @@ def _read_off(
 
 def _back_substitute(
     network: PiecewiseLinearNetwork,
-    coeffs: np.ndarray,
-    last_affine: int,
-    relaxations: list[_Relaxation],
-    magnitudes: list[np.ndarray],
-    box: tuple[np.ndarray, np.ndarray],
-    relu_coeffs: list[np.ndarray] | None = None,
-    deadline: float | None = None,
-    split_terms: list[np.ndarray | None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_back_substitute_boxes over the batch a few boxes at a time (CHUNK_ELEMENTS). Each
-    box's bounds are computed alone either way; only the order in which BLAS sums a dot
-    product may differ with the chunk's size, and the slack covers any order."""
-    batch, m = coeffs.shape[:2]
-    widest = max(layer.n_in for layer in network.affine_layers[: last_affine + 1])
-    step = max(1, CHUNK_ELEMENTS // (m * max(widest, coeffs.shape[2])))
-    if batch <= step:
-        return _back_substitute_boxes(
-            network,
-            coeffs,
-            last_affine,
-            relaxations,
-            magnitudes,
-            box,
-            relu_coeffs,
-            deadline,
-            split_terms,
-        )
-    parts, met = [], []
-    for start in range(0, batch, step):
-        boxes = slice(start, start + step)
-        met.append([] if relu_coeffs is not None else None)
-        parts.append(
-            _back_substitute_boxes(
-                network,
-                coeffs[boxes],
-                last_affine,
-                [r.take(boxes) for r in relaxations],
-                [magnitude[boxes] for magnitude in magnitudes],
-                (box[0][boxes], box[1][boxes]),
-                met[-1],
-                deadline,
-                None if split_terms is None else [_rows_of(t, boxes) for t in split_terms],
-            )
-        )
-    if relu_coeffs is not None:
-        relu_coeffs[:0] = [np.concatenate(layer) for layer in zip(*met, strict=True)]
-    value, coeffs, corner = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
-    return value, coeffs, corner
-
-
-def _rows_of(array: np.ndarray | None, boxes: slice) -> np.ndarray | None:
-    return None if array is None else array[boxes]
-
-
-def _back_substitute_boxes(
-    network: PiecewiseLinearNetwork,
-    coeffs: np.ndarray,
+    coeffs: np.ndarray | _UnitRows,
     last_affine: int,
     relaxations: list[_Relaxation],
     magnitudes: list[np.ndarray],
@@ -332,27 +275,68 @@ def _back_substitute_boxes(
     the region (its ReLU splits) and beta >= 0. Adding them can only lower the objective on
     the region, so the result bounds the objective there. Rounding the sum cannot spoil it:
     fl(c + beta * sign) - c has the sign of `sign` (rounding is monotone), so it is itself
-    a valid multiplier times sign, exactly."""
-    batch, m = coeffs.shape[0], coeffs.shape[1]
-    affine_layers = network.affine_layers
-    unit = isinstance(coeffs, _UnitRows)
-    if unit:
-        state = coeffs.through(affine_layers[last_affine], magnitudes[last_affine])
-    else:
-        zeros = np.zeros((batch, m))
-        state = _Backward(coeffs, zeros, zeros, zeros)
-    for k in range(last_affine, -1, -1):
-        check(deadline)
-        if not (unit and k == last_affine):  # unit rows start past their layer
-            _affine_back(state, affine_layers[k], magnitudes[k])
-        if k > 0:
-            if relu_coeffs is not None:
-                relu_coeffs.insert(0, state.coeffs)
-            _relu_back(state, relaxations[k - 1])
-            if split_terms is not None and split_terms[k - 1] is not None:
-                state.coeffs = state.coeffs + split_terms[k - 1]
-    value, corner = _read_off(state, box[0], box[1], last_affine + 1)
-    return value, state.coeffs, corner
+    a valid multiplier times sign, exactly.
+
+    The batch is taken a few boxes at a time (CHUNK_ELEMENTS). Each box's bounds are
+    computed alone either way; only the order in which BLAS sums a dot product may differ
+    with the chunk's size, and the slack covers any order."""
+    batch, m = coeffs.shape[:2]
+    widest = max(layer.n_in for layer in network.affine_layers[: last_affine + 1])
+    step = max(1, CHUNK_ELEMENTS // (m * max(widest, coeffs.shape[2])))
+    keep = relu_coeffs is not None
+    layers = _Layers(network, last_affine, relaxations, magnitudes, split_terms, deadline, keep)
+    parts = [
+        layers.substitute(coeffs, box, slice(start, start + step))
+        for start in range(0, batch, step)
+    ]
+    if keep:
+        relu_coeffs[:0] = [np.concatenate(met) for met in zip(*(p[3] for p in parts), strict=True)]
+    if len(parts) == 1:
+        return parts[0][:3]
+    value, coeffs, corner = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return value, coeffs, corner
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """What one back-substitution passes through, from affine layer `last` down."""
+
+    network: PiecewiseLinearNetwork
+    last: int
+    relaxations: list[_Relaxation]
+    magnitudes: list[np.ndarray]
+    split_terms: list[np.ndarray | None] | None
+    deadline: float | None
+    keep_relu_coeffs: bool  # (else not kept: memory freed, and reused, at once)
+
+    def substitute(self, rows: np.ndarray | _UnitRows, box, boxes: slice):
+        """(value, coeffs, corner, the coefficients met per ReLU layer) of these boxes."""
+        affine_layers = self.network.affine_layers
+        relaxations = [r.take(boxes) for r in self.relaxations]
+        magnitudes = [magnitude[boxes] for magnitude in self.magnitudes]
+        terms = [None if t is None else t[boxes] for t in self.split_terms or []]
+        state = _start(rows[boxes], affine_layers[self.last], magnitudes[self.last])
+        met: list[np.ndarray] = []
+        for k in range(self.last, -1, -1):
+            check(self.deadline)
+            if not (isinstance(rows, _UnitRows) and k == self.last):  # past their layer
+                _affine_back(state, affine_layers[k], magnitudes[k])
+            if k > 0:
+                if self.keep_relu_coeffs:
+                    met.insert(0, state.coeffs)
+                _relu_back(state, relaxations[k - 1])
+                if terms and terms[k - 1] is not None:
+                    state.coeffs = state.coeffs + terms[k - 1]
+        value, corner = _read_off(state, box[0][boxes], box[1][boxes], self.last + 1)
+        return value, state.coeffs, corner, met
+
+
+def _start(rows: np.ndarray | _UnitRows, layer: AffineLayer, magnitude_in) -> _Backward:
+    """The back-substitution's state before its first layer (past it, for unit rows)."""
+    if isinstance(rows, _UnitRows):
+        return rows.through(layer, magnitude_in)
+    shape = rows.shape[:2]
+    return _Backward(rows, np.zeros(shape), np.zeros(shape), np.zeros(shape))
 
 
 def linear_bounds(
