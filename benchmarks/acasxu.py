@@ -48,10 +48,12 @@ def summarise(tool: str, rows: list[dict]) -> None:
     decided = [r for r, v in zip(rows, verdicts, strict=True) if v in ("holds", "violated")]
     wrong = [r for r in decided if r[f"{tool}_verdict"] != r["expected"]]
     times = [r[f"{tool}_seconds"] for r in rows]
+    cpu = [r[f"{tool}_cpu_seconds"] for r in rows]
     print(
         f"{tool}: {len(rows)} instances, decided {len(decided)}, correct "
         f"{len(decided) - len(wrong)}, wrong {len(wrong)}, unknown {len(rows) - len(decided)}, "
         f"total {sum(times):.1f} s, median {statistics.median(times):.2f} s, "
+        f"CPU total {sum(cpu):.1f} s, median {statistics.median(cpu):.2f} s, "
         f"peak memory {max(r[f'{tool}_rss_mb'] for r in rows):.0f} MB"
     )
     for r in wrong:

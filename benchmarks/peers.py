@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 
-def _timed(cmd: list[str], timeout: float) -> tuple[str, float, float]:
-    """(stdout, seconds, peak RSS MB) of a command; killed after `timeout` + grace."""
+def _timed(cmd: list[str], timeout: float) -> tuple[str, float, float, float]:
+    """(stdout, wall seconds, CPU seconds, peak RSS MB) of a command; killed after `timeout` +
+    grace. CPU time (user + system of the child) is what to compare on a shared machine."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     timer = threading.Timer(timeout + 15, proc.kill)
@@ -25,7 +26,7 @@ def _timed(cmd: list[str], timeout: float) -> tuple[str, float, float]:
     _, _, usage = os.wait4(proc.pid, 0)
     timer.cancel()
     seconds = time.perf_counter() - start
-    return out, seconds, usage.ru_maxrss / 1024
+    return out, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def run_proofwell(net: Path, prop: Path, timeout: float, workers: int) -> dict:
@@ -41,12 +42,17 @@ def run_proofwell(net: Path, prop: Path, timeout: float, workers: int) -> dict:
         "--workers",
         str(workers),
     ]
-    out, seconds, rss = _timed(cmd, timeout)
+    out, seconds, cpu, rss = _timed(cmd, timeout)
     try:
         verdict = json.loads(out)["verdict"]
     except (json.JSONDecodeError, KeyError):
         verdict = "crashed"
-    return {"proofwell_verdict": verdict, "proofwell_seconds": seconds, "proofwell_rss_mb": rss}
+    return {
+        "proofwell_verdict": verdict,
+        "proofwell_seconds": seconds,
+        "proofwell_cpu_seconds": cpu,
+        "proofwell_rss_mb": rss,
+    }
 
 
 def marabou_binary() -> str:
@@ -65,7 +71,7 @@ def run_marabou(net: Path, prop: Path, timeout: float, workers: int) -> dict:
     cmd = [marabou_binary(), str(net), str(prop), f"--timeout={int(timeout)}"]
     if workers > 1:
         cmd += ["--snc", f"--num-workers={workers}"]
-    out, seconds, rss = _timed(cmd, timeout)
+    out, seconds, cpu, rss = _timed(cmd, timeout)
     lines = [line.strip().lower() for line in out.splitlines()]
     if "unsat" in lines:
         verdict = "holds"
@@ -73,7 +79,12 @@ def run_marabou(net: Path, prop: Path, timeout: float, workers: int) -> dict:
         verdict = "violated"
     else:
         verdict = "unknown"
-    return {"marabou_verdict": verdict, "marabou_seconds": seconds, "marabou_rss_mb": rss}
+    return {
+        "marabou_verdict": verdict,
+        "marabou_seconds": seconds,
+        "marabou_cpu_seconds": cpu,
+        "marabou_rss_mb": rss,
+    }
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verifiers.bounds.combine import box_constants, combination_lower_bound, sound_value
+from verifiers.search.combination import negative_somewhere
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
@@ -97,3 +98,32 @@ def test_a_refutation_means_some_row_is_positive_everywhere() -> None:
         if np.any(rows.max(axis=1) <= 0.0):
             assert value <= 0.0
     assert refuted > 10
+
+
+def test_an_lp_is_skipped_only_where_no_combination_can_refute() -> None:
+    """negative_somewhere (search/combination.py) spares the LP where a point of the box has
+    every row negative: it must never be True where the LP (combination_lower_bound)
+    refutes, and must be True for most boxes that the LP does not refute."""
+    rng = np.random.default_rng(3)
+    refuted = skipped = hopeless = 0
+    for _ in range(400):
+        n, m = rng.integers(1, 5), rng.integers(2, 6)
+        coeffs = rng.normal(size=(m, n))
+        consts = rng.normal(size=m) + 0.8
+        lower = rng.uniform(-1, 0, size=n)
+        upper = lower + rng.uniform(0.1, 1, size=n)
+        value = combination_lower_bound(coeffs, consts, lower, upper)
+        skip = negative_somewhere(coeffs, consts, lower, upper)
+        refuted += value > 0.0
+        skipped += skip
+        hopeless += value <= 0.0
+        assert not (skip and value > 0.0)
+    assert refuted > 20 and skipped > hopeless // 2
+
+
+def test_two_rows_each_positive_on_half_the_box_are_not_skipped() -> None:
+    """x + 0.5 and 0.5 - x on [-1, 1]: each negative at one end, their average 0.5 > 0."""
+    coeffs, consts = np.array([[1.0], [-1.0]]), np.array([0.5, 0.5])
+    lower, upper = np.array([-1.0]), np.array([1.0])
+    assert not negative_somewhere(coeffs, consts, lower, upper)
+    assert negative_somewhere(coeffs, consts - 0.6, lower, upper)  # -0.1 at the centre

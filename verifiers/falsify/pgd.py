@@ -33,19 +33,26 @@ def unsafe_margin(outputs: np.ndarray, unsafe: Sequence[Polytope]) -> tuple[np.n
     return best, direction
 
 
-def _gradient(network: PiecewiseLinearNetwork, x: np.ndarray, out_dir: np.ndarray) -> np.ndarray:
-    """d(out_dir . f(x)) / dx for each row of x."""
-    if hasattr(network, "gradient"):  # a graph network differentiates itself
-        return network.gradient(x, out_dir)
+def _forward(network: PiecewiseLinearNetwork, x: np.ndarray):
+    """The outputs f(x) and, for a chain, the ReLU layers' slopes at x (the gradient's masks:
+    one forward pass serves both); None for a graph network, which differentiates itself."""
+    if hasattr(network, "gradient"):
+        return network.evaluate(x), None
     masks = []
     value = x
     for layer in network.layers:
-        if isinstance(layer, AffineLayer):
-            value = layer.apply(value)
-        else:
+        if not isinstance(layer, AffineLayer):
             masks.append(np.where(value >= 0, 1.0, layer.alpha))
-            value = layer.apply(value)
+        value = layer.apply(value)
+    return value, masks
+
+
+def _gradient(network: PiecewiseLinearNetwork, x: np.ndarray, out_dir: np.ndarray, masks):
+    """d(out_dir . f(x)) / dx for each row of x, given _forward's masks at x."""
+    if masks is None:  # a graph network differentiates itself
+        return network.gradient(x, out_dir)
     grad = out_dir
+    masks = list(masks)
     for layer in reversed(network.layers):
         grad = grad @ layer.weight if isinstance(layer, AffineLayer) else grad * masks.pop()
     return grad
@@ -72,12 +79,13 @@ def search(
     best_x, best_m = x.copy(), np.full(len(x), -np.inf)
     step = width / 4.0
     for i in range(steps):
-        margin, direction = unsafe_margin(network.evaluate(x), unsafe)
+        outputs, masks = _forward(network, x)
+        margin, direction = unsafe_margin(outputs, unsafe)
         better = margin > best_m
         best_x[better], best_m[better] = x[better], margin[better]
         if i == steps - 1 or (deadline is not None and time.monotonic() > deadline):
             break
-        grad = _gradient(network, x, direction)
+        grad = _gradient(network, x, direction, masks)
         x = np.clip(x + step * np.sign(grad), lower, upper)
         step = step * 0.8
     order = np.argsort(-best_m)

@@ -14,7 +14,7 @@ import numpy as np
 
 from verifiers.bounds.combine import box_constants, combination_weights
 from verifiers.bounds.linear import LinearBounds, layer_row_bounds
-from verifiers.bounds.rounding import proves
+from verifiers.bounds.rounding import gamma, proves
 from verifiers.model.network import PiecewiseLinearNetwork
 from verifiers.search.region import Region
 
@@ -86,7 +86,7 @@ def combination_proofs(
         if phases is not None:
             group_coeffs = np.concatenate([group_coeffs, phases[0]])
             group_consts = np.concatenate([group_consts, phases[1]])
-        if len(group_consts) < 2:
+        if len(group_consts) < 2 or negative_somewhere(group_coeffs, group_consts, lower, upper):
             return None
         value, mu = combination_weights(group_coeffs, group_consts, lower, upper)
         if not proves(value):
@@ -100,3 +100,17 @@ def combination_proofs(
             ]
         proofs.append(proof)
     return proofs
+
+
+def negative_somewhere(coeffs: np.ndarray, consts: np.ndarray, lower, upper) -> bool:
+    """A point of the box where every row's bound coeffs_i . x + consts_i is negative (with
+    every rounding to spare): there, every convex combination of them is negative too, so
+    no combination can prove the conjunction empty and its LP need not be solved (on ACAS
+    Xu property 2, net 4_2, 9,993 of 10,000 such LPs, 10% of the run; none proved). The
+    points tried: each row's minimising corner of the box, and its centre."""
+    corners = np.where(coeffs >= 0.0, lower[None, :], upper[None, :])
+    points = np.concatenate([corners, 0.5 * (lower + upper)[None, :]])
+    values = points @ coeffs.T + consts
+    rounding = gamma(coeffs.shape[1] + 1) * (np.abs(points) @ np.abs(coeffs).T + np.abs(consts))
+    with np.errstate(invalid="ignore"):  # NaN (from overflow) compares False: no point
+        return bool(np.any(np.all(values + rounding < 0.0, axis=1)))
