@@ -43,16 +43,11 @@ class GraphBranching:
             replace(child, lower=right_lower, path=(*child.path, (*step, 1)), changed=0),
         ]
 
-    def element_choice(self, bounds: GraphBounds, i: int, open_rows):
-        """The element whose relaxation costs the open rows the most, or None:
-        ("interval", input tensor, index, split point) for an elementwise op, ("case",
-        output tensor, index, candidate) for a Max/MaxPool output."""
-        ranked = self.element_choices(bounds, i, open_rows, 1)
-        return ranked[0] if ranked else None
-
     def element_choices(self, bounds: GraphBounds, i: int, open_rows, k: int) -> list:
         """The k elements of largest merit (|coefficient| x gap of the relaxation) over
-        all the elementwise and Max ops, best first; none of merit 0."""
+        all the elementwise and Max ops, best first; none of merit 0. Each is
+        ("interval", input tensor, index, split point) for an elementwise op, or ("case",
+        output tensor, index, candidate) for a Max/MaxPool output."""
         found: list[tuple[float, tuple]] = []
         for node in self.net.nodes:
             relaxed = bounds.relaxed.get(node.output)
