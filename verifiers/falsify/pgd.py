@@ -51,10 +51,9 @@ def _gradient(network: PiecewiseLinearNetwork, x: np.ndarray, out_dir: np.ndarra
     """d(out_dir . f(x)) / dx for each row of x, given _forward's masks at x."""
     if masks is None:  # a graph network differentiates itself
         return network.gradient(x, out_dir)
-    grad = out_dir
-    masks = list(masks)
+    grad, last_first = out_dir, reversed(masks)
     for layer in reversed(network.layers):
-        grad = grad @ layer.weight if isinstance(layer, AffineLayer) else grad * masks.pop()
+        grad = grad @ layer.weight if isinstance(layer, AffineLayer) else grad * next(last_first)
     return grad
 
 
