@@ -89,7 +89,7 @@ def serve(
     subprocess.run([*cli, "db", "upgrade"], env=env, cwd=root, check=True, capture_output=True)
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers)]
-    args += ["--api-workers", str(api_workers)]
+    args += ["--api-workers", str(api_workers), "--no-access-log"]
     with log.open("wb") as out:
         proc = subprocess.Popen([*cli, *args], env=env, cwd=root, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"

@@ -58,6 +58,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await hub.close()
+        services.submissions.close()
 
     app = FastAPI(
         title="proofwell",

@@ -116,6 +116,13 @@ def serve(
     api_workers: Annotated[
         int, typer.Option(min=1, max=64, help="API processes (uvicorn workers)")
     ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log every request (off behind a proxy that logs them: ~8% of a "
+            "submission's API time)"
+        ),
+    ] = True,
 ) -> None:
     """Run the API (and dashboard) with N local worker processes."""
     import multiprocessing
@@ -151,10 +158,17 @@ def serve(
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["PROOFWELL_OPEN_MODE"] = "true" if settings.open_mode else "false"
             target = "service.app:create_served_app"
-            uvicorn.run(target, factory=True, host=host, port=port, workers=api_workers)
+            uvicorn.run(
+                target,
+                factory=True,
+                host=host,
+                port=port,
+                workers=api_workers,
+                access_log=access_log,
+            )
         else:
             freeze_start_up_heap()
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
     finally:
         _stop(procs)
 

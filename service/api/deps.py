@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from service.config import Settings
 from service.errors import ServiceError
 from service.store.artefacts import ArtefactStore
+from service.store.batched import BatchedSubmissions
 from service.store.db import Database
 from service.store.jobs import JobStore
 from service.store.models import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
@@ -39,10 +40,20 @@ class Services:
     artefacts: ArtefactStore
     workers: WorkerStore
     tokens: TokenStore
+    submissions: BatchedSubmissions
 
     @classmethod
     def create(cls, settings: Settings, db: Database) -> Services:
-        return cls(settings, db, JobStore(db), ArtefactStore(db), WorkerStore(db), TokenStore(db))
+        jobs = JobStore(db)
+        return cls(
+            settings,
+            db,
+            jobs,
+            ArtefactStore(db),
+            WorkerStore(db),
+            TokenStore(db),
+            BatchedSubmissions(jobs),
+        )
 
 
 async def get_services(request: Request) -> Services:

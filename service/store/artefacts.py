@@ -112,6 +112,10 @@ class ArtefactStore:
         assert found is not None
         return found, created
 
+    def known(self, sha256: str, project: int | None = None) -> ArtefactInfo | None:
+        """The artefact if this process has read it already (no database access)."""
+        return self._known.get((sha256, project))
+
     def get(self, sha256: str, project: int | None = None) -> ArtefactInfo | None:
         known = self._known.get((sha256, project))
         if known is not None:

@@ -69,7 +69,7 @@ def _queued_values(spec: JobSpec) -> dict[str, Any]:
     }
 
 
-def _new_job(job_id: int, values: dict[str, Any]) -> Job:
+def new_job(job_id: int, values: dict[str, Any]) -> Job:
     return Job(
         id=job_id,
         artefact=values["artefact_id"],
@@ -127,7 +127,7 @@ def submit_one(s: Session, spec: JobSpec) -> Job:
             created_at=values["created_at"],
         )
     )
-    return _new_job(job_id, values)
+    return new_job(job_id, values)
 
 
 # The columns the one-statement insert fills, in order, each from a bound parameter of its name.
@@ -185,13 +185,19 @@ def _insert_statement(with_parsed: bool) -> Any:
 _INSERT = {parsed: _insert_statement(parsed) for parsed in (False, True)}
 
 
-def insert_new(conn: Connection, spec: JobSpec) -> Job | None:
-    """PostgreSQL, one statement outside a transaction: the new queued job, or None when a
-    stored result or an identical job in flight answers the submission (``submit_one``)."""
+def insert_params(spec: JobSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The new job's column values, and the parameters of its ``_INSERT`` statement."""
     values = _queued_values(spec)
     params = {name: values[name] for name in _COLUMNS}
     if spec.parsed is not None:
         params["parsed_key"] = parsed_key(spec.property_hash, spec.parsed.sizes)
         params["parsed_data"] = spec.parsed.data
+    return values, params
+
+
+def insert_new(conn: Connection, spec: JobSpec) -> Job | None:
+    """PostgreSQL, one statement outside a transaction: the new queued job, or None when a
+    stored result or an identical job in flight answers the submission (``submit_one``)."""
+    values, params = insert_params(spec)
     job_id = conn.execute(_INSERT[spec.parsed is not None], params).scalar()
-    return None if job_id is None else _new_job(job_id, values)
+    return None if job_id is None else new_job(job_id, values)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ReadAuth, Services, ServicesDep, SubmitAuth
 from service.api.schemas import JobIn, JobList, JobOut, problem_responses
@@ -204,11 +205,34 @@ def _json(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
+# A property up to this size is parsed on the event loop when nothing else would block it.
+INLINE_PROPERTY_CHARS = 16_384
+
+
+def _quick(body: JobIn, services: Services, project: int) -> bool:
+    """Whether the job's spec is made without blocking: a VNN-LIB property of an ONNX
+    model this process has read already (a module or a subnetwork is checked in a sandbox
+    process, a system's files are read from the database)."""
+    if body.subnetwork is not None or body.property.vnnlib is None or body.artefact is None:
+        return False
+    info = services.artefacts.known(body.artefact, project)
+    return (
+        info is not None
+        and info.kind == "onnx"
+        and len(body.property.vnnlib) <= INLINE_PROPERTY_CHARS
+    )
+
+
 @router.post("", status_code=202, response_model=JobOut)
-def submit_job(body: JobIn, services: ServicesDep, who: SubmitAuth) -> Response:
+async def submit_job(body: JobIn, services: ServicesDep, who: SubmitAuth) -> Response:
     """Queue a job; or answer it at once from the stored result of identical work; or
     return the identical job already queued or running."""
-    return _json(JobOut.of(services.jobs.submit(_spec(body, services, who.project_id))), 202)
+    project = who.project_id
+    if _quick(body, services, project):  # no thread-pool round trip on the common path
+        spec = _spec(body, services, project)
+    else:
+        spec = await run_in_threadpool(_spec, body, services, project)
+    return _json(JobOut.of(await services.submissions.submit(spec)), 202)
 
 
 # `ids`: up to MAX_IDS job ids, comma-separated (a client polling its jobs in one request).
