@@ -1,7 +1,7 @@
 """Where the graph engine's bounds stand on one digits_graph instance: a diagnosis, not a verdict.
 
     python benchmarks/graph_gap.py [--net resnet2] [--image 1] [--epsilon 0.05]
-                                   [--search 10] [--samples 8000]
+                                   [--search 10] [--samples 8000] [--splits 12]
 
 For an instance of benchmarks/digits_graph.py (run it once first: it writes the networks
 and properties), with one BLAS thread as `verify` uses:
@@ -10,6 +10,13 @@ and properties), with one BLAS thread as `verify` uses:
     and the smallest value over sampled points (an upper bound on the true minimum);
   - per tensor, the width of its bounds against the range the samples reach (an inner
     estimate): where the intermediate bounds lose, and how many ReLUs are unstable;
+  - on networks with Max/MaxPool, per row the bound on the part of the box where every
+    max is taken by the candidate that is the max at the box centre (one case split per
+    output, as the search makes them): what the max relaxations cost, not a bound over
+    the box;
+  - `--splits` best-merit splits of the root as the search bounds it (optimised slopes and
+    intermediate bounds): the score of each split's worse and better part against the
+    root's, i.e. how much one level of branch and bound gains;
   - `--search` seconds of the graph search: regions bounded, proved share, which tensors
     it splits and where its time goes (cProfile, top entries by cumulative time).
 """
@@ -66,6 +73,7 @@ def root_report(net, case, samples: int) -> None:
     for r in range(len(rhs)):
         print(f"{r:7d} {bounds.objective_lower[0, r] - rhs[r]:8.3f} "
               f"{optimised[0, r] - rhs[r]:10.3f} {sampled[r]:12.3f}")  # fmt: skip
+    max_cases_report(net, case, rows, rhs)
     print("tensor       op          n   bound width  sampled width  median ratio  unstable")
     for node in net.nodes:
         low, high = bounds.boxes[node.output]
@@ -78,6 +86,52 @@ def root_report(net, case, samples: int) -> None:
         mark = "*" if is_nonlinear(node.op) else " "
         print(f"{mark}{node.output:11s} {node.op_type:8s} {low.shape[1]:5d} {width.mean():12.4f} "
               f"{reached.mean():14.4f} {ratio:13.2f}  {unstable}")  # fmt: skip
+
+
+def max_cases_report(net, case, rows: np.ndarray, rhs: np.ndarray) -> None:
+    from verifiers.bounds.graph.backsub import graph_bounds
+    from verifiers.bounds.graph.ops.maxes import MaxOf
+
+    lower, upper = case.lower[None], case.upper[None]
+    values = net.values(0.5 * (lower + upper))
+    cases = {}
+    for node in net.nodes:
+        if isinstance(node.op, MaxOf):
+            candidates = node.op._candidates([values[n] for n in node.inputs], -np.inf)[0]
+            only = np.zeros(candidates.shape, dtype=bool)
+            only[np.arange(len(only)), candidates.argmax(axis=-1)] = True
+            cases[node.output] = only[None]
+    if not cases:
+        return
+    fixed = graph_bounds(net, lower, upper, rows, cases=cases).objective_lower[0] - rhs
+    print("per row, every max taken by its candidate at the centre (not a bound over the box):")
+    print("  " + " ".join(f"{v:.3f}" for v in fixed))
+
+
+def split_report(model, case, count: int) -> None:
+    from dataclasses import replace
+
+    from verifiers.search import graph_bab
+    from verifiers.search.context import SearchContext
+
+    ctx = SearchContext(model.graph_network, case, model.run_onnxruntime, time.monotonic() + 600)
+    search = graph_bab.GraphCaseSearch(ctx)
+    root = search.stack.pop()
+    bounds, score, _, _ = search.bound([root], intermediate=search.slopes)
+    print(f"root score as the search bounds it: {score[0]:.3f}")
+    known = {name: (lo[0], hi[0]) for name, (lo, hi) in bounds.boxes.items()}
+    child = replace(root, depth=1, known=known)
+    open_rows = bounds.objective_lower[0] <= search.rhs
+    ranked = search.element_choices(bounds, 0, open_rows, count)
+    if not ranked:
+        return
+    parts = [p for choice in ranked for p in search.split_element(child, *choice)]
+    _, scores, _, _ = search.bound(parts)
+    worse, better = np.minimum(scores[0::2], scores[1::2]), np.maximum(scores[0::2], scores[1::2])
+    print("split                       worse part  better part")
+    for k in np.argsort(-worse):
+        kind, name, j = ranked[k][:3]
+        print(f"{kind:8s} {name:10s} {j:5d}  {worse[k]:12.3f} {better[k]:12.3f}")
 
 
 def search_report(model, case, seconds: float) -> None:
@@ -113,12 +167,15 @@ def main() -> int:
     parser.add_argument("--epsilon", type=float, default=0.05)
     parser.add_argument("--search", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=8000)
+    parser.add_argument("--splits", type=int, default=0)
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
     model, case = load(args.net, args.image, args.epsilon)
     with threadpool_limits(limits=1, user_api="blas"), np.errstate(all="ignore"):
         root_report(model.graph_network, case, args.samples)
+        if args.splits > 0:
+            split_report(model, case, args.splits)
         if args.search > 0:
             search_report(model, case, args.search)
     return 0
