@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from verifiers.errors import SpecError
 
@@ -25,11 +26,9 @@ MAX_EXPONENT = 400
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?")
 _LOOKS_NUMERIC = re.compile(r"[+-]?\.?\d")
-_DELIMITERS = frozenset("();")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     text: str
     line: int
     column: int
@@ -57,29 +56,26 @@ class SList:
 SExpr = Atom | SList
 
 
+# A parenthesis, an atom (up to whitespace, a parenthesis or a comment), or a comment (to
+# the end of the line). Whitespace between them is skipped; ``\s`` is what str.isspace()
+# calls whitespace, so atoms end where they always did.
+_TOKEN = re.compile(r"[()]|[^\s();]+|;[^\n]*")
+
+
 def tokenize(text: str) -> list[Token]:
     """Split text into ``(``, ``)`` and atom tokens, dropping whitespace and comments."""
     tokens: list[Token] = []
-    line, column, i, n = 1, 1, 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\n":
-            line, column, i = line + 1, 1, i + 1
-        elif ch.isspace():
-            column, i = column + 1, i + 1
-        elif ch == ";":
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            column, i = column + (end - i), end
-        elif ch in "()":
-            tokens.append(Token(ch, line, column))
-            column, i = column + 1, i + 1
-        else:
-            end = i
-            while end < n and not text[end].isspace() and text[end] not in _DELIMITERS:
-                end += 1
-            tokens.append(Token(text[i:end], line, column))
-            column, i = column + (end - i), end
+    line, line_start, scanned = 1, 0, 0
+    for match in _TOKEN.finditer(text):
+        start = match.start()
+        newlines = text.count("\n", scanned, start)
+        if newlines:
+            line += newlines
+            line_start = text.rindex("\n", scanned, start) + 1
+        scanned = match.end()
+        token = match.group()
+        if token[0] != ";":
+            tokens.append(Token(token, line, start - line_start + 1))
     return tokens
 
 
