@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from service.store.db import Database
 from service.store.job_records import Job, JobSpec
 from service.store.jobs import JobStore
-from service.store.submissions import _INSERT, insert_params, new_job
+from service.store.submissions import INSERT, insert_params, new_job
 
 # A bound on a batch's statements (a burst beyond it is written in several batches).
 MAX_BATCH = 64
@@ -82,7 +82,7 @@ class BatchedSubmissions:
         if self._enabled:
             url = make_url(jobs.db.url).set(drivername="postgresql")
             self._conninfo = url.render_as_string(hide_password=False)
-            self._statements = {p: _Compiled(s, jobs.db) for p, s in _INSERT.items()}
+            self._statements = {p: _Compiled(s, jobs.db) for p, s in INSERT.items()}
 
     async def submit(self, spec: JobSpec) -> Job:
         if self._enabled:

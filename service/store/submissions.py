@@ -182,11 +182,12 @@ def _insert_statement(with_parsed: bool) -> Any:
     return select(job.c.id).add_cte(*ctes)
 
 
-_INSERT = {parsed: _insert_statement(parsed) for parsed in (False, True)}
+# The one-statement insert, without and with a parsed property to store.
+INSERT = {parsed: _insert_statement(parsed) for parsed in (False, True)}
 
 
 def insert_params(spec: JobSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The new job's column values, and the parameters of its ``_INSERT`` statement."""
+    """The new job's column values, and the parameters of its ``INSERT`` statement."""
     values = _queued_values(spec)
     params = {name: values[name] for name in _COLUMNS}
     if spec.parsed is not None:
@@ -199,5 +200,5 @@ def insert_new(conn: Connection, spec: JobSpec) -> Job | None:
     """PostgreSQL, one statement outside a transaction: the new queued job, or None when a
     stored result or an identical job in flight answers the submission (``submit_one``)."""
     values, params = insert_params(spec)
-    job_id = conn.execute(_INSERT[spec.parsed is not None], params).scalar()
+    job_id = conn.execute(INSERT[spec.parsed is not None], params).scalar()
     return None if job_id is None else new_job(job_id, values)
