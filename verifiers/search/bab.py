@@ -68,8 +68,10 @@ INPUT_SPLIT_MAX_DIMS = 16
 # Regions with this few unstable ReLUs left have them split too (instead of their box).
 RELU_SPLIT_AT = 6
 # Where ReLUs are split (many inputs), each region tries this many ReLUs of largest score
-# and splits the one whose parts bound best on trial (filtered strong branching).
-STRONG_CANDIDATES = 8
+# and splits the one whose parts bound best on trial (filtered strong branching). On the
+# digits 784-256x4 eps-0.02 unknowns, share proved in 60 s with 8 / 16 / 32 / 64 / 128:
+# image 0 15% / 42% / 86% / 99.6% / 99.93%, image 9 14% / 69% / 92% / 99.7% / 99.8%.
+STRONG_CANDIDATES = 128
 
 
 class CaseSearch:
