@@ -63,19 +63,34 @@ class Branching:
     def relu(self, parent: ParentBounds) -> tuple[int, int] | None:
         """The unstable ReLU whose relaxation costs the open objective rows the most (BaBSR's
         intercept score): |coefficient| x the upper line's height above the ReLU at 0."""
-        open_rows = parent.objective_lower <= self.rhs
         best, choice = 0.0, None
+        for k, score, unstable in self.relu_scores(parent):
+            j = int(np.argmax(score))
+            if unstable[j] and (choice is None or score[j] > best):
+                best, choice = float(score[j]), (k, j)
+        return choice
+
+    def relu_choices(self, parent: ParentBounds, count: int) -> list[tuple[int, int]]:
+        """The `count` unstable ReLUs (layer, neuron) of largest score (relu()), largest
+        first; none of score 0 (its relaxation does not reach the open rows)."""
+        found: list[tuple[float, int, int]] = []
+        for k, score, unstable in self.relu_scores(parent):
+            for j in np.argsort(-score, kind="stable")[:count]:
+                if unstable[j] and score[j] > 0.0:
+                    found.append((float(score[j]), k, int(j)))
+        found.sort(key=lambda entry: -entry[0])
+        return [(k, j) for _, k, j in found[:count]]
+
+    def relu_scores(self, parent: ParentBounds):
+        """Per ReLU layer with unstable ReLUs: (layer, intercept score per neuron, unstable)."""
+        open_rows = parent.objective_lower <= self.rhs
         for k, coeffs in enumerate(parent.relu_coeffs):
             lo, hi = parent.layers[k]
             unstable = (lo < 0.0) & (hi > 0.0)
             if not unstable.any():
                 continue
             height = np.where(unstable, -lo * hi / np.where(unstable, hi - lo, 1.0), 0.0)
-            score = np.abs(coeffs[open_rows]).sum(axis=0) * height
-            j = int(np.argmax(score))
-            if unstable[j] and (choice is None or score[j] > best):
-                best, choice = float(score[j]), (k, j)
-        return choice
+            yield k, np.abs(coeffs[open_rows]).sum(axis=0) * height, unstable
 
 
 def best_bisections(score: np.ndarray, options: list[list[int]]) -> np.ndarray:

@@ -4,7 +4,8 @@ Only the ReLU-splitting search (many inputs) optimises: there the box stays whol
 relaxations are all there is. The root gets Adam steps for its objective rows and for every
 layer's pre-activation bounds; later batches optimise only the objective rows still open,
 warm-started from the parent region's slopes and split multipliers, with a multiplier for
-each of their ReLU splits (beta-CROWN), and keep the parent's intermediate bounds. Input
+each of their ReLU splits (beta-CROWN); the parts a split is chosen by keep their parent's
+intermediate bounds (search/bab.py, split_relus), the regions taken up tighten them. Input
 splitting (ACAS Xu) does without: its boxes shrink, which tightens everything, and the
 steps would cost more than they save.
 """
@@ -20,9 +21,6 @@ from verifiers.search.region import Region
 ROOT_SLOPE_STEPS = 20
 ROOT_INTERMEDIATE_STEPS = 10
 SLOPE_STEPS = 8
-# Sub-regions keep their parent's intermediate bounds (beta-CROWN's way: a split reaches the
-# objective through its multiplier) rather than back-substituting for every unstable neuron.
-KEEP_INTERMEDIATE = True
 
 
 def slope_search(
