@@ -108,3 +108,20 @@ def test_a_strong_branching_tree_certificate_checks(monkeypatch) -> None:
     model = load_model(source)
     report = check(result.certificate, model.network, parse_vnnlib(text), model.sha256)
     assert report.valid, report.message
+
+
+def test_trial_groups_bound_the_parts_bounded_at_once() -> None:
+    """Every region is split on trial once, in order, and no group bounds more than
+    TRIAL_PARTS parts at once unless one region alone has more (a 784-256x4 net's 64 x 128
+    x 2 trial parts at once ran a job out of its 2 GB)."""
+    from verifiers.search import bab
+
+    rng = np.random.default_rng(3)
+    counts = [int(c) for c in rng.integers(1, 700, size=60)]
+    regions = [(i, None, [None] * c) for i, c in enumerate(counts)]
+    groups = list(bab._trial_groups(regions))
+    assert [entry[0] for group in groups for entry in group] == list(range(60))
+    for group in groups:
+        parts = sum(2 * len(entry[2]) for entry in group)
+        assert parts <= bab.TRIAL_PARTS or len(group) == 1
+    assert len(groups) < 60  # regions are grouped, not split one by one
