@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,10 @@ from service.store.jobs import JobStore
 from service.store.models import JobEvent, JobRow
 from tests.integration.pg import fresh_database
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.test_postgres_submissions import finish, rows, spec, store
+from tests.integration.test_postgres_submissions import finish, rows, spec, store, stores
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[JobStore, JobStore]]:
-    with fresh_database() as url:
-        pg, lite = store(url), store(f"sqlite:///{tmp_path / 'ref.db'}")
-        try:
-            yield pg, lite
-        finally:
-            pg.db.dispose()
-            lite.db.dispose()
+__all__ = ["stores"]  # the fixture: the same store on PostgreSQL and on SQLite
 
 
 async def at_once(batched: BatchedSubmissions, specs: list[Any]) -> list[Any]:
