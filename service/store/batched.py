@@ -125,12 +125,22 @@ class BatchedSubmissions:
 
     def _write(self, batch: list[tuple[_Compiled, dict[str, Any]]]) -> list[int | None]:
         """In a writer thread, one round trip and one commit: each statement's new job id,
-        or None (for every statement when the batch failed)."""
+        or None (for every statement when the batch failed).
+
+        The statements run in the order of their in-flight keys: concurrent batches (other
+        writers, other API processes) holding identical submissions then wait for each
+        other's keys in one order, never in a cycle. A rarer cycle (through the parsed
+        properties' keys) is broken by PostgreSQL's deadlock detector, and its batch falls
+        back."""
+        order = sorted(range(len(batch)), key=lambda i: batch[i][1]["inflight_key"])
         try:
             conn = self._connection()
             with conn.pipeline(), conn.transaction():
-                cursors = [conn.execute(st.sql, st.params(params)) for st, params in batch]
-            rows = [cursor.fetchone() for cursor in cursors]
+                cursors = {}
+                for i in order:
+                    statement, params = batch[i]
+                    cursors[i] = conn.execute(statement.sql, statement.params(params))
+            rows = [cursors[i].fetchone() for i in range(len(batch))]
             return [None if row is None else int(row[0]) for row in rows]
         except Exception:  # noqa: BLE001 - every failure falls back to the full path
             self._drop_connection()
