@@ -109,3 +109,15 @@ def test_any_proposal_is_re_evaluated_soundly(name: str, monkeypatch) -> None:
         with np.errstate(all="ignore"):
             bounds = graph_bounds(net, lower[None], upper[None], ROWS, tighten=alpha.intermediate())
         assert_boxes_enclose(net, bounds, lower, upper, rng)
+
+
+def test_intersecting_bounds_never_takes_a_nan() -> None:
+    """Bounds intersected in (a tightener's, or a region's known ones) only tighten: a NaN
+    entry keeps the bound it would replace instead of poisoning it."""
+    from verifiers.bounds.graph.backsub import _intersect
+
+    box = (np.array([[-1.0, 0.0, -2.0]]), np.array([[1.0, 3.0, 2.0]]))
+    other = (np.array([[np.nan, 0.5, -3.0]]), np.array([[0.5, np.nan, np.inf]]))
+    low, high = _intersect(box, other)
+    assert low.tolist() == [[-1.0, 0.5, -2.0]]
+    assert high.tolist() == [[0.5, 3.0, 2.0]]

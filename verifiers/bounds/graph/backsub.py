@@ -111,10 +111,7 @@ def graph_bounds(
         extra = (cases[node.output],) if cases and node.output in cases else ()
         box = node.op.interval(boxes, *extra)
         if known is not None and node.output in known:
-            box = (
-                np.maximum(box[0], known[node.output][0]),
-                np.minimum(box[1], known[node.output][1]),
-            )
+            box = _intersect(box, known[node.output])
         bounds.boxes[node.output] = box
         bounds.relaxed[node.output] = node.op.relax(boxes, *extra)
     if objective is not None:
@@ -129,7 +126,8 @@ def graph_bounds(
 
 
 def _intersect(box: Box, other: Box) -> Box:
-    return np.maximum(box[0], other[0]), np.minimum(box[1], other[1])
+    """Both boxes' bounds at once; a NaN in `other` never replaces a bound."""
+    return _finite_max(box[0], other[0]), _finite_min(box[1], other[1])
 
 
 def _reuse(bounds: GraphBounds, node, known: dict[str, Box], cases) -> None:
