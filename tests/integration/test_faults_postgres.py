@@ -123,3 +123,35 @@ def test_the_api_answers_503_with_retry_after_during_an_outage(
         proxy.restore()
         wait_for(lambda: c.get("/v1/jobs").status_code == 200, 10, "answering again")
     app.state.services.db.dispose()
+
+
+def test_batched_submissions_answer_503_in_an_outage_and_then_202(
+    database: tuple[str, TcpProxy],
+) -> None:
+    """The submit route's common path (a model the API has read, a small VNN-LIB property:
+    parsed on the event loop, written in a batch) through an outage: 503 + Retry-After,
+    then 202 once the database is back; identical submissions share one job."""
+    url, proxy = database
+    app = create_app(Settings(database_url=proxy.url_for(url)))
+    model = to_bytes(
+        dense_relu_model([np.eye(2, dtype=np.float32)] * 2, [np.zeros(2, dtype=np.float32)] * 2)
+    )
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
+        artefact = c.post("/v1/artefacts", files={"file": ("m.onnx", model)}).json()["id"]
+
+        def submit(tag: str):  # noqa: ANN202
+            body = {"artefact": artefact, "property": {"vnnlib": f"; {tag}\n{PROPERTY}"}}
+            return c.post("/v1/jobs", json=body)
+
+        first, again = submit("a"), submit("a")
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.json()["id"] == again.json()["id"]
+        proxy.cut()
+        down = submit("b")
+        assert down.status_code == 503, down.text[:200]
+        assert int(down.headers["retry-after"]) > 0
+        proxy.restore()
+        wait_for(lambda: submit("c").status_code == 202, 10, "accepting submissions again")
+        assert submit("c").json()["id"] != first.json()["id"]
+    app.state.services.submissions.close()
+    app.state.services.db.dispose()
