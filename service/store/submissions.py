@@ -196,6 +196,72 @@ def insert_params(spec: JobSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     return values, params
 
 
+def _batch_insert_sql() -> str:
+    """PostgreSQL: ``INSERT`` for many submissions in one statement. Its one parameter,
+    ``rows``, is a JSON array of ``batch_row``s; it returns ``(id, inflight_key)`` of each new
+    job. A row is inserted, with its event and parsed property, unless a decisive stored
+    result or an identical job in flight exists, as ``INSERT`` does for one; of identical rows
+    only one is inserted (ON CONFLICT on the in-flight key). Rows are inserted in the order of
+    their in-flight keys, so concurrent statements take those keys' locks in one order."""
+    types = {"prop": "json", "subnetwork": "json", "options": "json", "parsed_data": "json"}
+    types |= {"project_id": "integer", "priority": "integer", "max_attempts": "integer"}
+    types |= {"created_at": "timestamp", "parsed_key": "text"}
+    fields = [*_BATCH_FIELDS, "parsed_key", "parsed_data"]
+    record = ", ".join(f"{name} {types.get(name, 'text')}" for name in fields)
+    jobs, results = JobRow.__tablename__, ResultRow.__tablename__
+    events, parsed = JobEvent.__tablename__, ParsedProperty.__tablename__
+    decisive = ", ".join(f"'{verdict}'" for verdict in CACHEABLE)
+    columns = ", ".join(_COLUMNS)
+    # A missing subnetwork is stored as JSON null, as SQLAlchemy's JSON type stores None.
+    constants = {"inflight_key": "cache_key", "subnetwork": "coalesce(subnetwork, 'null')"}
+    constants |= {"status": f"'{Status.QUEUED.value}'"}
+    constants |= {"attempts": "0", "cached": "false"}
+    source = ", ".join(constants.get(name, name) for name in _COLUMNS)
+    return f"""
+WITH input AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS i({record})),
+new_job AS (
+    INSERT INTO {jobs} ({columns})
+    SELECT {source} FROM input i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {results} r WHERE r.cache_key = i.cache_key AND r.verdict IN ({decisive})
+    ) AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.inflight_key = i.cache_key)
+    ORDER BY i.cache_key
+    ON CONFLICT (inflight_key) DO NOTHING
+    RETURNING id, inflight_key, created_at
+),
+new_event AS (
+    INSERT INTO {events} (job_id, kind, data, created_at)
+    SELECT id, '{EventKind.STATUS.value}', %(event)s::json, created_at FROM new_job
+),
+new_parsed AS (
+    INSERT INTO {parsed} (key, data, created_at)
+    SELECT DISTINCT ON (i.parsed_key) i.parsed_key, i.parsed_data, i.created_at
+    FROM input i JOIN new_job j ON j.inflight_key = i.cache_key
+    WHERE i.parsed_key IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+SELECT id, inflight_key FROM new_job
+"""
+
+
+# What a submission's row of BATCH_INSERT carries (the other columns are constants).
+_BATCH_FIELDS = (
+    "project_id", "artefact_id", "prop", "property_hash", "subnetwork", "options", "cache_key",
+    "priority", "max_attempts", "created_at",
+)  # fmt: skip
+BATCH_INSERT = _batch_insert_sql()
+QUEUED_EVENT = {"status": Status.QUEUED.value}
+
+
+def batch_row(params: dict[str, Any]) -> dict[str, Any]:
+    """A submission's row of BATCH_INSERT, from its ``insert_params`` (JSON-ready)."""
+    row = {name: params[name] for name in _BATCH_FIELDS}
+    row["created_at"] = params["created_at"].isoformat()
+    row["parsed_key"] = params.get("parsed_key")
+    row["parsed_data"] = params.get("parsed_data")
+    return row
+
+
 def insert_new(conn: Connection, spec: JobSpec) -> Job | None:
     """PostgreSQL, one statement outside a transaction: the new queued job, or None when a
     stored result or an identical job in flight answers the submission (``submit_one``)."""

@@ -51,9 +51,13 @@ def count_fallbacks(jobs: JobStore) -> list[Any]:
 
 
 def burst() -> list[Any]:
-    """40 new jobs, 20 of them submitted twice or three times, some without parsed data."""
+    """40 new jobs, 20 of them submitted twice or three times, some without parsed data, some
+    of a subnetwork."""
     keys = [f"k{i}" for i in range(40)] + [f"k{i}" for i in range(0, 40, 2)] + ["k3", "k9"]
-    return [spec(k, parsed=int(k[1:]) % 3 != 0) for k in keys]
+    some = {"outputs": ["y"]}
+    return [
+        spec(k, parsed=int(k[1:]) % 3 != 0, subnetwork=some if k < "k2" else None) for k in keys
+    ]
 
 
 def test_a_burst_writes_what_one_at_a_time_writes(stores: tuple[JobStore, JobStore]) -> None:

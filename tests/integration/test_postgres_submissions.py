@@ -25,12 +25,14 @@ pytestmark = pytest.mark.postgres
 ARTEFACT = "d" * 64
 
 
-def spec(key: str, priority: int = 0, parsed: bool = True) -> JobSpec:
+def spec(
+    key: str, priority: int = 0, parsed: bool = True, subnetwork: dict[str, Any] | None = None
+) -> JobSpec:
     return JobSpec(
         artefact=ARTEFACT,
         prop={"vnnlib": f"; {key}"},
         property_hash=f"hash-{key}",
-        subnetwork=None,
+        subnetwork=subnetwork,
         options={"timeout_s": 30, "seed": 0},
         cache_key=f"key-{key}",
         priority=priority,
@@ -62,11 +64,16 @@ def rows(jobs: JobStore) -> dict[str, Any]:
     """What the submissions left in the database, ids left out."""
     with jobs.db.session() as s:
         job_rows = s.scalars(select(JobRow).order_by(JobRow.id)).all()
+        # How a missing subnetwork is stored (SQL NULL or JSON null), which the ORM hides.
+        sql_nulls = s.scalars(select(func.count()).where(JobRow.subnetwork.is_(None))).one()
         return {
             "jobs": [
                 (j.cache_key, j.inflight_key, j.status, j.priority, j.cached, j.prop, j.options)
+                + (j.project_id, j.artefact_id, j.property_hash, j.subnetwork, j.max_attempts)
+                + (j.attempts,)
                 for j in job_rows
             ],
+            "sql_null_subnetworks": [sql_nulls],
             "events": [(e.kind, e.data) for e in s.scalars(select(JobEvent).order_by(JobEvent.id))],
             "parsed": [(p.key, p.data) for p in s.scalars(select(ParsedProperty))],
         }
