@@ -9,8 +9,9 @@ scientific notation, optionally signed: ``-0.5``, ``1e-3``, ``-2.5E+2``) are rea
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -34,23 +35,64 @@ class Token(NamedTuple):
     column: int
 
 
-@dataclass(frozen=True)
-class Atom:
+class _Lines:
+    """Line and column (1-based) of an offset in a text, found only when asked: the reader
+    keeps offsets, and positions are wanted for errors, which are rare."""
+
+    __slots__ = ("_text", "_starts")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts: list[int] | None = None
+
+    def at(self, offset: int) -> tuple[int, int]:
+        if self._starts is None:
+            self._starts = [0, *(m.end() for m in re.finditer("\n", self._text))]
+        line = bisect.bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+
+class _Located:
+    """A node at an offset of its text; ``line`` and ``column`` are worked out when read."""
+
+    __slots__ = ("_offset", "_lines")
+    _offset: int
+    _lines: _Lines
+
+    @property
+    def line(self) -> int:
+        return self._lines.at(self._offset)[0]
+
+    @property
+    def column(self) -> int:
+        return self._lines.at(self._offset)[1]
+
+
+class Atom(_Located):
     """A symbol or a numeric literal (``number`` is set for literals)."""
 
-    text: str
-    line: int
-    column: int
-    number: Fraction | None = None
+    __slots__ = ("text", "number")
+
+    def __init__(self, text: str, number: Fraction | None, offset: int, lines: _Lines) -> None:
+        self._offset, self._lines = offset, lines  # not super().__init__: read per token
+        self.text = text
+        self.number = number
+
+    def __repr__(self) -> str:
+        return f"Atom({self.text!r} at {self.line}:{self.column})"
 
 
-@dataclass(frozen=True)
-class SList:
+class SList(_Located):
     """A parenthesised list; ``line``/``column`` locate its opening parenthesis."""
 
-    items: tuple[SExpr, ...]
-    line: int
-    column: int
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[SExpr, ...], offset: int, lines: _Lines) -> None:
+        self._offset, self._lines = offset, lines
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"SList({len(self.items)} items at {self.line}:{self.column})"
 
 
 SExpr = Atom | SList
@@ -63,25 +105,48 @@ _TOKEN = re.compile(r"[()]|[^\s();]+|;[^\n]*")
 
 
 def tokenize(text: str) -> list[Token]:
-    """Split text into ``(``, ``)`` and atom tokens, dropping whitespace and comments."""
-    tokens: list[Token] = []
-    line, line_start, scanned = 1, 0, 0
-    for match in _TOKEN.finditer(text):
-        start = match.start()
-        newlines = text.count("\n", scanned, start)
-        if newlines:
-            line += newlines
-            line_start = text.rindex("\n", scanned, start) + 1
-        scanned = match.end()
-        token = match.group()
-        if token[0] != ";":
-            tokens.append(Token(token, line, start - line_start + 1))
-    return tokens
+    """The tokens ``read_sexprs`` reads: ``(``, ``)`` and atoms, with their positions
+    (whitespace and comments dropped)."""
+    lines = _Lines(text)
+    return [
+        Token(m.group(), *lines.at(m.start())) for m in _TOKEN.finditer(text) if m.group()[0] != ";"
+    ]
 
 
 def read_sexprs(text: str, *, source: str = "<vnnlib>") -> list[SExpr]:
-    """Read every top-level s-expression of ``text``."""
-    return _Reader(tokenize(text), source, _end_of(text)).read_all()
+    """Read every top-level s-expression of ``text``, in one pass over its tokens."""
+    lines = _Lines(text)
+    forms: list[SExpr] = []
+    items = forms  # the list being read
+    open_lists: list[tuple[list[SExpr], int]] = []  # (enclosing items, offset of its '(')
+    for match in _TOKEN.finditer(text):
+        token, offset = match.group(), match.start()
+        if token == "(":
+            if len(open_lists) >= MAX_DEPTH:
+                raise _error(f"nesting deeper than {MAX_DEPTH} levels", source, lines, offset)
+            open_lists.append((items, offset))
+            items = []
+        elif token == ")":
+            if not open_lists:
+                raise _error("unexpected ')' without a matching '('", source, lines, offset)
+            enclosing, start = open_lists.pop()
+            enclosing.append(SList(tuple(items), start, lines))
+            items = enclosing
+        elif token[0] != ";":
+            items.append(_atom(token, offset, lines, source))
+    if open_lists:
+        end_line, end_column = _end_of(text)
+        message = (
+            f"unbalanced parentheses: this '(' is never closed "
+            f"(input ends at {end_line}:{end_column})"
+        )
+        raise _error(message, source, lines, open_lists[-1][1])
+    return forms
+
+
+def _error(message: str, source: str, lines: _Lines, offset: int) -> SpecError:
+    line, column = lines.at(offset)
+    return SpecError(message, source=source, line=line, column=column)
 
 
 def _end_of(text: str) -> tuple[int, int]:
@@ -90,6 +155,9 @@ def _end_of(text: str) -> tuple[int, int]:
     return text.count("\n") + 1, len(text) - last_newline
 
 
+# Literals repeat (bounds such as 0 and 1, the same constants in many asserts): each text's
+# exact value is kept. Fractions are immutable, so sharing them is safe.
+@functools.lru_cache(maxsize=4096)
 def exact_number(text: str) -> Fraction:
     """The exact value of a decimal or scientific literal; ValueError saying why if bad."""
     match = _NUMBER.fullmatch(text)
@@ -101,50 +169,11 @@ def exact_number(text: str) -> Fraction:
     return Fraction(text)
 
 
-def _atom(token: Token, source: str) -> Atom:
-    if not _LOOKS_NUMERIC.match(token.text):
-        return Atom(token.text, token.line, token.column)
+def _atom(token: str, offset: int, lines: _Lines, source: str) -> Atom:
+    if not _LOOKS_NUMERIC.match(token):
+        return Atom(token, None, offset, lines)
     try:
-        value = exact_number(token.text)
+        value = exact_number(token)
     except ValueError as exc:
-        raise SpecError(str(exc), source=source, line=token.line, column=token.column) from None
-    return Atom(token.text, token.line, token.column, value)
-
-
-class _Reader:
-    def __init__(self, tokens: list[Token], source: str, end: tuple[int, int]) -> None:
-        self._tokens = tokens
-        self._source = source
-        self._end = end
-        self._pos = 0
-
-    def read_all(self) -> list[SExpr]:
-        forms: list[SExpr] = []
-        while self._pos < len(self._tokens):
-            forms.append(self._read(0))
-        return forms
-
-    def _read(self, depth: int) -> SExpr:
-        token = self._tokens[self._pos]
-        self._pos += 1
-        if token.text == ")":
-            raise self._error("unexpected ')' without a matching '('", token)
-        if token.text != "(":
-            return _atom(token, self._source)
-        if depth >= MAX_DEPTH:
-            raise self._error(f"nesting deeper than {MAX_DEPTH} levels", token)
-        items: list[SExpr] = []
-        while self._pos < len(self._tokens):
-            if self._tokens[self._pos].text == ")":
-                self._pos += 1
-                return SList(tuple(items), token.line, token.column)
-            items.append(self._read(depth + 1))
-        end_line, end_column = self._end
-        raise self._error(
-            f"unbalanced parentheses: this '(' is never closed "
-            f"(input ends at {end_line}:{end_column})",
-            token,
-        )
-
-    def _error(self, message: str, token: Token) -> SpecError:
-        return SpecError(message, source=self._source, line=token.line, column=token.column)
+        raise _error(str(exc), source, lines, offset) from None
+    return Atom(token, value, offset, lines)

@@ -33,6 +33,7 @@ _IGNORED_COMMANDS = frozenset(
 )
 
 Op = Literal["<=", "<", "="]
+_ONE = Fraction(1)
 Var = tuple[str, int]  # ("X", 3) is X_3
 
 
@@ -44,14 +45,18 @@ class _Linear:
     const: Fraction = Fraction(0)
 
     def plus(self, other: _Linear, sign: int = 1) -> _Linear:
+        """self + sign * other, sign 1 or -1."""
         coeffs = dict(self.coeffs)
         for var, c in other.coeffs.items():
-            total = coeffs.get(var, Fraction(0)) + sign * c
+            signed = c if sign == 1 else -c
+            total = coeffs[var] + signed if var in coeffs else signed
             if total:
                 coeffs[var] = total
             else:
                 coeffs.pop(var, None)
-        return _Linear(coeffs, self.const + sign * other.const)
+        if not other.const:
+            return _Linear(coeffs, self.const)
+        return _Linear(coeffs, self.const + (other.const if sign == 1 else -other.const))
 
     def scaled(self, factor: Fraction) -> _Linear:
         if not factor:
@@ -61,12 +66,19 @@ class _Linear:
 
 @dataclass(frozen=True)
 class _Atom:
-    """``expr op 0`` with the location of the relation it came from."""
+    """``expr op 0`` with the relation it came from (which locates it)."""
 
     expr: _Linear
     op: Op
-    line: int
-    column: int
+    where: SList
+
+    @property
+    def line(self) -> int:
+        return self.where.line
+
+    @property
+    def column(self) -> int:
+        return self.where.column
 
 
 _Term = list[_Atom]  # a conjunction of atoms
@@ -230,7 +242,7 @@ def _relation(node: SList, op: str, ctx: _Context) -> _Term:
         if op in (">=", ">"):
             left, right = right, left
         normal: Op = "=" if op == "=" else "<" if op in ("<", ">") else "<="
-        atoms.append(_Atom(left.plus(right, -1), normal, node.line, node.column))
+        atoms.append(_Atom(left.plus(right, -1), normal, node))
     return atoms
 
 
@@ -238,7 +250,7 @@ def _linear(node: SExpr, ctx: _Context) -> _Linear:
     if isinstance(node, Atom):
         if node.number is not None:
             return _Linear(const=node.number)
-        return _Linear({ctx.variable(node): Fraction(1)})
+        return _Linear({ctx.variable(node): _ONE})
     head = _head(node, ctx)
     args = [_linear(arg, ctx) for arg in node.items[1:]]
     if not args:
@@ -356,7 +368,8 @@ def _tighten(
             atom,
         )
     (((_, index), coeff),) = atom.expr.coeffs.items()
-    new = _Bound(-atom.expr.const / coeff, atom.op == "<")
+    value = -atom.expr.const if coeff == 1 else atom.expr.const if coeff == -1 else None
+    new = _Bound(-atom.expr.const / coeff if value is None else value, atom.op == "<")
     # coeff * x + const op 0: an upper bound on x when coeff > 0, a lower bound otherwise.
     if atom.op == "=" or coeff > 0:
         old = upper[index]
