@@ -1,12 +1,13 @@
-"""The VNN-LIB tokenizer (a regular expression) against a character-by-character reading of
-the same rules: the same tokens at the same lines and columns, for any text."""
+"""The VNN-LIB tokenizer (a regular expression) and reader against a character-by-character
+reading of the same rules: the same tokens at the same lines and columns, for any text, and
+the reader's nodes in the same order at the same places, for any balanced text."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifiers.spec.sexpr import tokenize
+from verifiers.spec.sexpr import SExpr, SList, read_sexprs, tokenize
 
 # Parentheses, comments, line ends, ASCII and Unicode whitespace (str.isspace), atoms.
 ALPHABET = "()();;\n\n\r\t  \x0b\x0c\x1c\x85\xa0\u2028\u3000ab_-+.eE019Y\u00e9"
@@ -52,3 +53,45 @@ def test_a_property_file_tokenizes_with_positions() -> None:
         ("(", 3, 3), ("assert", 3, 4), ("(", 3, 11), ("<=", 3, 12), ("X_0", 3, 15),
         ("-1e-3", 3, 19), (")", 3, 24), (")", 3, 25),
     ]  # fmt: skip
+
+
+# Separators: whitespace of every kind, line ends, comments running to the end of a line.
+SEPARATORS = st.lists(st.sampled_from([" ", "\t", "\n", "\r\n", "\u3000", "\x85", "; c\n", ";\n"]))
+ATOMS = st.sampled_from(["X_0", "Y_12", "<=", "assert", "-1e-3", "0.5", "7", "+2", "\u00e9t\u00e9"])
+TREES = st.recursive(ATOMS, lambda children: st.lists(children, max_size=4), max_leaves=25)
+
+
+def render(tree: str | list, draw: st.DrawFn) -> str:
+    """The tree as text, a separator between items (never empty: atoms would merge)."""
+    if isinstance(tree, str):
+        return tree
+    items = [render(child, draw) for child in tree]
+    gaps = ["".join(draw(SEPARATORS)) or " " for _ in range(len(items) + 1)]
+    return "(" + "".join(gap + item for gap, item in zip(gaps, items + [""], strict=True)) + ")"
+
+
+@st.composite
+def balanced_texts(draw: st.DrawFn) -> str:
+    forms = draw(st.lists(TREES.filter(lambda t: isinstance(t, list)), min_size=1, max_size=3))
+    return "".join("".join(draw(SEPARATORS)) + render(form, draw) for form in forms)
+
+
+def preorder(nodes: list[SExpr]) -> list[tuple[str, int, int] | tuple[str]]:
+    """Each list as its '(', items and ')', each atom, in reading order, with the reader's
+    positions (a list keeps where it opens, not where it closes)."""
+    out: list[tuple[str, int, int] | tuple[str]] = []
+    for node in nodes:
+        if isinstance(node, SList):
+            out.append(("(", node.line, node.column))
+            out += preorder(list(node.items))
+            out.append((")",))
+        else:
+            out.append((node.text, node.line, node.column))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(balanced_texts())
+def test_the_reader_nests_and_locates_what_the_rules_tokenize(text: str) -> None:
+    expected = [(")",) if token[0] == ")" else token for token in reference(text)]
+    assert preorder(read_sexprs(text)) == expected
