@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -56,7 +57,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # In the background: a server must start even while its database is away.
+        warming = asyncio.get_running_loop().run_in_executor(None, services.submissions.warm)
         yield
+        warming.cancel()
         await hub.close()
         services.submissions.close()
 

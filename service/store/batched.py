@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -58,7 +58,8 @@ class BatchedSubmissions:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
         self._writers: set[asyncio.Task[None]] = set()
         self._threads = ThreadPoolExecutor(MAX_WRITERS, thread_name_prefix="submissions")
-        self._local = threading.local()
+        # Connections not in use by a writer; at most MAX_WRITERS exist, one per writer.
+        self._idle: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
         self._connections: list[psycopg.Connection[Any]] = []
         if self._enabled:
             url = make_url(jobs.db.url).set(drivername="postgresql")
@@ -75,9 +76,7 @@ class BatchedSubmissions:
     def close(self) -> None:
         """Close the writers' connections (a writer that runs again reconnects)."""
         for conn in list(self._connections):
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-        self._connections.clear()
+            self._discard(conn)
 
     async def _queued(self, row: dict[str, Any]) -> int | None:
         """The new job's id, written in a coming batch; None when the batch inserted
@@ -108,28 +107,46 @@ class BatchedSubmissions:
         row's new job id, or None (for every row when the statement failed). Of identical
         rows the first gets the job; the others fall back and are attached to it."""
         params = {"rows": compact_json(rows), "event": compact_json(QUEUED_EVENT)}
+        conn = None
         try:
-            new = self._connection().execute(BATCH_INSERT, params).fetchall()
+            conn = self._take()
+            new = conn.execute(BATCH_INSERT, params).fetchall()
         except Exception:  # noqa: BLE001 - every failure falls back to the full path
-            self._drop_connection()
+            self._discard(conn)
             return [None] * len(rows)
+        self._idle.put(conn)
         ids = {key: job_id for job_id, key in new}
         return [ids.pop(row["cache_key"], None) for row in rows]
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = psycopg.connect(
-                self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-            self._local.conn = conn
-            self._connections.append(conn)
+    def warm(self) -> None:
+        """Open the writers' connections ahead of the first burst (each takes a PostgreSQL
+        backend's start-up, tens of milliseconds under load); a failure is left to the
+        first batch, which connects again."""
+        if not self._enabled:
+            return
+        with contextlib.suppress(psycopg.Error):
+            while len(self._connections) < MAX_WRITERS:
+                self._idle.put(self._connect())
+
+    def _take(self) -> psycopg.Connection[Any]:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            if not conn.closed:
+                return conn
+            self._discard(conn)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        self._connections.append(conn)
         return conn
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
+    def _discard(self, conn: psycopg.Connection[Any] | None) -> None:
+        if conn is None:
+            return
+        with contextlib.suppress(ValueError):
             self._connections.remove(conn)
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        with contextlib.suppress(psycopg.Error):
+            conn.close()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from service.store.batched import BatchedSubmissions
+from service.store.batched import MAX_WRITERS, BatchedSubmissions
 from service.store.db import DATABASE_DOWN
 from service.store.jobs import JobStore
 from service.store.models import JobEvent, JobRow
@@ -132,6 +132,54 @@ def test_a_dropped_connection_is_replaced(stores: tuple[JobStore, JobStore]) -> 
     assert not [r for r in after + again if isinstance(r, BaseException)]
     with pg.db.session() as s:
         assert s.scalar(select(func.count()).select_from(JobRow)) == 7
+
+
+def backends(jobs: JobStore) -> int:
+    """Sessions on the store's database other than the one asking."""
+    with jobs.db.statement() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = :d AND pid <> pg_backend_pid()"
+                ),
+                {"d": make_url(jobs.db.url).database},
+            ).scalar_one()
+        )
+
+
+def test_warmed_writers_connect_before_the_first_burst(
+    stores: tuple[JobStore, JobStore],
+) -> None:
+    pg, _ = stores
+    batched = BatchedSubmissions(pg)
+    pg.db.engine.dispose()  # the pool's sessions would blur the count
+    before = backends(pg)
+    batched.warm()
+    assert backends(pg) == before + MAX_WRITERS
+    jobs = asyncio.run(at_once(batched, [spec(f"w{i}") for i in range(30)]))
+    assert not [j for j in jobs if isinstance(j, BaseException)]
+    assert len(batched._connections) == MAX_WRITERS  # the burst opened none of its own
+    batched.close()
+    assert backends(pg) <= before + 1  # closed (the fallback's pool may hold one)
+
+
+def test_warming_without_a_database_is_quiet() -> None:
+    with fresh_database() as url:
+        parsed = make_url(url)
+        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+        pg = store(proxy.url_for(url))
+        batched = BatchedSubmissions(pg)
+        try:
+            proxy.cut()
+            batched.warm()  # no exception: the first batch connects when it can
+            assert batched._connections == []
+            proxy.restore()
+            assert not isinstance(asyncio.run(at_once(batched, [spec("x")]))[0], BaseException)
+        finally:
+            batched.close()
+            pg.db.dispose()
+            proxy.close()
 
 
 def test_an_outage_is_a_database_error_and_then_passes(tmp_path: Path) -> None:
