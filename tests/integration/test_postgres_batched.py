@@ -135,18 +135,14 @@ def test_a_dropped_connection_is_replaced(stores: tuple[JobStore, JobStore]) -> 
         assert s.scalar(select(func.count()).select_from(JobRow)) == 7
 
 
-def backends(jobs: JobStore) -> int:
-    """Sessions on the store's database other than the one asking."""
+def backends(jobs: JobStore) -> set[int]:
+    """The server processes of the sessions on the store's database."""
     with jobs.db.statement() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = :d AND pid <> pg_backend_pid()"
-                ),
-                {"d": make_url(jobs.db.url).database},
-            ).scalar_one()
-        )
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+            {"d": make_url(jobs.db.url).database},
+        ).scalars()
+        return set(pids)
 
 
 def test_warmed_writers_connect_before_the_first_burst(
@@ -154,22 +150,20 @@ def test_warmed_writers_connect_before_the_first_burst(
 ) -> None:
     pg, _ = stores
     batched = BatchedSubmissions(pg)
-    pg.db.engine.dispose()  # the pool's sessions would blur the count
-    before = backends(pg)
     batched.warm()
-    assert backends(pg) == before + MAX_WRITERS
+    warmed = {conn.info.backend_pid for conn in batched._connections}
+    assert len(warmed) == MAX_WRITERS and warmed <= backends(pg)
     for burst_number in range(5):  # more batches than writers: connections are reused
         specs = [spec(f"w{burst_number}-{i}") for i in range(10)]
         jobs = asyncio.run(at_once(batched, specs))
         assert not [j for j in jobs if isinstance(j, BaseException)]
-    assert len(batched._connections) == MAX_WRITERS  # the bursts opened none of their own
+    assert {conn.info.backend_pid for conn in batched._connections} == warmed
     batched.close()
-    # Closed (the fallback's pool may hold one); a backend leaves pg_stat_activity shortly
-    # after its client has gone.
+    # A backend leaves pg_stat_activity shortly after its client has gone.
     deadline = time.monotonic() + 10
-    while backends(pg) > before + 1 and time.monotonic() < deadline:
+    while warmed & backends(pg) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert backends(pg) <= before + 1
+    assert not warmed & backends(pg)
 
 
 def test_warming_without_a_database_is_quiet() -> None:
