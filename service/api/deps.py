@@ -15,9 +15,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.api.single_flight import SingleFlight
 from service.config import Settings
 from service.errors import ServiceError
-from service.store.artefacts import ArtefactStore
+from service.store.artefacts import ArtefactInfo, ArtefactStore
 from service.store.batched import BatchedSubmissions
 from service.store.db import Database
 from service.store.jobs import JobStore
@@ -41,6 +42,7 @@ class Services:
     workers: WorkerStore
     tokens: TokenStore
     submissions: BatchedSubmissions
+    artefact_reads: SingleFlight[ArtefactInfo | None]
 
     @classmethod
     def create(cls, settings: Settings, db: Database) -> Services:
@@ -53,6 +55,7 @@ class Services:
             WorkerStore(db),
             TokenStore(db),
             BatchedSubmissions(jobs),
+            SingleFlight(),
         )
 
 

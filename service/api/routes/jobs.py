@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -228,6 +229,11 @@ async def submit_job(body: JobIn, services: ServicesDep, who: SubmitAuth) -> Res
     """Queue a job; or answer it at once from the stored result of identical work; or
     return the identical job already queued or running."""
     project = who.project_id
+    artefact = body.artefact
+    if artefact is not None and services.artefacts.known(artefact, project) is None:
+        # First use in this process: one read for a burst on the same model, not one each.
+        read = functools.partial(services.artefacts.get, artefact, project)
+        await services.artefact_reads.run((artefact, project), read)
     if _quick(body, services, project):  # no thread-pool round trip on the common path
         spec = _spec(body, services, project)
     else:
