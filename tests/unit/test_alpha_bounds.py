@@ -206,3 +206,39 @@ def test_combination_lp_is_tried_for_several_rows_or_few_unstable_relus() -> Non
     # A conjunction with a proved row is refuted: only the other, single-row one is open.
     proved_pair = np.array([1, 0, 0])
     assert not combination.worth_trying(bounds, 0, rhs, proved_pair, few_unstable=0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rows_left_alone_keep_crowns_numbers_and_the_warm_start(seed: int) -> None:
+    """The optimised rows are merged into the CROWN pass's arrays in place: a row above its
+    target keeps exactly CROWN's bound, input coefficients, corner and coefficients on each
+    ReLU layer, and its warm-start slopes and multipliers; the caller's warm-start arrays
+    are left unchanged; the optimised rows are never looser than CROWN's."""
+    _, _, network, c, lower, upper, rng = instance(seed)
+    known, phases, signs = split_region(network, lower, upper, rng)
+    if not phases:
+        pytest.skip("no unstable ReLU to split")
+    box = (lower[None], upper[None])
+    plain = linear_bounds(network, *box, c, known, refine=False)
+    sizes = [layer.size for layer in network.relu_layers]
+    start = [rng.uniform(0.0, 1.0, (1, len(c), n)) for n in sizes]
+    start_betas = [
+        rng.uniform(0.0, 1.0, (1, len(c), n)) * (s != 0.0)
+        for n, s in zip(sizes, signs, strict=True)
+    ]
+    given = [a.copy() for a in start + start_betas]
+    target = np.array([-np.inf] + [np.inf] * (len(c) - 1))  # row 0 is done, the others open
+    search = SlopeSearch(10, start=start, signs=signs, start_betas=start_betas, target=target)
+    tuned = linear_bounds(network, *box, c, known, search, refine=False)
+    for before, after in zip(given, start + start_betas, strict=True):
+        np.testing.assert_array_equal(before, after)
+    for ours, crowns in [
+        (tuned.objective_lower, plain.objective_lower),
+        (tuned.objective_coeffs, plain.objective_coeffs),
+        (tuned.objective_minimizer, plain.objective_minimizer),
+        *zip(tuned.relu_coeffs, plain.relu_coeffs, strict=True),
+    ]:
+        np.testing.assert_array_equal(ours[:, 0], crowns[:, 0])
+    for ours, warm in zip(tuned.slopes + tuned.betas, start + start_betas, strict=True):
+        np.testing.assert_array_equal(ours[:, 0], warm[:, 0])
+    assert np.all(tuned.objective_lower >= plain.objective_lower)
