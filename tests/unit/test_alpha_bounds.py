@@ -83,6 +83,18 @@ def split_region(network, lower, upper, rng):
     return [(lo[None], hi[None]) for lo, hi in known], phases, signs
 
 
+def split_instance(seed: int):
+    """A random instance narrowed by ReLU splits (skipped when no ReLU is unstable):
+    network, rows, box, known bounds, phases, signs, plain CROWN's bounds on it, and rng."""
+    _, _, network, c, lower, upper, rng = instance(seed)
+    known, phases, signs = split_region(network, lower, upper, rng)
+    if not phases:
+        pytest.skip("no unstable ReLU to split")
+    box = (lower[None], upper[None])
+    plain = linear_bounds(network, *box, c, known, refine=False)
+    return network, c, box, known, phases, signs, plain, rng
+
+
 def in_region(network, x: np.ndarray, phases) -> np.ndarray:
     values = pre_activations(network, x)
     keep = np.ones(len(x), dtype=bool)
@@ -95,12 +107,8 @@ def in_region(network, x: np.ndarray, phases) -> np.ndarray:
 def test_split_multipliers_bound_the_region(seed: int) -> None:
     """With beta-CROWN's multipliers the bound holds on the region (the box's inputs with
     the split phases), and is never looser than without them."""
-    _, _, network, c, lower, upper, rng = instance(seed)
-    known, phases, signs = split_region(network, lower, upper, rng)
-    if not phases:
-        pytest.skip("no unstable ReLU to split")
-    box = (lower[None], upper[None])
-    plain = linear_bounds(network, *box, c, known, refine=False)
+    network, c, box, known, phases, signs, plain, rng = split_instance(seed)
+    lower, upper = box[0][0], box[1][0]
     search = SlopeSearch(40, signs=signs)
     tuned = linear_bounds(network, *box, c, known, search, refine=False)
     assert np.all(tuned.objective_lower >= plain.objective_lower)
@@ -214,12 +222,7 @@ def test_rows_left_alone_keep_crowns_numbers_and_the_warm_start(seed: int) -> No
     target keeps exactly CROWN's bound, input coefficients, corner and coefficients on each
     ReLU layer, and its warm-start slopes and multipliers; the caller's warm-start arrays
     are left unchanged; the optimised rows are never looser than CROWN's."""
-    _, _, network, c, lower, upper, rng = instance(seed)
-    known, phases, signs = split_region(network, lower, upper, rng)
-    if not phases:
-        pytest.skip("no unstable ReLU to split")
-    box = (lower[None], upper[None])
-    plain = linear_bounds(network, *box, c, known, refine=False)
+    network, c, box, known, _, signs, plain, rng = split_instance(seed)
     sizes = [layer.size for layer in network.relu_layers]
     start = [rng.uniform(0.0, 1.0, (1, len(c), n)) for n in sizes]
     start_betas = [
