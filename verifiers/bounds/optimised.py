@@ -46,8 +46,9 @@ def objective_bounds(context, rows: np.ndarray, search: SlopeSearch | None):
     )
     better = np.isfinite(tuned) & (tuned > np.take_along_axis(value, pick, axis=1))
     # Merged in place: the CROWN pass's arrays are fresh, the kept slopes and multipliers
-    # copies (float64, the warm starts' float32 widened). Copying all (batch, m, n) arrays
-    # once more was a fifth of a 784-256x4 search's time, mostly the system's (page faults).
+    # copies (float64, the warm starts' float32 widened). Copying every (batch, m, n) array
+    # once more cost a 784-256x4 search 3-5% of its CPU time (mostly the system's: page
+    # faults) and 60-200 MB of peak memory.
     kept_slopes = [
         np.array(np.broadcast_to(s, (*rows.shape[:2], s.shape[-1])), dtype=np.float64)
         for s in (search.start or [r.lower_slope for r in context.relaxations])
