@@ -157,20 +157,31 @@ def serve(
         if api_workers > 1:  # each process builds its app from the environment
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["PROOFWELL_OPEN_MODE"] = "true" if settings.open_mode else "false"
-            target = "service.app:create_served_app"
-            uvicorn.run(
-                target,
-                factory=True,
-                host=host,
-                port=port,
-                workers=api_workers,
-                access_log=access_log,
-            )
+            _serve_api_processes(host, port, api_workers, access_log)
         else:
             freeze_start_up_heap()
             uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
     finally:
         _stop(procs)
+
+
+def _serve_api_processes(host: str, port: int, count: int, access_log: bool) -> None:
+    """``count`` API processes: a listening socket each where Linux then spreads the
+    connections over them (service/api_processes.py), else uvicorn's shared socket."""
+    import uvicorn
+
+    from service.api_processes import APP, BALANCED, ApiProcesses
+
+    if not BALANCED:
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=count, access_log=access_log)
+        return
+    try:
+        processes = ApiProcesses(host, port, count, access_log)
+    except OSError as exc:
+        _err().print(f"[red]error:[/red] cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    _err().print(f"API: {count} processes on http://{host}:{port}")
+    processes.run()
 
 
 def _ignore(*_: object) -> None:
