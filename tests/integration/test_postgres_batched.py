@@ -6,9 +6,11 @@ dropped and an outage each fall back to the one-at-a-time path, losing nothing."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,41 +168,39 @@ def test_warmed_writers_connect_before_the_first_burst(
     assert not warmed & backends(pg)
 
 
-def test_warming_without_a_database_is_quiet() -> None:
+@contextlib.contextmanager
+def behind_a_proxy() -> Iterator[tuple[TcpProxy, JobStore, BatchedSubmissions]]:
+    """A fresh database reached through a TCP proxy that can cut the connections."""
     with fresh_database() as url:
         parsed = make_url(url)
         proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
         pg = store(proxy.url_for(url))
         batched = BatchedSubmissions(pg)
         try:
-            proxy.cut()
-            batched.warm()  # no exception: the first batch connects when it can
-            assert batched._connections == []
-            proxy.restore()
-            assert not isinstance(asyncio.run(at_once(batched, [spec("x")]))[0], BaseException)
+            yield proxy, pg, batched
         finally:
             batched.close()
             pg.db.dispose()
             proxy.close()
+
+
+def test_warming_without_a_database_is_quiet() -> None:
+    with behind_a_proxy() as (proxy, _, batched):
+        proxy.cut()
+        batched.warm()  # no exception: the first batch connects when it can
+        assert batched._connections == []
+        proxy.restore()
+        assert not isinstance(asyncio.run(at_once(batched, [spec("x")]))[0], BaseException)
 
 
 def test_an_outage_is_a_database_error_and_then_passes(tmp_path: Path) -> None:
-    with fresh_database() as url:
-        parsed = make_url(url)
-        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
-        pg = store(proxy.url_for(url))
-        batched = BatchedSubmissions(pg)
-        try:
-            asyncio.run(at_once(batched, [spec("up")]))
-            proxy.cut()
-            down = asyncio.run(at_once(batched, [spec(f"down{i}") for i in range(3)]))
-            assert all(isinstance(r, DATABASE_DOWN) for r in down), down
-            proxy.restore()
-            back = asyncio.run(at_once(batched, [spec(f"back{i}") for i in range(3)]))
-            assert not [r for r in back if isinstance(r, BaseException)]
-            with pg.db.session() as s:
-                assert s.scalar(select(func.count()).select_from(JobRow)) == 4
-        finally:
-            batched.close()
-            pg.db.dispose()
-            proxy.close()
+    with behind_a_proxy() as (proxy, pg, batched):
+        asyncio.run(at_once(batched, [spec("up")]))
+        proxy.cut()
+        down = asyncio.run(at_once(batched, [spec(f"down{i}") for i in range(3)]))
+        assert all(isinstance(r, DATABASE_DOWN) for r in down), down
+        proxy.restore()
+        back = asyncio.run(at_once(batched, [spec(f"back{i}") for i in range(3)]))
+        assert not [r for r in back if isinstance(r, BaseException)]
+        with pg.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(JobRow)) == 4
