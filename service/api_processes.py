@@ -85,10 +85,6 @@ class ApiProcesses:
             if process.is_alive():
                 process.kill()
 
-    @property
-    def pids(self) -> list[int | None]:
-        return [p.pid for p in self._processes]
-
     def _start(self, index: int) -> BaseProcess:
         process = self._context.Process(
             target=run_api_process, args=self._args, name=f"api-{index}"

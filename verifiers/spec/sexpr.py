@@ -1,7 +1,8 @@
 """An s-expression reader for VNN-LIB (SMT-LIB) text.
 
-A tokenizer and a recursive-descent reader; every token and every node keeps the line and
-column (both 1-based) where it starts, so later stages can point at the offending text.
+One pass over the tokens (a regular expression) with a stack of the open lists; every node
+knows the line and column (both 1-based) where it starts, so later stages can point at the
+offending text.
 ``;`` starts a comment that runs to the end of the line. Numeric literals (decimal or
 scientific notation, optionally signed: ``-0.5``, ``1e-3``, ``-2.5E+2``) are read exactly as
 ``Fraction``; an atom that starts like a number but is not one is an error.
@@ -13,7 +14,6 @@ import bisect
 import functools
 import re
 from fractions import Fraction
-from typing import NamedTuple
 
 from verifiers.errors import SpecError
 
@@ -27,12 +27,6 @@ MAX_EXPONENT = 400
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?")
 _LOOKS_NUMERIC = re.compile(r"[+-]?\.?\d")
-
-
-class Token(NamedTuple):
-    text: str
-    line: int
-    column: int
 
 
 class _Lines:
@@ -102,15 +96,6 @@ SExpr = Atom | SList
 # the end of the line). Whitespace between them is skipped; ``\s`` is what str.isspace()
 # calls whitespace, so atoms end where they always did.
 _TOKEN = re.compile(r"[()]|[^\s();]+|;[^\n]*")
-
-
-def tokenize(text: str) -> list[Token]:
-    """The tokens ``read_sexprs`` reads: ``(``, ``)`` and atoms, with their positions
-    (whitespace and comments dropped)."""
-    lines = _Lines(text)
-    return [
-        Token(m.group(), *lines.at(m.start())) for m in _TOKEN.finditer(text) if m.group()[0] != ";"
-    ]
 
 
 def read_sexprs(text: str, *, source: str = "<vnnlib>") -> list[SExpr]:

@@ -368,8 +368,9 @@ def _tighten(
             atom,
         )
     (((_, index), coeff),) = atom.expr.coeffs.items()
-    value = -atom.expr.const if coeff == 1 else atom.expr.const if coeff == -1 else None
-    new = _Bound(-atom.expr.const / coeff if value is None else value, atom.op == "<")
+    const = atom.expr.const  # ±1 coefficients (the common case) need no Fraction division
+    value = -const if coeff == 1 else const if coeff == -1 else -const / coeff
+    new = _Bound(value, atom.op == "<")
     # coeff * x + const op 0: an upper bound on x when coeff > 0, a lower bound otherwise.
     if atom.op == "=" or coeff > 0:
         old = upper[index]
