@@ -53,10 +53,21 @@ def listeners(port: int) -> set[int]:
     return set(owners(sockets_on(port, LISTEN)))
 
 
+def wait_for_listeners(port: int, count: int, without: int | None = None) -> set[int]:
+    """The processes listening on ``port`` once there are ``count`` of them (none of them
+    ``without``), or as they are after 30 s."""
+    deadline = time.monotonic() + 30
+    found = listeners(port)
+    while (len(found) < count or without in found) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = listeners(port)
+    return found
+
+
 def test_connections_are_spread_and_a_dead_process_is_replaced(tmp_path: Path) -> None:
     with running_server(tmp_path, "--workers", "0", "--api-workers", "2") as url:
         port = int(url.rsplit(":", 1)[1])
-        first = listeners(port)
+        first = wait_for_listeners(port, 2)  # /healthz answers once the first has started
         assert len(first) == 2
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         try:
@@ -70,12 +81,7 @@ def test_connections_are_spread_and_a_dead_process_is_replaced(tmp_path: Path) -
                 client.close()
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (
-            len(listeners(port)) < 2 or victim in listeners(port)
-        ):
-            time.sleep(0.2)
-        now = listeners(port)
+        now = wait_for_listeners(port, 2, without=victim)
         assert len(now) == 2 and victim not in now and first - {victim} <= now
         assert httpx.get(f"{url}/healthz").status_code == 200
     assert not listeners(port)  # SIGTERM stopped every process
