@@ -20,6 +20,7 @@ from service.config import Settings
 from service.errors import ServiceError
 from service.store.artefacts import ArtefactInfo, ArtefactStore
 from service.store.batched import BatchedSubmissions
+from service.store.batched_reads import BatchedReads
 from service.store.db import Database
 from service.store.jobs import JobStore
 from service.store.models import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
@@ -42,6 +43,7 @@ class Services:
     workers: WorkerStore
     tokens: TokenStore
     submissions: BatchedSubmissions
+    reads: BatchedReads  # polls of jobs by id
     artefact_reads: SingleFlight[ArtefactInfo | None]
 
     @classmethod
@@ -55,6 +57,7 @@ class Services:
             WorkerStore(db),
             TokenStore(db),
             BatchedSubmissions(jobs),
+            BatchedReads(jobs),
             SingleFlight(),
         )
 

@@ -247,7 +247,7 @@ IDS_PATTERN = rf"^[0-9]{{1,10}}(,[0-9]{{1,10}}){{0,{MAX_IDS - 1}}}$"
 
 
 @router.get("", response_model=JobList)
-def list_jobs(
+async def list_jobs(
     services: ServicesDep,
     who: ReadAuth,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -256,23 +256,39 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ids: Annotated[str | None, Query(max_length=11 * MAX_IDS, pattern=IDS_PATTERN)] = None,
-) -> JobList | Response:
+) -> Response:
     """The project's jobs, newest first, filtered; or, with `ids`, those of the listed jobs
     that exist (by id; unknown ids and other projects' jobs are left out, as a 404 would)."""
     if ids is not None:
-        jobs = services.jobs.get_many(_job_ids(ids), project=who.project_id)
+        jobs = await services.reads.get_many(_job_ids(ids), project=who.project_id)
         return _json(
             JobList(items=[JobOut.of(j) for j in jobs], total=len(jobs), limit=MAX_IDS, offset=0)
         )
+    listing = functools.partial(
+        _listing, services, who.project_id, status, verdict, artefact, limit, offset
+    )
+    return await run_in_threadpool(listing)  # a page of up to 500 jobs: off the event loop
+
+
+def _listing(
+    services: Services,
+    project: int,
+    status: str | None,
+    verdict: str | None,
+    artefact: str | None,
+    limit: int,
+    offset: int,
+) -> Response:
     jobs, total = services.jobs.list(
         status=status,
         verdict=verdict,
         artefact=artefact,
         limit=limit,
         offset=offset,
-        project=who.project_id,
+        project=project,
     )
-    return JobList(items=[JobOut.of(j) for j in jobs], total=total, limit=limit, offset=offset)
+    items = [JobOut.of(j) for j in jobs]
+    return _json(JobList(items=items, total=total, limit=limit, offset=offset))
 
 
 def _job_ids(ids: str) -> list[int]:
@@ -289,8 +305,12 @@ def _job_ids(ids: str) -> list[int]:
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: JobId, services: ServicesDep, who: ReadAuth) -> Response:
-    return _json(JobOut.of(job_or_404(services, job_id, who)))
+async def get_job(job_id: JobId, services: ServicesDep, who: ReadAuth) -> Response:
+    # A poll: read with the other polls in flight (no request thread of its own).
+    job = await services.reads.get(job_id, who.project_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return _json(JobOut.of(job))
 
 
 @router.delete("/{job_id}", response_model=JobOut)
