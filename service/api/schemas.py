@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from service.store.artefacts import ArtefactInfo
-from service.store.jobs import Job
+from service.store.job_records import Job, JobSummary
 
 
 class ArtefactOut(BaseModel):
@@ -122,7 +122,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job | JobSummary) -> JobOut:
         return cls(
             id=str(job.id),
             status=job.status.value,

@@ -63,6 +63,28 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    """What a poll answers: a job's state and result, without its property (which may be
+    megabytes, and a client polling 100 jobs every 0.3 s would read every one of them)."""
+
+    id: int
+    artefact: str
+    status: Status
+    options: dict[str, Any]
+    attempts: int
+    cached: bool
+    progress: dict[str, Any] | None
+    reason: str | None
+    verdict: str | None
+    counterexample: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    project_id: int
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     job_id: int
@@ -126,6 +148,41 @@ def job_of_columns(row: Any) -> Job:
     """``job_of`` for a row of ``job_columns()`` (the result's columns are NULL without one)."""
     return _job(
         row, row.result_verdict, row.result_reason, row.result_counterexample, row.result_stats
+    )
+
+
+_SUMMARY_COLUMNS = (
+    "id", "artefact_id", "status", "options", "attempts", "cached", "progress", "reason",
+    "created_at", "started_at", "finished_at", "project_id",
+)  # fmt: skip
+
+
+def summary_columns() -> Select[Any]:
+    """The job-result join as the columns of a ``JobSummary``, read by ``summary_of``."""
+    jobs, results = JobRow.__table__.c, ResultRow.__table__.c
+    return select(
+        *(jobs[c] for c in _SUMMARY_COLUMNS),
+        *(results[c].label(f"result_{c}") for c in _RESULT_COLUMNS),
+    ).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+
+
+def summary_of(row: Any) -> JobSummary:
+    return JobSummary(
+        id=row.id,
+        artefact=row.artefact_id,
+        status=Status(row.status),
+        options=row.options,
+        attempts=row.attempts,
+        cached=row.cached,
+        progress=row.progress,
+        reason=row.reason or row.result_reason,
+        verdict=row.result_verdict,
+        counterexample=row.result_counterexample,
+        stats=row.result_stats,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        project_id=row.project_id,
     )
 
 

@@ -22,6 +22,7 @@ from service.store.job_records import (
     Event,
     Job,
     JobSpec,
+    JobSummary,
     ParsedSpec,
     add_event,
     in_project,
@@ -30,6 +31,8 @@ from service.store.job_records import (
     job_of_columns,
     joined,
     move,
+    summary_columns,
+    summary_of,
 )
 from service.store.models import JobEvent, JobRow, ResultRow, utcnow
 from service.store.submissions import insert_new, submit_one
@@ -69,6 +72,13 @@ class JobStore:
         with self.db.reading() as s:
             rows = s.connection().execute(stmt.order_by(JobRow.id))
             return [job_of_columns(r) for r in rows]
+
+    def summaries(self, job_ids: Sequence[int]) -> list[JobSummary]:
+        """What polls of these jobs answer, of every project (each poll keeps its own), by
+        id: those that exist."""
+        stmt = summary_columns().where(JobRow.id.in_(job_ids)).order_by(JobRow.id)
+        with self.db.reading() as s:
+            return [summary_of(r) for r in s.connection().execute(stmt).all()]
 
     def certificate(self, job_id: int, project: int | None = None) -> dict[str, Any] | None:
         with self.db.session() as s:

@@ -7,14 +7,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from service.api.schemas import JobOut
 from service.store.artefacts import ArtefactStore
 from service.store.db import POOL_SIZE, Database
 from service.store.jobs import JobSpec, JobStore
 from service.store.migrate import upgrade
 from service.store.models import JobRow
 from tests.integration.pg import fresh_database
+from tests.integration.test_postgres_submissions import finish, stores
+from tests.integration.test_postgres_submissions import spec as submission
 
 pytestmark = pytest.mark.postgres
+__all__ = ["stores"]  # the fixture: the same store on PostgreSQL and on SQLite
 
 
 def spec(key: str) -> JobSpec:
@@ -63,3 +67,21 @@ def _row(key: str) -> dict:
         "cache_key": key,
         "status": "queued",
     }
+
+
+def test_a_poll_answers_what_a_full_read_answers(stores: tuple[JobStore, JobStore]) -> None:
+    """``JobStore.summaries`` (what polls read: no property) gives the API the same job as
+    the full read, for a finished, a failed and a queued job, on PostgreSQL and SQLite."""
+    for jobs in stores:
+        done = jobs.submit(submission("done"))
+        finish(jobs, done.id, "holds")
+        failed = jobs.submit(submission("failed"))
+        claimed = jobs.claim("w", 60.0)
+        assert claimed is not None and claimed.id == failed.id
+        jobs.fail(failed.id, "w", "engine crashed")
+        queued = jobs.submit(submission("queued"))
+        ids = [queued.id, done.id, failed.id, 10**6]  # the last does not exist
+        full = {job.id: JobOut.of(job) for job in jobs.get_many(ids)}
+        polled = {job.id: JobOut.of(job) for job in jobs.summaries(ids)}
+        assert polled == full and sorted(polled) == sorted(ids[:3])
+        assert polled[done.id].verdict == "holds" and polled[failed.id].status == "failed"

@@ -14,29 +14,27 @@ import pytest
 
 from service.queue.states import Status
 from service.store.batched_reads import MAX_POLLS, BatchedReads
-from service.store.job_records import Job
+from service.store.job_records import JobSummary
 
 
-def _job(job_id: int, project: int) -> Job:
-    return Job(
-        id=job_id, artefact="a", status=Status.QUEUED, prop={}, subnetwork=None, options={},
-        cache_key=f"k{job_id}", attempts=0, cached=False, progress=None, reason=None,
-        verdict=None, counterexample=None, stats=None, seconds=None,
+def _job(job_id: int, project: int) -> JobSummary:
+    return JobSummary(
+        id=job_id, artefact="a", status=Status.QUEUED, options={}, attempts=0, cached=False,
+        progress=None, reason=None, verdict=None, counterexample=None, stats=None,
         created_at=datetime.now(UTC), started_at=None, finished_at=None, project_id=project,
     )  # fmt: skip
 
 
 class SlowStore:
-    """``JobStore.get_many`` over a fixed set of jobs: slow, counted, optionally failing."""
+    """``JobStore.summaries`` over a fixed set of jobs: slow, counted, optionally failing."""
 
-    def __init__(self, jobs: list[Job], error: Exception | None = None) -> None:
+    def __init__(self, jobs: list[JobSummary], error: Exception | None = None) -> None:
         self.jobs = {job.id: job for job in jobs}
         self.reads: list[list[int]] = []
         self.error = error
         self._lock = threading.Lock()
 
-    def get_many(self, job_ids: Sequence[int], project: int | None = None) -> list[Job]:
-        assert project is None  # the batch reads every project's; each poll filters its own
+    def summaries(self, job_ids: Sequence[int]) -> list[JobSummary]:
         with self._lock:
             self.reads.append(list(job_ids))
         time.sleep(0.02)
@@ -60,7 +58,7 @@ def test_each_poll_gets_what_its_own_read_would(seed: int) -> None:
         for _ in range(120)
     ]
 
-    async def burst() -> list[list[Job]]:
+    async def burst() -> list[list[JobSummary]]:
         return await asyncio.gather(*(reads.get_many(ids, project) for ids, project in polls))
 
     answers = asyncio.run(burst())
@@ -74,7 +72,7 @@ def test_one_job_by_id() -> None:
     store = SlowStore([_job(1, project=1), _job(2, project=2)])
     reads = BatchedReads(store)  # type: ignore[arg-type]
 
-    async def three() -> list[Job | None]:
+    async def three() -> list[JobSummary | None]:
         return list(await asyncio.gather(reads.get(1, 1), reads.get(2, 1), reads.get(3, None)))
 
     found = asyncio.run(three())
