@@ -43,6 +43,7 @@ from verifiers.bounds.rounding import proves
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.graph_beta import refine, tighten
 from verifiers.search.graph_branching import GraphBranching
+from verifiers.search.graph_cuts import prove_by_cuts
 from verifiers.search.graph_falsify import GraphFalsifier
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 
@@ -124,7 +125,7 @@ def search_graph_case(ctx: SearchContext) -> CaseOutcome:
         return outcome
     if ctx.remaining() <= 0 or ctx.cancelled() or ctx.case.lower.size > SSHAPED_PLAIN_INPUT_DIMS:
         return outcome
-    second = GraphCaseSearch(ctx, box_splits=True).run(falsify_root=False)
+    second = GraphCaseSearch(ctx, box_splits=True).run(falsify_root=False, cuts=False)
     second.subproblems += outcome.subproblems
     if second.decided or second.proved_share >= outcome.proved_share:
         return second
@@ -150,6 +151,7 @@ class GraphCaseSearch(GraphBranching):
         self.outcome = CaseOutcome(log_volume=log_volume(lower, upper, self.free))
         self.falsifier = GraphFalsifier(ctx, self.outcome)
         self.stack: list[GraphRegion] = [GraphRegion(lower, upper)]
+        self.root_bounds: GraphBounds | None = None  # the root's last bounds (cut_root)
         self.budget_hit = False
         self.sshaped = any(isinstance(n.op, SShaped) for n in self.net.nodes)
         # Split multipliers (graph_beta) on S-shaped networks, where they decide what box
@@ -189,18 +191,34 @@ class GraphCaseSearch(GraphBranching):
         ]
         return np.maximum(np.abs(box[0][0]), np.abs(box[1][0]))
 
-    def run(self, until: float | None = None, falsify_root: bool = True) -> CaseOutcome:
+    def run(
+        self, until: float | None = None, falsify_root: bool = True, cuts: bool = True
+    ) -> CaseOutcome:
         """Bound the root first (cheap, and it decides most robust instances), then a
-        gradient search for a counterexample, then branch and bound."""
+        gradient search for a counterexample, then (`cuts`) domain cuts at the root, then
+        branch and bound."""
         case = self.ctx.case
         optimise_root = self.slopes and INTERMEDIATE_STEPS > 0
-        self.step([self.stack.pop()], split=not optimise_root)
+        # Domain cuts rest on bounds over cut boxes that the certificate does not carry:
+        # only where the root's optimised bounds (not carried either) are allowed.
+        cuts = cuts and self.ctx.optimise_bounds and self.ctx.optimise_intermediate
+        self.step([self.stack.pop()], split=not (optimise_root or cuts))
         if self.stack and falsify_root and self.outcome.counterexample is None:
             self.falsifier.falsify(case.lower, case.upper)
         if self.stack and optimise_root and self.outcome.counterexample is None:
             # Open and not falsified: the root again, its intermediate bounds optimised
             # (every region below inherits them); only now, as it costs ~30 plain bounds.
-            self.step([self.stack.pop()], intermediate=True)
+            self.step([self.stack.pop()], intermediate=True, split=not cuts)
+        if self.stack and cuts and self.outcome.counterexample is None:
+            root = self.stack.pop()
+            if self.cut_root(root):
+                self.record(root, Evidence.CUTS, -1)
+            elif self.root_bounds is not None:  # split it, its bounds as they were
+                boxes = self.root_bounds.boxes
+                known = {name: (lo[0], hi[0]) for name, (lo, hi) in boxes.items()}
+                self.step([replace(root, known=known, changed=len(self.net.nodes))])
+            else:
+                self.step([root])
         self.falsifier.restart_clock()
         while self.stack and self.outcome.counterexample is None:
             if self.ctx.remaining() <= 0 or self.ctx.cancelled():
@@ -231,6 +249,8 @@ class GraphCaseSearch(GraphBranching):
         except DeadlinePassed:  # the regions stay open: the verdict will say timeout
             self.stack.extend(batch)
             return
+        if len(batch) == 1 and batch[0].depth == 0:
+            self.root_bounds = bounds
         empty = bounds.empty
         open_idx = []
         for i, region in enumerate(batch):
@@ -252,6 +272,20 @@ class GraphCaseSearch(GraphBranching):
         for i in open_idx:
             start = replace(batch[i], multipliers=multipliers[i], slopes=slopes[i])
             self.split(start, bounds, i, float(score[i]))
+
+    def cut_root(self, root: GraphRegion) -> bool:
+        """Whether domain cuts (graph_cuts.py) prove every unsafe conjunction on the root,
+        with the root's last bounds (optimised intermediate ones too) intersected in."""
+        known = None
+        if self.root_bounds is not None:
+            boxes = self.root_bounds.boxes
+            known = {
+                n: (lo[:1], hi[:1]) for n, (lo, hi) in boxes.items() if n != self.net.input_name
+            }
+        return prove_by_cuts(
+            self.net, (root.lower, root.upper), self.rows, self.rhs, self.strict, self.groups,
+            known, self.ctx.deadline,
+        )  # fmt: skip
 
     def bound(
         self, regions: list[GraphRegion], slopes_too: bool = True, intermediate: bool = False

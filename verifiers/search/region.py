@@ -16,6 +16,7 @@ class Evidence(StrEnum):
     SMT = "smt-unsat"  # z3 showed the region holds no unsafe input
     PHASE_LP = "lp-phases"  # LPs over the region's ReLU phases refuted every piece
     EMPTY = "empty-split"  # the region's ReLU phases contradict each other: it has no input
+    CUTS = "domain-cuts"  # bounds over the box cut by earlier bounds' forms (graph_cuts.py)
 
 
 LayerBounds = list[tuple[np.ndarray, np.ndarray]]

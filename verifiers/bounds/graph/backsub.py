@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from verifiers.bounds.graph.cuts import Cuts, combine
 from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.graph.ops.base import Box, Relaxed, magnitude
 from verifiers.bounds.graph.ops.linear import Alias, Linear
@@ -49,6 +50,12 @@ class GraphBounds:
     objective_coeffs: np.ndarray | None = None  # (batch, m, n_inputs)
     objective_minimizer: np.ndarray | None = None  # (batch, m, n_inputs)
     node_coeffs: dict[str, np.ndarray] = field(default_factory=dict)  # at non-linear outputs
+    # Half-spaces that bound each box's domain further (cuts.py): every read-off at the
+    # input minimises over the box and these, and the bounds hold on that part only.
+    cuts: Cuts | None = None
+    # (batch, m): d such that  rows . output >= objective_coeffs . x + d  on the domain,
+    # rounded down (the next cut's offset, search/graph_cuts.py).
+    objective_offset: np.ndarray | None = None
 
     @property
     def empty(self) -> np.ndarray:
@@ -71,6 +78,7 @@ def graph_bounds(
     deadline: float | None = None,
     reuse: int = 0,
     tighten: Tightener | None = None,
+    cuts: Cuts | None = None,
 ) -> GraphBounds:
     """Bounds over boxes (batch, n_inputs); `objective` (m, n_out) rows are minimised over the
     bounded output. `known`: per tensor, bounds already valid on each box (intersected in).
@@ -81,8 +89,9 @@ def graph_bounds(
     downstream of them leaves their bounds as the parent region's, which `known` holds).
     `tighten`: called on every refined tensor with the entries refined, it returns bounds
     of that tensor valid on each box (optimised intermediate bounds, alpha.py), which are
-    intersected in before the consumer's relaxation is taken."""
-    bounds = GraphBounds({net.input_name: (lower, upper)}, {})
+    intersected in before the consumer's relaxation is taken. `cuts`: half-spaces per box
+    (cuts.py); every bound then holds on the part of the box that meets them."""
+    bounds = GraphBounds({net.input_name: (lower, upper)}, {}, cuts=cuts)
     # Per refined tensor, its entries as tight as back-substitution makes them (True: all).
     tight: dict[str, np.ndarray | bool] = {net.input_name: True}
     for index, node in enumerate(net.nodes):
@@ -116,11 +125,13 @@ def graph_bounds(
         bounds.relaxed[node.output] = node.op.relax(boxes, *extra)
     if objective is not None:
         rows = np.broadcast_to(objective, (lower.shape[0], *objective.shape[-2:]))
+        forms: dict[str, np.ndarray] = {}
         value, coeffs, corner = back_substitute(
             net, bounds, net.bound_output, np.array(rows, dtype=np.float64), bounds.node_coeffs,
-            deadline=deadline,
+            deadline=deadline, forms=forms,
         )  # fmt: skip
         bounds.objective_lower, bounds.objective_coeffs = value, coeffs
+        bounds.objective_offset = forms["offset"]
         bounds.objective_minimizer = corner
     return bounds
 
@@ -210,10 +221,13 @@ def back_substitute(
     record: dict[str, np.ndarray] | None = None,
     seeds: dict[str, np.ndarray] | None = None,
     deadline: float | None = None,
+    forms: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower bounds of rows (batch, m, n_target) . target over the boxes, the coefficients
-    on the input and the minimising box corner. `record` receives the coefficients met at
-    each non-linear op's output. `seeds` (per tensor upstream of the target, (batch, m, n))
+    """Lower bounds of rows (batch, m, n_target) . target over the boxes (and the bounds'
+    cuts), the coefficients on the input and the minimising box corner (with cuts, of
+    their Lagrangian combination). `forms` receives "offset", the constant minus the slack
+    rounded down: rows . target >= coefficients . x + offset on the domain. `record`
+    receives the coefficients met at each non-linear op's output. `seeds` (per tensor upstream of the target, (batch, m, n))
     adds seeds[t] . t to every row's objective (split multipliers, search/graph_beta.py).
     Past `deadline`, it raises DeadlinePassed between two ops."""
     batch, m = rows.shape[:2]
@@ -248,7 +262,16 @@ def back_substitute(
     if not set(coeffs) <= {net.input_name}:
         raise ValueError(f"coefficients never passed back to the input: {sorted(coeffs)}")
     c = coeffs.get(net.input_name, np.zeros((batch, m, net.n_inputs)))
-    return (*_read_off(c, const, slack, bounds.boxes[net.input_name]),)
+    if forms is not None:  # the slack widened as _read_off does; two roundings within u
+        rounding = 4.0 * UNIT_ROUNDOFF * (np.abs(const) + slack) + 1e-300
+        offset = const - slack * (1.0 + 1e-6) - rounding
+        forms["offset"] = np.where(np.isfinite(offset), offset, -np.inf)
+    box = bounds.boxes[net.input_name]
+    if bounds.cuts is None or bounds.cuts.normals.shape[1] == 0:
+        return (*_read_off(c, const, slack, box),)
+    combined, const, slack = combine(c, const, slack, box, bounds.cuts)
+    value, _, corner = _read_off(combined, const, slack, box)
+    return value, c, corner
 
 
 def _read_off(c: np.ndarray, const: np.ndarray, slack: np.ndarray, box: Box):
