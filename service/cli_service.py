@@ -59,16 +59,24 @@ def run_worker(
     runner: str | None = None,
     parent_pid: int | None = None,
     nice: int = 0,
+    idle_jobs: bool = False,
 ) -> None:
     """A worker process's main: SIGTERM/SIGINT stop claiming and release running jobs.
-    ``nice`` lowers its CPU priority (and its jobs'), below an API on the same machine."""
+    ``nice`` lowers its CPU priority (and its jobs'), below an API on the same machine;
+    ``idle_jobs`` runs its jobs on idle CPU time only (``sandbox.run_on_idle_cpu``)."""
     from service.worker.main import Worker
     from service.worker.sandbox import DEFAULT_RUNNER
 
     _logging()
     if nice:
         os.nice(nice)
-    worker = Worker(settings, concurrency, runner=runner or DEFAULT_RUNNER, parent_pid=parent_pid)
+    worker = Worker(
+        settings,
+        concurrency,
+        runner=runner or DEFAULT_RUNNER,
+        parent_pid=parent_pid,
+        idle_jobs=idle_jobs,
+    )
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     worker.run(migrate=migrate)
@@ -142,7 +150,15 @@ def serve(
     procs = [
         ctx.Process(
             target=run_worker,
-            args=(settings, 1, False, None, os.getpid(), settings.worker_nice),
+            args=(
+                settings,
+                1,
+                False,
+                None,
+                os.getpid(),
+                settings.worker_nice,
+                settings.worker_idle_jobs,
+            ),  # fmt: skip
             name=f"worker-{i}",
         )
         for i in range(workers)

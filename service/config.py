@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # The local workers of `serve` run at this lower CPU priority (nice), so requests are
     # answered promptly while jobs run on the same cores (0: the API's priority).
     worker_nice: int = Field(default=10, ge=0, le=19)
+    # ... and their jobs run only on CPU time nothing else wants (Linux's SCHED_IDLE): a
+    # request then never waits for a job's slice (the worker's own bookkeeping, its lease
+    # renewals included, keeps the nice above). False: jobs at the workers' nice.
+    worker_idle_jobs: bool = True
     # Defaults of a job's resource limits.
     default_timeout_s: float = 60.0
     default_memory_mb: int = 2048

@@ -39,8 +39,10 @@ class Worker:
         runner: str = DEFAULT_RUNNER,
         db: Database | None = None,
         parent_pid: int | None = None,
+        idle_jobs: bool = False,
     ) -> None:
         self.settings, self.concurrency, self.runner = settings, max(1, concurrency), runner
+        self.idle_jobs = idle_jobs  # jobs on idle CPU time only (sandbox.run_on_idle_cpu)
         # A worker started by `serve` stops when serve is gone (even if serve was killed).
         self.parent_pid = parent_pid
         self.db = db or Database(settings.database_url)
@@ -137,7 +139,7 @@ class Worker:
             "options": {**job.options, "timeout_s": timeout},
             "check_certificate": self.settings.check_certificates,
         }
-        limits = Limits.for_timeout(timeout, memory)
+        limits = Limits.for_timeout(timeout, memory, idle=self.idle_jobs)
         # The child's watchdog ends it at timeout + grace; this is the backstop behind it.
         wall = timeout + 2 * grace_s(timeout) + 5
         self.children[job.id] = Child(job.id, payload, limits, self.runner, wall_s=wall)

@@ -44,11 +44,13 @@ _ALLOC = re.compile(r"alloc(ation)? failed|bad_alloc|unable to allocate|out of m
 class Limits:
     memory_mb: int
     cpu_s: int
+    idle: bool = False  # run on idle CPU time only (SCHED_IDLE), below every other process
 
     @classmethod
-    def for_timeout(cls, timeout_s: float, memory_mb: int) -> Limits:
+    def for_timeout(cls, timeout_s: float, memory_mb: int, idle: bool = False) -> Limits:
         # The engine stops itself at timeout_s; the CPU limit is the backstop.
-        return cls(memory_mb=memory_mb, cpu_s=int(timeout_s + max(10.0, 0.5 * timeout_s)) + 1)
+        cpu_s = int(timeout_s + max(10.0, 0.5 * timeout_s)) + 1
+        return cls(memory_mb=memory_mb, cpu_s=cpu_s, idle=idle)
 
 
 def context() -> BaseContext:
@@ -78,6 +80,8 @@ def resolve(runner: str) -> Callable[..., dict[str, Any]]:
 
 
 def apply_limits(limits: Limits) -> None:
+    if limits.idle:
+        run_on_idle_cpu()
     memory = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
@@ -87,6 +91,16 @@ def apply_limits(limits: Limits) -> None:
     if libc:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(libc).mallopt(_M_ARENA_MAX, 2)
+
+
+def run_on_idle_cpu() -> None:
+    """Schedule this process (its threads started later too) only on CPU time no other
+    process wants: SCHED_IDLE. A job's own session is an autogroup of its own, where the
+    worker's nice stops counting, so under a burst the jobs took a core's share from the API
+    (50 clients: 1,000-1,300 submissions/s against 1,500-1,850 with this). Elsewhere than
+    Linux it does nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _watch_parent(conn: Connection) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from service import cli_service
 from service.config import Settings
+from service.worker.sandbox import Limits, apply_limits
 
 
 class _Recorder:
@@ -69,9 +70,9 @@ class _Context:
     Process = _Started
 
 
-@pytest.mark.parametrize("nice", [None, "0", "7"])
+@pytest.mark.parametrize(("nice", "idle"), [(None, None), ("0", "false"), ("7", "true")])
 def test_serve_starts_its_workers_at_the_configured_niceness(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, nice: str | None
+    tmp_path, monkeypatch: pytest.MonkeyPatch, nice: str | None, idle: str | None
 ) -> None:
     import multiprocessing
 
@@ -79,10 +80,32 @@ def test_serve_starts_its_workers_at_the_configured_niceness(
 
     if nice is not None:
         monkeypatch.setenv("PROOFWELL_WORKER_NICE", nice)
+    if idle is not None:
+        monkeypatch.setenv("PROOFWELL_WORKER_IDLE_JOBS", idle)
     monkeypatch.setattr(multiprocessing, "get_context", lambda _: _Context())
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     monkeypatch.setattr(cli_service.signal, "signal", lambda *a: None)  # keep pytest's
     _Started.started = []
     cli_service.serve(db=f"sqlite:///{tmp_path}/s.db", workers=2)
     expected = 10 if nice is None else int(nice)  # 10 below the API unless configured
-    assert [args[-1] for args in _Started.started] == [expected, expected]
+    assert [args[-2] for args in _Started.started] == [expected, expected]
+    idle_jobs = idle != "false"  # jobs on idle CPU time unless configured off
+    assert [args[-1] for args in _Started.started] == [idle_jobs, idle_jobs]
+
+
+def _scheduled_after(limits: Limits, queue: multiprocessing.Queue) -> None:
+    apply_limits(limits)
+    queue.put(os.sched_getscheduler(0))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_an_idle_job_runs_on_idle_cpu_time_only() -> None:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    for idle, policy in ((True, os.SCHED_IDLE), (False, os.SCHED_OTHER)):
+        limits = Limits.for_timeout(5, memory_mb=4096, idle=idle)
+        proc = ctx.Process(target=_scheduled_after, args=(limits, queue))
+        proc.start()
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+        assert queue.get(timeout=5) == policy
