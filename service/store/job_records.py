@@ -135,13 +135,18 @@ _JOB_COLUMNS = (
 _RESULT_COLUMNS = ("verdict", "reason", "counterexample", "stats")
 
 
-def job_columns() -> Select[Any]:
-    """The job-result join as plain columns, read back by ``job_of_columns``."""
+def _with_result(job_columns: tuple[str, ...]) -> Select[Any]:
+    """The job-result join as plain columns: these of the job, then the result's."""
     jobs, results = JobRow.__table__.c, ResultRow.__table__.c
     return select(
-        *(jobs[c] for c in _JOB_COLUMNS),
+        *(jobs[c] for c in job_columns),
         *(results[c].label(f"result_{c}") for c in _RESULT_COLUMNS),
     ).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+
+
+def job_columns() -> Select[Any]:
+    """The job-result join as plain columns, read back by ``job_of_columns``."""
+    return _with_result(_JOB_COLUMNS)
 
 
 def job_of_columns(row: Any) -> Job:
@@ -159,11 +164,7 @@ _SUMMARY_COLUMNS = (
 
 def summary_columns() -> Select[Any]:
     """The job-result join as the columns of a ``JobSummary``, read by ``summary_of``."""
-    jobs, results = JobRow.__table__.c, ResultRow.__table__.c
-    return select(
-        *(jobs[c] for c in _SUMMARY_COLUMNS),
-        *(results[c].label(f"result_{c}") for c in _RESULT_COLUMNS),
-    ).outerjoin(ResultRow, JobRow.result_id == ResultRow.id)
+    return _with_result(_SUMMARY_COLUMNS)
 
 
 def summary_of(row: Any) -> JobSummary:
