@@ -96,10 +96,10 @@ def apply_limits(limits: Limits) -> None:
 def run_on_idle_cpu() -> None:
     """Schedule the calling thread, and the threads it starts, only on CPU time no other
     process wants: SCHED_IDLE (the job's watchdog, started before, keeps its priority and
-    still ends a starved job at its timeout). A job's own session is an autogroup of its own, where the
-    worker's nice stops counting, so under a burst the jobs took a core's share from the API
-    (50 clients: 1,000-1,300 submissions/s against 1,500-1,850 with this). Elsewhere than
-    Linux it does nothing."""
+    still ends a starved job at its timeout). A job's own session is an autogroup of its
+    own, where the worker's nice stops counting, so under a burst the jobs took a core's
+    share from the API (50 clients: 1,000-1,300 submissions/s against 1,500-1,850 with
+    the worker under SCHED_IDLE). Elsewhere than Linux it does nothing."""
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
