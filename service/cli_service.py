@@ -150,15 +150,13 @@ def serve(
     procs = [
         ctx.Process(
             target=run_worker,
-            args=(
-                settings,
-                1,
-                False,
-                None,
-                os.getpid(),
-                settings.worker_nice,
-                settings.worker_idle_jobs,
-            ),  # fmt: skip
+            args=(settings, 1),
+            kwargs={
+                "migrate": False,
+                "parent_pid": os.getpid(),
+                "nice": settings.worker_nice,
+                "idle_jobs": settings.worker_idle_jobs,
+            },
             name=f"worker-{i}",
         )
         for i in range(workers)

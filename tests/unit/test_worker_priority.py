@@ -51,13 +51,13 @@ def test_a_worker_runs_at_the_niceness_it_is_given() -> None:
 class _Started:
     """Stands in for a worker process: records what serve starts it with."""
 
-    started: list[tuple] = []
+    started: list[dict] = []
 
-    def __init__(self, target, args, name) -> None:
-        self.args = args
+    def __init__(self, target, args, kwargs, name) -> None:
+        self.kwargs = kwargs
 
     def start(self) -> None:
-        _Started.started.append(self.args)
+        _Started.started.append(self.kwargs)
 
     def is_alive(self) -> bool:
         return False
@@ -88,9 +88,9 @@ def test_serve_starts_its_workers_at_the_configured_niceness(
     _Started.started = []
     cli_service.serve(db=f"sqlite:///{tmp_path}/s.db", workers=2)
     expected = 10 if nice is None else int(nice)  # 10 below the API unless configured
-    assert [args[-2] for args in _Started.started] == [expected, expected]
+    assert [kwargs["nice"] for kwargs in _Started.started] == [expected, expected]
     idle_jobs = idle != "false"  # jobs on idle CPU time unless configured off
-    assert [args[-1] for args in _Started.started] == [idle_jobs, idle_jobs]
+    assert [kwargs["idle_jobs"] for kwargs in _Started.started] == [idle_jobs, idle_jobs]
 
 
 def _scheduled_after(limits: Limits, queue: multiprocessing.Queue) -> None:

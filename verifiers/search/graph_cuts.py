@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from verifiers.bounds.graph.backsub import DeadlinePassed, graph_bounds
+from verifiers.bounds.graph.backsub import DeadlinePassed, _read_off, graph_bounds
 from verifiers.bounds.graph.cuts import Cuts, combine, cut_offset
 from verifiers.bounds.graph.network import GraphNetwork
 from verifiers.bounds.rounding import proves
@@ -95,8 +95,6 @@ def _stalled(history: list[float]) -> bool:
 
 def bounding_box(lower: np.ndarray, upper: np.ndarray, cuts: Cuts) -> Box:
     """The box shrunk to sound bounds of each x_i over box n cuts (crossed where empty)."""
-    from verifiers.bounds.graph.backsub import _read_off
-
     batch, n = lower.shape
     eye = np.concatenate([np.eye(n), -np.eye(n)])
     rows = np.array(np.broadcast_to(eye[None], (batch, 2 * n, n)))
