@@ -97,7 +97,7 @@ def diagnose(net: Path, prop: Path, restarts: int, lp_seconds: float) -> None:
     open_rows = np.flatnonzero(tuned.objective_lower[0] <= rhs)
     for r in open_rows:
         print(
-            f"  row {r}: lower bound plain {plain.objective_lower[0, r] - rhs[r]:.3f}, "
+            f"  row {r} ({_formula(rows[r])} - {rhs[r]:g}): lower bound plain {plain.objective_lower[0, r] - rhs[r]:.3f}, "
             f"optimised {tuned.objective_lower[0, r] - rhs[r]:.3f}; found {found[r]:.3f}"
         )
     for layers in [[k] for k in hidden] + [list(hidden)]:
@@ -112,6 +112,15 @@ def diagnose(net: Path, prop: Path, restarts: int, lp_seconds: float) -> None:
         print(f"  with reached ranges of hidden layers {layers} (not sound): worst {worst:.3f}")
     if lp_seconds > 0:
         _lp_refined(network, lower, upper, rows, rhs, tuned, list(hidden), lp_seconds)
+
+
+def _formula(row: np.ndarray) -> str:
+    """A row's linear form over the outputs, e.g. "Y_7 - Y_9": row indices are not classes."""
+    terms = []
+    for j in np.flatnonzero(row):
+        size = "" if abs(row[j]) == 1 else f"{abs(row[j]):g}*"
+        terms.append(f"{'-' if row[j] < 0 else '+'} {size}Y_{j}")
+    return " ".join(terms).removeprefix("+ ")
 
 
 def _lp_refined(network, lower, upper, rows, rhs, tuned, layers, seconds) -> None:
