@@ -44,6 +44,9 @@ class Dag:
     ops: list[str] = field(default_factory=list)
     softmax: bool = False
     final_bias: tuple = ()
+    # Draws for variants (broadcast joins, constant Concat parts, Pad) from their own stream,
+    # so that adding them left the main stream's models as they were.
+    extra: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __post_init__(self) -> None:
         self.shapes["x"] = self.input_shape
@@ -191,15 +194,22 @@ def join(d: Dag, a: str, b: str) -> str:
     """A residual join of two tensors of one shape (possibly the same tensor twice)."""
     shape = d.shapes[a]
     kind = d.rng.choice(["Add", "Sub", "Max", "Min", "Max3"])
-    if kind == "Add":
-        return d.add("Add", [a, b], shape, lambda x, y: x + y)
-    if kind == "Sub":
-        return d.add("Sub", [a, b], shape, lambda x, y: x - y)
     if kind == "Max3":
         cn, cv = d.const(d.rng.normal(size=channel_shape(shape)), "m")
         return d.add("Max", [a, b, cn], shape, lambda x, y, cv=cv: np.maximum(np.maximum(x, y), cv))
+    if len(shape) == 2 and d.extra.random() < 0.25:
+        b = _scalar(d, b)  # (1, 1): broadcast against a
+    if kind in ("Add", "Sub"):
+        fn = np.add if kind == "Add" else np.subtract
+        return d.add(kind, [a, b], shape, lambda x, y, fn=fn: fn(x, y))
     fn = np.maximum if kind == "Max" else np.minimum
     return d.add(kind, [a, b], shape, lambda x, y, fn=fn: fn(x, y))
+
+
+def _scalar(d: Dag, src: str) -> str:
+    """A (1, 1) tensor computed from a flat one (a MatMul by a column)."""
+    wn, wv = d.const(d.extra.normal(size=(d.shapes[src][1], 1)), "w")
+    return d.add("MatMul", [src, wn], (1, 1), lambda x, wv=wv: x @ wv)
 
 
 def affine_const(d: Dag, src: str) -> str:
@@ -222,6 +232,13 @@ def concat(d: Dag, a: str, b: str) -> str:
     sa, sb = d.shapes[a], d.shapes[b]
     shape = (1, sa[1] + sb[1], *sa[2:])
     axis = int(d.rng.choice([1, 1 - len(sa)]))
+    if d.extra.random() < 0.2:  # a constant part
+        cn, cv = d.const(d.extra.normal(size=sb), "p")
+
+        def joined(x, cv=cv):
+            return np.concatenate([x, np.broadcast_to(cv, (len(x), *cv.shape[1:]))], axis=1)
+
+        return d.add("Concat", [a, cn], shape, joined, axis=axis)
     return d.add("Concat", [a, b], shape, lambda x, y: np.concatenate([x, y], axis=1), axis=axis)
 
 
@@ -319,6 +336,18 @@ def pool(d: Dag, src: str) -> str:
     )
 
 
+def pad(d: Dag, src: str) -> str:
+    """A constant Pad of height and width (opset 11+: pads and value as inputs)."""
+    _, c, h, w = d.shapes[src]
+    p = [int(v) for v in d.extra.integers(0, 2, size=4)]  # top, left, bottom, right
+    value = float(np.float32(d.extra.choice([0.0, -1.0, 0.5])))
+    pn = f"pads{len(d.init)}"
+    d.init[pn] = np.array([0, 0, p[0], p[1], 0, 0, p[2], p[3]], dtype=np.int64)
+    vn, _ = d.const(np.float32(value), "v")
+    shape = (1, c, h + p[0] + p[2], w + p[1] + p[3])
+    return d.add("Pad", [src, pn, vn], shape, lambda x: _pad(x, p, value))
+
+
 def batch_norm(d: Dag, src: str) -> str:
     shape = d.shapes[src]
     c = shape[1]
@@ -368,7 +397,7 @@ def _image_step(d: Dag, pool: list[str], acts: list[str]) -> str:
     if r < 0.45:
         return pool_(d, src)
     if r < 0.5:
-        return batch_norm(d, src)
+        return pad(d, src) if d.extra.random() < 0.5 else batch_norm(d, src)
     if r < 0.75:
         return activation(d, src, str(d.rng.choice(acts)))
     if r < 0.9:
@@ -411,7 +440,7 @@ def random_dag(seed: int, acts: tuple[str, ...] | None = None, softmax: bool | N
         if image
         else (1, int(rng.integers(1, 7)))
     )
-    d = Dag(rng, shape)
+    d = Dag(rng, shape, extra=np.random.default_rng(seed + 1_000_003))
     pool = ["x"]
     steps = int(rng.integers(3, 9))
     for _ in range(steps):
@@ -428,7 +457,12 @@ def random_dag(seed: int, acts: tuple[str, ...] | None = None, softmax: bool | N
     if len(d.shapes[last]) == 4:
         last = flatten(d, last)
     n_out = int(rng.integers(1, 5))
-    final_layer(d, last, n_out)
+    out = final_layer(d, last, n_out)
+    if d.extra.random() < 0.15:  # the outputs themselves through an activation or a join
+        if d.extra.random() < 0.5:
+            activation(d, out, str(d.extra.choice(acts)))
+        else:
+            join(d, out, out if d.extra.random() < 0.3 else final_layer(d, last, n_out))
     d.softmax = bool(rng.random() < 0.15 if softmax is None else softmax) and n_out >= 2
     if d.softmax:
         axis = int(rng.choice([1, -1]))
