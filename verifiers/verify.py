@@ -53,7 +53,8 @@ def verify(
     started = time.monotonic() if started is None else started
     try:
         model = _load(component, prop)
-        network = engine_network(model, prop)  # reports unsupported ops as errors
+        # Reports unsupported ops as errors.
+        network = engine_network(model, prop, options.margin)
         # Small matrices: a multi-threaded BLAS only contends for the cores; parallelism
         # comes from whole search processes instead. Overflow is handled explicitly where it
         # matters (bounds/rounding.py: it fails closed), so numpy's warnings are noise.
@@ -71,7 +72,9 @@ def verify(
         return internal_error(exc, time.monotonic() - started)
 
 
-def engine_network(model, prop: Property) -> PiecewiseLinearNetwork | GraphNetwork:
+def engine_network(
+    model, prop: Property, margin: float = 0.0
+) -> PiecewiseLinearNetwork | GraphNetwork:
     """The Affine/ReLU chain normal form when the model has one (the fast path), else the
     graph engine's DAG (residual joins, pooling, S-shaped activations, ...)."""
     try:
@@ -81,11 +84,12 @@ def engine_network(model, prop: Property) -> PiecewiseLinearNetwork | GraphNetwo
             network = model.graph_network
         except UnsupportedError as graph_error:
             raise graph_error from chain_error
-    if not all(network.strip_softmax_ok(case) for case in prop.cases):
+    if not all(network.strip_softmax_ok(case, margin) for case in prop.cases):
         raise UnsupportedError(
             "the model ends in a Softmax and the property is not a pairwise comparison of "
-            "its outputs (c*Y_i - c*Y_j against 0); Softmax itself is not bounded: state the "
-            "property over the logits (a subnetwork ending before the Softmax) instead"
+            "its outputs (c*Y_i - c*Y_j against 0, without a margin); Softmax itself is not "
+            "bounded: state the property over the logits (a subnetwork ending before the "
+            "Softmax) instead"
         )
     return network
 

@@ -111,12 +111,16 @@ class GraphNetwork:
                 grads[name] = grads[name] + part if name in grads else part
         return grads.get(self.input_name, np.zeros_like(x))
 
-    def strip_softmax_ok(self, case: Case) -> bool:
+    def strip_softmax_ok(self, case: Case, margin: float = 0.0) -> bool:
         """Without a final Softmax, or every unsafe half-space compares two outputs
-        (c*y_i - c*y_j against 0): Softmax preserves the order of its inputs (over one
-        axis), so such a property holds on the logits exactly when on the outputs."""
+        (c*y_i - c*y_j against 0) and there is no margin: Softmax preserves the order of its
+        inputs (over one axis), so such a property holds on the logits exactly when on the
+        outputs. A margin widens the rows to c*y_i - c*y_j <= margin, which the logits'
+        order does not decide (logits 0.6 apart are outputs 0.29 apart)."""
         if self.softmax_axis_size is None:
             return True
+        if margin != 0:
+            return False
         for conjunction in case.unsafe:
             for h in conjunction.halfspaces:
                 nonzero = [(i, c) for i, c in enumerate(h.coeffs) if c != 0]

@@ -56,11 +56,14 @@ def check(certificate, graph, prop, model_sha256, on_progress=None, budget_s=Non
     return walk_to_report(walker, walk, started)
 
 
-def _softmax_ok(net: Net, prop) -> bool:
+def _softmax_ok(net: Net, prop, margin: Fraction) -> bool:
     """Under a stripped final Softmax every unsafe half-space must compare two outputs of
-    one softmax row (c y_i - c y_j against 0): softmax keeps their order."""
+    one softmax row (c y_i - c y_j against 0) and the margin be 0: softmax keeps their
+    order, but not their differences (c y_i - c y_j <= margin)."""
     if net.softmax is None:
         return True
+    if margin != 0:
+        return False
     for case in prop.cases:
         for conjunction in case.unsafe:
             for h in conjunction.halfspaces:
@@ -86,8 +89,10 @@ class _Walker(Walk):
             self.net = Net.of(graph)
         except Unsupported as exc:
             raise Invalid(f"the graph checker cannot read the model: {exc}") from None
-        if not _softmax_ok(self.net, self.prop):
-            raise Invalid("the model ends in a Softmax and the property is not pairwise")
+        if not _softmax_ok(self.net, self.prop, self.margin):
+            raise Invalid(
+                "the model ends in a Softmax and the property is not pairwise without a margin"
+            )
         self.cases = read_cases(cert, self.prop)
         self.total = sum(_count(entry["tree"]) for entry, _ in self.cases)
 

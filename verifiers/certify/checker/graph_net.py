@@ -127,6 +127,9 @@ def _rows(values) -> np.ndarray:
 
 
 def _clip(ins, out, low, high) -> Node:
+    """min(max(x, low), high): with low > high, the constant high (ONNX's order)."""
+    if low is not None and high is not None and low > high:
+        return _piecewise(ins, out, [], [[0.0]], [[high]])
     points, slopes, icpts = [], [[1.0]], [[0.0]]
     if low is not None:
         points, slopes, icpts = [low], [[0.0], [1.0]], [[low], [0.0]]

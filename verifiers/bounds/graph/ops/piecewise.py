@@ -27,6 +27,11 @@ class PiecewiseLinear:
     slopes: np.ndarray  # (K + 1, n) or (K + 1, 1)
     icpts: np.ndarray  # (K + 1, n) or (K + 1, 1)
 
+    def __post_init__(self) -> None:
+        # evaluate, piece and the relaxations read the pieces in this order: unsorted
+        # breakpoints would bound some other function.
+        assert np.all(np.diff(self.breakpoints) >= 0), "breakpoints must be increasing"
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         y = self.slopes[0] * x + self.icpts[0]
         for k, point in enumerate(self.breakpoints):
@@ -123,6 +128,10 @@ def prelu(slope: np.ndarray) -> PiecewiseLinear:
 
 
 def clip(low: float | None, high: float | None) -> PiecewiseLinear:
+    """min(max(x, low), high), in ONNX's order: with low > high that is high everywhere (a
+    constant, no breakpoint), not a function with breakpoints out of order."""
+    if low is not None and high is not None and low > high:
+        return PiecewiseLinear(np.zeros(0), np.zeros((1, 1)), np.full((1, 1), float(high)))
     points, slopes, icpts = [], [1.0], [0.0]
     if low is not None:
         points, slopes, icpts = [low], [0.0, 1.0], [low, 0.0]
