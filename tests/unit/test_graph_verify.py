@@ -240,3 +240,50 @@ def test_graph_certificates_have_a_tree_and_are_rechecked() -> None:
     _check_certificate(job, load_model(data), prop, 10.0)
     check = job["certificate"]["check"]
     assert job["verdict"] == "holds" and check["checked"] is True and check["valid"] is True
+
+
+@pytest.mark.parametrize("op", ["Clip", "PRelu"])
+@pytest.mark.parametrize("seed", range(3))
+def test_splits_of_an_op_on_the_input_itself_split_the_box(op: str, seed: int) -> None:
+    """An op reading the network input directly, on enough inputs that the search splits
+    elements rather than the box: splitting one of its elements must cut the region's box
+    (the bounds read the input from there), else each part is the parent over again."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(17, 40))
+    crossing = rng.choice(n, size=int(rng.integers(4, 8)), replace=False)
+    lower, upper = np.full(n, 0.2), np.full(n, 0.8)  # on one linear piece of either op
+    lower[crossing], upper[crossing] = -1.0 - rng.random(crossing.size), 1.0 + rng.random()
+    w = np.zeros((2, n), np.float32)
+    w[0] = rng.normal(size=n) * np.where(np.isin(np.arange(n), crossing), 4.0, 0.2)
+    slope = np.float32(0.25)
+    if op == "Clip":
+        first = helper.make_node("Clip", ["x", "lo", "hi"], ["h"])
+        init = {"lo": np.array(0.0, np.float32), "hi": np.array(1.0, np.float32)}
+        piece = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
+    else:
+        first = helper.make_node("PRelu", ["x", "s"], ["h"])
+        init = {"s": np.array([slope], np.float32)}
+        piece = lambda x: np.where(x < 0, float(slope) * x, x)  # noqa: E731
+    v = np.zeros((2, n), np.float32)
+    v[0] = -0.5 * w[0]  # y0 = w.f(x) + v.x: no single line per element bounds it exactly
+    nodes = [
+        first,
+        helper.make_node("Gemm", ["h", "W"], ["a"], transB=1),
+        helper.make_node("Gemm", ["x", "V"], ["b"], transB=1),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    init |= {"W": w, "V": v}
+    data = to_bytes(make_model(nodes, input_shape=[1, n], initializers=init))
+    # y0 is separable and piecewise linear: its minimum is at the ends or breakpoints.
+    points = np.stack([lower, upper, np.clip(0.0, lower, upper), np.clip(1.0, lower, upper)])
+    terms = w[0].astype(np.float64) * piece(points) + v[0].astype(np.float64) * points
+    low = float(np.sum(np.min(terms, axis=0)))
+    for gap, expected in ((1e-3, Verdict.HOLDS), (-1e-3, Verdict.VIOLATED)):
+        below = HalfSpace((Fraction(1), Fraction(-1)), Fraction(low - gap))  # y0 - y1 <= ..
+        case = Case(
+            tuple(Fraction(float(v)) for v in lower),
+            tuple(Fraction(float(v)) for v in upper),
+            (Conjunction((below,)),),
+        )
+        result = verify(OnnxComponent(data), Property(n, 2, (case,)), Options(timeout_s=10))
+        assert result.verdict is expected, result.reason

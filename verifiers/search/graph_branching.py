@@ -33,11 +33,14 @@ class GraphBranching:
         coeffs = np.abs(bounds.objective_coeffs[i][open_rows]).sum(axis=0)
         smear = np.where(self.free, np.nan_to_num(coeffs) * width, -1.0)
         dim = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax(width / self.root_width))
-        middle = 0.5 * (child.lower[dim] + child.upper[dim])
+        return self.halve(child, dim, 0.5 * (child.lower[dim] + child.upper[dim]))
+
+    def halve(self, child, dim: int, at: float) -> list:
+        """The region's box cut in two at `at` along input dimension `dim`."""
         left_upper, right_lower = child.upper.copy(), child.lower.copy()
-        left_upper[dim] = right_lower[dim] = middle
+        left_upper[dim] = right_lower[dim] = at
         # Input bounds of the parent stay valid on each half: keep them as `known`.
-        step = ("input", dim, float(middle))
+        step = ("input", dim, float(at))
         return [
             replace(child, upper=left_upper, path=(*child.path, (*step, 0)), changed=0),
             replace(child, lower=right_lower, path=(*child.path, (*step, 1)), changed=0),
@@ -75,6 +78,10 @@ class GraphBranching:
     def split_element(self, child, kind: str, name: str, j: int, at) -> list:
         if kind == "case":
             return self.split_case(child, name, j, at)
+        if name == self.net.input_name:
+            # The bounds read the input's box from the region, never from `known`: split
+            # there, or both parts would be the parent again (and be split again forever).
+            return self.halve(child, j, at)
         parts = []
         for upper_part in (False, True):
             lo, hi = child.known[name][0].copy(), child.known[name][1].copy()  # type: ignore[index]
