@@ -31,6 +31,7 @@ from verifiers.model.op_table import (
 from verifiers.model.runtime import Model
 
 STANDARD_DOMAINS = ("", "ai.onnx")
+UNMODELLED = "which is not supported (only output 0 is modelled)"
 
 
 def load_model(
@@ -146,6 +147,10 @@ def build_graph(proto: onnx.ModelProto) -> Graph:
     builder = _Builder(constants, {input_value.name: input_shape}, _opset(proto))
     for node in _needed_nodes(graph, output_name):
         builder.add(node)
+    if output_name in builder.unmodelled:
+        node_name, op_type, position = builder.unmodelled[output_name]
+        why = f"the model output '{output_name}' is its output {position}, {UNMODELLED}"
+        builder.unsupported.append((node_name, op_type, why))
     builder.raise_unsupported()
     if output_name not in builder.shapes:
         raise ModelError(f"output '{output_name}' does not depend on input '{input_value.name}'")
@@ -203,12 +208,19 @@ class _Builder:
         self.nodes: list[Node] = []
         self.unsupported: list[tuple[str, str, str]] = []  # node name, op type, why
         self.broken: set[str] = set()  # outputs of unsupported nodes: shape unknown
+        # Outputs a converted node has but its IR op does not compute (MaxPool's Indices,
+        # Dropout's mask): tensor name -> (node name, op type, output position).
+        self.unmodelled: dict[str, tuple[str, str, int]] = {}
 
     def add(self, node: onnx.NodeProto) -> None:
         names = [name for name in node.input if name]
         variables = [name for name in names if name not in self.constants]
         if node.op_type in NONDETERMINISTIC_OPS or _training_dropout(node, self.constants):
             self._unsupported(node, NONDETERMINISTIC_WHY)
+        elif unmodelled := [n for n in names if n in self.unmodelled]:
+            self._unsupported(node, _unmodelled_why(unmodelled[0], self.unmodelled))
+        elif bad := _non_finite_attribute(node):
+            self._unsupported(node, f"attribute '{bad}' is inf or NaN: no real-valued function")
         elif non_finite := [n for n in names if not _finite_constant(self.constants.get(n))]:
             self._unsupported(
                 node, f"constant '{non_finite[0]}' holds inf or NaN: no real-valued function"
@@ -262,6 +274,9 @@ class _Builder:
             self.broken.update(node.output)
             return
         self.shapes[node.output[0]] = self._output_shape(ctx, op, variables)
+        for position, name in enumerate(node.output[1:], start=1):
+            if name:
+                self.unmodelled[name] = (ctx.name, node.op_type, position)
         self.nodes.append(Node(ctx.name, node.op_type, op, tuple(variables), node.output[0]))
 
     def _output_shape(self, ctx: NodeContext, op: Op, variables: list[str]) -> Shape:
@@ -292,6 +307,22 @@ def _training_dropout(node: onnx.NodeProto, constants: dict[str, np.ndarray]) ->
         return False
     mode = constants.get(node.input[2])
     return mode is None or bool(np.any(mode))
+
+
+def _unmodelled_why(name: str, unmodelled: dict[str, tuple[str, str, int]]) -> str:
+    node_name, op_type, position = unmodelled[name]
+    return f"it reads '{name}', output {position} of {op_type} node '{node_name}', {UNMODELLED}"
+
+
+def _non_finite_attribute(node: onnx.NodeProto) -> str | None:
+    """The name of a float attribute holding inf or NaN, if any."""
+    for attribute in node.attribute:
+        values = list(attribute.floats) if attribute.type == onnx.AttributeProto.FLOATS else []
+        if attribute.type == onnx.AttributeProto.FLOAT:
+            values = [attribute.f]
+        if not np.all(np.isfinite(values)):
+            return attribute.name
+    return None
 
 
 def _finite_constant(value: np.ndarray | None) -> bool:

@@ -9,73 +9,20 @@ never reach a converter: the loader folds them. To add an operator see docs/oper
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper
 
-from verifiers.errors import UnsupportedError
 from verifiers.model import ops, ops_graph
-from verifiers.model.evaluate import Window
-from verifiers.model.ir import Op, Shape
+from verifiers.model.convert_windows import average_pool, conv, max_pool
+from verifiers.model.ir import Op
+from verifiers.model.node_context import NodeContext, UnsupportedVariant, axis_of
+
+__all__ = ["CONVERTERS", "SUPPORTED_OPS", "NodeContext", "UnsupportedVariant"]
 
 
-class UnsupportedVariant(UnsupportedError):
-    """A supported op type used in a way the converter does not handle."""
-
-    def __init__(self, op_type: str, node: str, why: str) -> None:
-        super().__init__(f"{op_type} node '{node}': {why}", node=node)
-        self.why = why
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    """What a converter may know about its node."""
-
-    node: onnx.NodeProto
-    constants: Mapping[str, np.ndarray]
-    shapes: Mapping[str, Shape]  # ONNX shapes of the variable tensors computed so far
-    opset: int
-
-    @property
-    def name(self) -> str:
-        return self.node.name or self.node.output[0]
-
-    def attr(self, name: str, default: Any = None) -> Any:
-        for attribute in self.node.attribute:
-            if attribute.name == name:
-                return helper.get_attribute_value(attribute)
-        return default
-
-    def has_input(self, i: int) -> bool:
-        return i < len(self.node.input) and bool(self.node.input[i])
-
-    def const(self, i: int) -> np.ndarray | None:
-        """Input i as a float64 constant, or None if it is absent or variable."""
-        if not self.has_input(i) or self.node.input[i] not in self.constants:
-            return None
-        return np.asarray(self.constants[self.node.input[i]], dtype=np.float64)
-
-    def required_const(self, i: int, what: str) -> np.ndarray:
-        value = self.const(i)
-        if value is None:
-            raise self.unsupported(f"{what} (input {i}) must be a constant")
-        return value
-
-    def shape(self, i: int) -> Shape:
-        name = self.node.input[i]
-        if name in self.constants:
-            return tuple(np.shape(self.constants[name]))
-        return self.shapes[name]
-
-    def unsupported(self, why: str) -> UnsupportedVariant:
-        return UnsupportedVariant(self.node.op_type, self.name, why)
-
-
-def _axis(axis: int, rank: int) -> int:
-    return axis + rank if axis < 0 else axis
+# Float attribute defaults as onnxruntime uses them: float32 (0.01f is not 0.01). The model
+# proved is the one the float32 values define, so a default must be rounded like a weight.
+F32_DEFAULTS = {"alpha": float(np.float32(0.01)), "epsilon": float(np.float32(1e-5))}
 
 
 def _out_rank(ctx: NodeContext) -> int:
@@ -105,7 +52,10 @@ def _mul(ctx: NodeContext) -> Op:
 
 
 def _div(ctx: NodeContext) -> Op:
-    return ops.Div(rank=_out_rank(ctx), const=ctx.required_const(1, "the divisor"))
+    divisor = ctx.required_const(1, "the divisor")
+    if np.any(divisor == 0):
+        raise ctx.unsupported("the divisor holds a zero: no real-valued function")
+    return ops.Div(rank=_out_rank(ctx), const=divisor)
 
 
 # --- dense layers ------------------------------------------------------------------------------
@@ -138,7 +88,7 @@ def _gemm(ctx: NodeContext) -> Op:
 
 def _flatten(ctx: NodeContext) -> Op:
     shape = ctx.shape(0)
-    axis = _axis(int(ctx.attr("axis", 1)), len(shape))
+    axis = axis_of(int(ctx.attr("axis", 1)), len(shape))
     return ops.Flatten(shape=(int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
 
 
@@ -168,7 +118,7 @@ def _squeeze(ctx: NodeContext) -> Op:
     shape = ctx.shape(0)
     axes = _axes(ctx)
     drop = {i for i, d in enumerate(shape) if d == 1} if axes is None else set()
-    drop |= {_axis(a, len(shape)) for a in axes or []}
+    drop |= {axis_of(a, len(shape)) for a in axes or []}
     return ops.Squeeze(shape=tuple(d for i, d in enumerate(shape) if i not in drop))
 
 
@@ -178,7 +128,7 @@ def _unsqueeze(ctx: NodeContext) -> Op:
         raise ctx.unsupported("missing axes")
     dims = list(ctx.shape(0))
     rank = len(dims) + len(axes)
-    for axis in sorted(_axis(a, rank) for a in axes):
+    for axis in sorted(axis_of(a, rank) for a in axes):
         dims.insert(axis, 1)
     return ops.Unsqueeze(shape=tuple(dims))
 
@@ -191,75 +141,32 @@ def _transpose(ctx: NodeContext) -> Op:
 
 def _concat(ctx: NodeContext) -> Op:
     parts = tuple(ctx.const(i) for i in range(len(ctx.node.input)))
-    axis = _axis(int(ctx.attr("axis")), len(ctx.shape(0)))
+    axis = axis_of(int(ctx.attr("axis")), len(ctx.shape(0)))
     return ops.Concat(axis=axis, parts=parts)
 
 
 # --- convolution, normalisation and pooling ----------------------------------------------------
 
 
-def _window(ctx: NodeContext, kernel: tuple[int, int]) -> ops.Window:
-    if ctx.attr("ceil_mode", 0):
-        raise ctx.unsupported("ceil_mode=1 is not supported")
-    strides = tuple(ctx.attr("strides", (1, 1)))
-    dilations = tuple(ctx.attr("dilations", (1, 1)))
-    pads = tuple(ctx.attr("pads", (0, 0, 0, 0)))
-    auto_pad = ctx.attr("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad == "VALID":
-        pads = (0, 0, 0, 0)
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = _same_pads(ctx.shape(0)[-2:], kernel, strides, dilations, auto_pad == "SAME_UPPER")
-    return Window(kernel, strides, pads, dilations)  # type: ignore[arg-type]
-
-
-def _same_pads(
-    size: Shape, kernel: tuple[int, int], strides: tuple, dilations: tuple, upper: bool
-) -> tuple[int, int, int, int]:
-    begins, ends = [], []
-    for n, k, s, d in zip(size, kernel, strides, dilations, strict=True):
-        total = max(0, (-(-n // s) - 1) * s + (k - 1) * d + 1 - n)
-        small, large = total // 2, total - total // 2
-        begins.append(small if upper else large)
-        ends.append(large if upper else small)
-    return (begins[0], begins[1], ends[0], ends[1])
-
-
-def _kernel(ctx: NodeContext) -> tuple[int, int]:
-    kernel = tuple(int(k) for k in ctx.attr("kernel_shape"))
-    if len(kernel) != 2:
-        raise ctx.unsupported("only 2-D pooling is supported")
-    return kernel  # type: ignore[return-value]
-
-
-def _conv(ctx: NodeContext) -> Op:
-    weight = ctx.required_const(1, "the weight")
-    if weight.ndim != 4:
-        raise ctx.unsupported("only 2-D convolutions are supported")
-    bias = ctx.required_const(2, "the bias") if ctx.has_input(2) else None
-    window = _window(ctx, (weight.shape[2], weight.shape[3]))
-    return ops.Conv(weight=weight, bias=bias, window=window, group=int(ctx.attr("group", 1)))
-
-
 def _batch_normalization(ctx: NodeContext) -> Op:
     if ctx.attr("training_mode", 0) or len(ctx.node.output) > 1:
         raise ctx.unsupported("only inference mode (one output) is supported")
+    if ctx.opset < 7 and not ctx.attr("is_test", 0):
+        raise ctx.unsupported("is_test=0 (training mode) is not supported")
+    if not ctx.attr("spatial", 1):
+        raise ctx.unsupported("spatial=0 (statistics per activation) is not supported")
     scale, bias, mean, var = (ctx.required_const(i, "a parameter") for i in range(1, 5))
-    epsilon = float(ctx.attr("epsilon", 1e-5))
+    channels = ctx.shape(0)[1] if len(ctx.shape(0)) > 1 else 1
+    if any(p.shape != (channels,) for p in (scale, bias, mean, var)):
+        raise ctx.unsupported(f"scale, B, mean and var must each have shape ({channels},)")
+    epsilon = float(ctx.attr("epsilon", F32_DEFAULTS["epsilon"]))
+    if np.any(var + epsilon <= 0):
+        raise ctx.unsupported("var + epsilon is not positive: no real-valued function")
     return ops.BatchNormalization(scale=scale, bias=bias, mean=mean, var=var, epsilon=epsilon)
 
 
-def _average_pool(ctx: NodeContext) -> Op:
-    window = _window(ctx, _kernel(ctx))
-    return ops.AveragePool(window=window, count_include_pad=bool(ctx.attr("count_include_pad", 0)))
-
-
-def _max_pool(ctx: NodeContext) -> Op:
-    return ops.MaxPool(window=_window(ctx, _kernel(ctx)))
-
-
 def _leaky_relu(ctx: NodeContext) -> Op:
-    return ops.LeakyRelu(alpha=float(ctx.attr("alpha", 0.01)))
+    return ops.LeakyRelu(alpha=float(ctx.attr("alpha", F32_DEFAULTS["alpha"])))
 
 
 # --- ops only the graph engine bounds ----------------------------------------------------------
@@ -268,14 +175,16 @@ def _leaky_relu(ctx: NodeContext) -> Op:
 def _clip(ctx: NodeContext) -> Op:
     if ctx.opset < 11:
         low, high = ctx.attr("min"), ctx.attr("max")
+        low, high = (None if v is None else float(v) for v in (low, high))
+        if low is not None and high is not None and low > high:
+            raise ctx.unsupported(f"min {low} > max {high} (onnxruntime refuses it)")
     else:
-        low = ctx.const(1) if ctx.has_input(1) else None
-        high = ctx.const(2) if ctx.has_input(2) else None
-        if (ctx.has_input(1) and low is None) or (ctx.has_input(2) and high is None):
-            raise ctx.unsupported("the bounds (inputs 1 and 2) must be constants")
-    return ops_graph.Clip(
-        low=None if low is None else float(low), high=None if high is None else float(high)
-    )
+        low = ctx.scalar_const(1, "min") if ctx.has_input(1) else None
+        high = ctx.scalar_const(2, "max") if ctx.has_input(2) else None
+        if low is not None and high is not None and low > high:
+            # ONNX (opset 11+) and onnxruntime: every output is max. So is max(x, max).
+            low = high
+    return ops_graph.Clip(low=low, high=high)
 
 
 def _prelu(ctx: NodeContext) -> Op:
@@ -298,15 +207,14 @@ def _max_min(cls: type) -> Callable[[NodeContext], Op]:
 
 
 def _pad(ctx: NodeContext) -> Op:
-    mode = ctx.attr("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = ctx.attr("mode", "constant")
     if mode != "constant":
         raise ctx.unsupported(f"mode '{mode}' is not supported (only 'constant')")
     if ctx.opset < 11:
         pads, value = ctx.attr("pads"), float(ctx.attr("value", 0.0))
     else:
         pads = ctx.required_const(1, "the pads")
-        value = float(ctx.required_const(2, "the value").ravel()[0]) if ctx.has_input(2) else 0.0
+        value = ctx.scalar_const(2, "the value") if ctx.has_input(2) else 0.0
         if ctx.has_input(3):
             raise ctx.unsupported("the axes input is not supported")
     pads = tuple(int(p) for p in np.asarray(pads).ravel())
@@ -318,7 +226,7 @@ def _pad(ctx: NodeContext) -> Op:
 def _softmax(ctx: NodeContext) -> Op:
     rank = len(ctx.shape(0))
     default = -1 if ctx.opset >= 13 else 1
-    axis = _axis(int(ctx.attr("axis", default)), rank)
+    axis = axis_of(int(ctx.attr("axis", default)), rank)
     if ctx.opset < 13 and axis != rank - 1:
         raise ctx.unsupported("before opset 13, only a Softmax over the last axis is supported")
     return ops_graph.Softmax(axis=axis)
@@ -329,6 +237,8 @@ Converter = Callable[[NodeContext], Op]
 
 def _dropout(ctx: NodeContext) -> ops.Op:
     """Inference-mode Dropout is the identity; in training mode it draws a random mask."""
+    if ctx.opset < 7 and not ctx.attr("is_test", 0):
+        raise ctx.unsupported(NONDETERMINISTIC_WHY + " (is_test=0 before opset 7)")
     if ctx.has_input(2):
         training = ctx.const(2)
         if training is None or bool(np.any(training)):
@@ -354,24 +264,46 @@ NONDETERMINISTIC_OPS = frozenset(
 )
 
 
-CONVERTERS: Mapping[str, Converter] = {
+def _data_on_input_0(convert: Converter) -> Converter:
+    """For ops whose other inputs are parameters: input 0 alone may depend on the model
+    input (the IR op is evaluated on the variable inputs, so a variable parameter would
+    silently take the data's place)."""
+
+    def checked(ctx: NodeContext) -> Op:
+        variables = ctx.variable_inputs()
+        for i in variables:
+            if i != 0:
+                raise ctx.unsupported(
+                    f"input {i} ('{ctx.node.input[i]}') depends on the model input; "
+                    "only input 0 may"
+                )
+        return convert(ctx)
+
+    return checked
+
+
+# Ops that combine several variable inputs (or a constant on either side) check their own.
+_SEVERAL_INPUTS: Mapping[str, Converter] = {
     "Add": _add,
-    "AveragePool": _average_pool,
+    "Concat": _concat,
+    "MatMul": _matmul,
+    "Max": _max_min(ops_graph.Max),
+    "Min": _max_min(ops_graph.Min),
+    "Mul": _mul,
+    "Sub": _sub,
+}
+_ONE_DATA_INPUT: Mapping[str, Converter] = {
+    "AveragePool": average_pool,
     "BatchNormalization": _batch_normalization,
     "Clip": _clip,
-    "Concat": _concat,
-    "Conv": _conv,
+    "Conv": conv,
     "Div": _div,
     "Dropout": _dropout,
     "Flatten": _flatten,
     "Gemm": _gemm,
     "Identity": lambda ctx: ops.Identity(),
     "LeakyRelu": _leaky_relu,
-    "MatMul": _matmul,
-    "Max": _max_min(ops_graph.Max),
-    "MaxPool": _max_pool,
-    "Min": _max_min(ops_graph.Min),
-    "Mul": _mul,
+    "MaxPool": max_pool,
     "PRelu": _prelu,
     "Pad": _pad,
     "Relu": lambda ctx: ops.Relu(),
@@ -379,11 +311,15 @@ CONVERTERS: Mapping[str, Converter] = {
     "Sigmoid": lambda ctx: ops.Sigmoid(),
     "Softmax": _softmax,
     "Squeeze": _squeeze,
-    "Sub": _sub,
     "Tanh": lambda ctx: ops.Tanh(),
     "Transpose": _transpose,
     "Unsqueeze": _unsqueeze,
 }
+CONVERTERS: Mapping[str, Converter] = dict(
+    sorted(
+        [*_SEVERAL_INPUTS.items(), *((k, _data_on_input_0(v)) for k, v in _ONE_DATA_INPUT.items())]
+    )
+)
 
 # Ops that can only yield constants here (shapes are static), so the loader always folds them.
 CONSTANT_OPS = frozenset({"Constant", "Shape"})

@@ -204,9 +204,15 @@ class MatMul(_Linear):
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         w = self.const
+        if self.var_rank == 1 and w.ndim == 1:
+            return x @ w  # a dot product: (batch, K) -> (batch,)
         if self.var_rank == 1:
-            # A 1-D operand is a vector; the batch axis must not be taken for a matrix axis.
-            return x @ (w.T if self.const_left and w.ndim == 2 else w)
+            # ONNX makes the 1-D operand a matrix (K, 1) on the right, (1, K) on the left,
+            # and drops that axis again; the batch axis must not be taken for a matrix axis.
+            units = (1,) * (w.ndim - 2)
+            if self.const_left:
+                return (w @ x.reshape(len(x), *units, -1, 1))[..., 0]
+            return (x.reshape(len(x), *units, 1, -1) @ w)[..., 0, :]
         x = lift(x, max(self.var_rank, w.ndim))
         return w @ x if self.const_left else x @ w
 
