@@ -34,6 +34,7 @@ from verifiers.search.branching import Branching, best_bisections
 from verifiers.search.context import CaseOutcome, SearchContext
 from verifiers.search.falsification import Falsifier
 from verifiers.search.leaf import ExactDecider
+from verifiers.search.proof_units import in_property_units
 from verifiers.search.region import (
     Evidence,
     Leaf,
@@ -453,7 +454,7 @@ class CaseSearch:
                     detail,
                     [(k, j, active) for k, j, active in region.phases],
                     region.path,
-                    proofs,
+                    in_property_units(proofs, self.ctx.case),
                 )
             )
 

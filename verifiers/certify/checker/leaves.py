@@ -56,6 +56,9 @@ class Prover:
         except optimised.BadNumbers as exc:
             raise Invalid(f"{name}: {exc}") from None
         target = rows.Target.of(conjunction.halfspaces[index], self.margin)
+        # The certificate's multipliers are for the half-space as written: the target's row
+        # is it times target.factor.
+        given = optimised.scaled(given, target.factor)
         last = len(self.net.layers) - 1
         # The search records a row's slopes whether or not they beat CROWN's (the warm
         # start's are kept where they did not): CROWN's are tried too.
@@ -77,10 +80,12 @@ class Prover:
         for i, h in enumerate(conjunction.halfspaces):
             gi, gi_exp, ci, ci_exp = g[i], g_exps[i], c[i], c_exps[i]
             if given[i] is not None:  # this row's own optimised slopes and multipliers
-                og, og_exps, oc, oc_exps = self.row_bound([coeffs[i]], last, region, None, given[i])
+                numbers = optimised.scaled(given[i], scale)
+                og, og_exps, oc, oc_exps = self.row_bound([coeffs[i]], last, region, None, numbers)
                 gi, gi_exp, ci, ci_exp = og[0], og_exps[0], oc[0], oc_exps[0]
             const = exact.to_fraction(int(ci), int(ci_exp)) - (h.rhs + self.margin) * scale
-            terms.append((mu[i], _fractions(gi, gi_exp), const))
+            # mu weighs the half-space as written; the row bounded is it times `scale`.
+            terms.append((Fraction(mu[i]) / scale, _fractions(gi, gi_exp), const))
         for entry in proof.get("phase_mu") or []:
             if not (isinstance(entry, list) and len(entry) == 4):
                 raise Invalid(f"{name}: a phase weight is not [layer, neuron, active, weight]")

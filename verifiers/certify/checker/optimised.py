@@ -27,6 +27,15 @@ def read(proof: dict, sizes: list[int], alphas: list[float], phases) -> Optimise
     return Optimised(_slopes(proof.get("slopes"), sizes, alphas), _betas(proof, sizes, phases))
 
 
+def scaled(numbers: Optimised | None, factor: int) -> Optimised | None:
+    """The numbers for the row times `factor` (the checker's dyadic form of a half-space,
+    rows.scale): the split multipliers scale with the row, the slopes do not."""
+    if numbers is None or factor == 1:
+        return numbers
+    betas = {k: (js, vs * float(factor)) for k, (js, vs) in numbers.betas.items()}
+    return Optimised(numbers.slopes, betas)
+
+
 def _slopes(layers, sizes, alphas) -> dict[int, np.ndarray]:
     if layers is None:
         return {}

@@ -25,12 +25,13 @@ class Target:
     coeffs: list
     bound: Fraction
     strict: bool
+    factor: int = 1  # the half-space's coefficients times this are coeffs
 
     @classmethod
     def of(cls, halfspace, margin: Fraction) -> Target:
         factor = scale([halfspace.coeffs])
         coeffs = [c * factor for c in halfspace.coeffs]
-        return cls(coeffs, (halfspace.rhs + margin) * factor, halfspace.strict)
+        return cls(coeffs, (halfspace.rhs + margin) * factor, halfspace.strict, factor)
 
     def beaten(self, least: int, exp: int) -> bool:
         """Whether the exact lower bound least * 2**exp proves the row's half-space empty:
