@@ -18,6 +18,7 @@ from verifiers.components import OnnxComponent
 from verifiers.errors import VerifierError
 from verifiers.model import load_model
 from verifiers.model.support import support_report
+from verifiers.options import Options
 from verifiers.result import Verdict
 from verifiers.spec.vnnlib import parse_vnnlib
 from verifiers.verify import verify
@@ -199,3 +200,33 @@ def test_clip_with_min_above_max_is_never_proved_wrongly() -> None:
         OnnxComponent(to_bytes(proto)), parse_vnnlib(declared + box + "(assert (<= Y_0 -0.2))")
     )
     assert result.verdict is Verdict.VIOLATED
+
+
+def _old_opset(op_type: str) -> onnx.ModelProto:
+    """Models the loader reads (the op's semantics did not change) at opsets onnxruntime
+    does not implement."""
+    if op_type == "PRelu":
+        nodes = [helper.make_node("PRelu", ["x", "s"], ["y"])]
+        return make_model(nodes, input_shape=[1, 2], initializers={"s": [0.25, 0.25]}, opset=6)
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["h"], transB=1)]
+    nodes.append(helper.make_node("Relu", ["h"], ["y"]))
+    init = {"W": _w(2, 2), "b": np.zeros(2, np.float32)}
+    return make_model(nodes, input_shape=[1, 2], initializers=init, opset=6, check=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("op_type", ["PRelu", "Gemm"])
+def test_a_model_onnxruntime_cannot_run_is_an_error_naming_it(op_type: str, workers: int) -> None:
+    """A counterexample must replay in onnxruntime: where it cannot run the model, the
+    answer is a clear error, not an internal one."""
+    data = to_bytes(_old_opset(op_type))
+    load_model(data)  # our loader reads it
+    text = "\n".join(
+        ["(declare-const X_0 Real)", "(declare-const X_1 Real)"]
+        + ["(declare-const Y_0 Real)", "(declare-const Y_1 Real)"]
+        + [f"(assert ({op} X_{i} {v}))" for i in (0, 1) for op, v in ((">=", -1), ("<=", 1))]
+        + ["(assert (<= Y_0 100.0))"]  # every input is unsafe: falsification replays one
+    )
+    result = verify(OnnxComponent(data), parse_vnnlib(text), Options(timeout_s=10, workers=workers))
+    assert result.verdict is Verdict.ERROR
+    assert "onnxruntime cannot run this model" in result.reason and op_type in result.reason

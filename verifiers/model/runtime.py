@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from verifiers.errors import ModelError
 from verifiers.model.evaluate import evaluate_graph
 from verifiers.model.ir import Graph, Shape
 from verifiers.model.network import PiecewiseLinearNetwork
@@ -76,9 +77,18 @@ class Model:
         # One thread: replay runs inside worker processes that already use every core.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        return ort.InferenceSession(
-            self.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            return ort.InferenceSession(
+                self.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own errors share no public base class
+            # The model reads (our loader models it), yet its counterexamples could never
+            # be replayed: a verdict `violated` needs onnxruntime's word.
+            raise ModelError(
+                f"onnxruntime cannot run this model, and proofwell replays every "
+                f"counterexample in it: {str(exc).strip()} (export the model at an opset "
+                f"onnxruntime implements, e.g. 13 or later)"
+            ) from None
 
     def run_onnxruntime(self, x: np.ndarray) -> np.ndarray:
         """(batch, n_inputs) -> (batch, n_outputs) float32, one onnxruntime run per row
