@@ -50,6 +50,7 @@ CASES = [
     (13, "strong", True, True),
     (6, "element", False, True),
     (7, "box", True, True),
+    (40, "box", False, True),  # a ReLU with u = -l: lines tie; the checker keeps the search's
 ]
 
 

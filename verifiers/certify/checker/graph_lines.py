@@ -90,10 +90,15 @@ def piecewise(node: Node, box) -> tuple[tuple[np.ndarray, np.ndarray], Relax]:
         for s in candidates:
             terms = [v - Fraction(s) * Fraction(p) for v, p in zip(values, points, strict=True)]
             low, high = min(terms), max(terms)
-            if best_lo is None or Fraction(s) * mid + low > best_lo[0]:
-                best_lo = (Fraction(s) * mid + low, s, low)
-            if best_hi is None or Fraction(s) * mid + high < best_hi[0]:
-                best_hi = (Fraction(s) * mid + high, s, high)
+            # Ties (a ReLU with u = -l) go as the search's float choice does: to the line of
+            # least magnitude |f(p)| + |s p| (the least rounding pushed onto it there).
+            pairs = zip(values, points, strict=True)
+            size = max(abs(v) + abs(Fraction(s) * Fraction(p)) for v, p in pairs)
+            key_lo, key_hi = (Fraction(s) * mid + low, -size), (Fraction(s) * mid + high, size)
+            if best_lo is None or key_lo > best_lo[0]:
+                best_lo = (key_lo, s, low)
+            if best_hi is None or key_hi < best_hi[0]:
+                best_hi = (key_hi, s, high)
         ls[j], li[j] = best_lo[1], down(best_lo[2])
         us[j], ui[j] = best_hi[1], up(best_hi[2])
     return (out_lo, out_hi), Relax([ls], [us], li, ui)
