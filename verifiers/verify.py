@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 # Seconds of serial search before a process pool is started for an instance.
 SERIAL_SECONDS = 1.0
-GRAPH_CERTIFICATE_VERSION = 1  # graph certificates: input, interval and max splits
+GRAPH_CERTIFICATE_VERSION = 2  # graph certificates: input, interval and max splits;
+# 2: row proofs may carry split multipliers (`gammas`)
 
 
 class CancelFlag(Protocol):

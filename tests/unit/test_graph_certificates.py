@@ -422,7 +422,7 @@ def _mutations(cert):
         ("proofs missing", lambda c: first_leaf(c).pop("proofs")),
         ("row out of range", lambda c: first_leaf(c).__setitem__("proofs", [{"row": 99}])),
         ("row a float", lambda c: first_leaf(c).__setitem__("proofs", [{"row": 0.0}])),
-        ("version 2", lambda c: c.__setitem__("version", 2)),
+        ("version 3", lambda c: c.__setitem__("version", 3)),
         ("engine chain", lambda c: c.pop("engine")),
         ("margin negative", lambda c: c.__setitem__("margin", -1.0)),
         ("margin a bool", lambda c: c.__setitem__("margin", True)),

@@ -45,6 +45,7 @@ from verifiers.search.graph_beta import refine, tighten
 from verifiers.search.graph_branching import GraphBranching
 from verifiers.search.graph_cuts import prove_by_cuts
 from verifiers.search.graph_falsify import GraphFalsifier
+from verifiers.search.proof_units import in_property_units
 from verifiers.search.region import Evidence, Leaf, log_volume, relative_volume
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,8 @@ class GraphCaseSearch(GraphBranching):
             if empty[i]:
                 self.record(region, Evidence.EMPTY, -1)
             elif proves(score[i]):
-                self.record(region, Evidence.LINEAR, *self.proof_rows(bounds.objective_lower[i]))
+                proof = self.proof_rows(bounds.objective_lower[i], multipliers[i])
+                self.record(region, Evidence.LINEAR, *proof)
             else:
                 open_idx.append(i)
         if not open_idx:
@@ -397,14 +399,26 @@ class GraphCaseSearch(GraphBranching):
         worse = np.nan_to_num(np.minimum(score[0::2], score[1::2]), nan=-np.inf)
         return ranked[int(np.argmax(worse))]
 
-    def proof_rows(self, objective_lower: np.ndarray) -> tuple[int, list[dict] | None]:
+    def proof_rows(
+        self, objective_lower: np.ndarray, multipliers: dict | None = None
+    ) -> tuple[int, list[dict] | None]:
         """The proved row overall, and per unsafe conjunction the row (counted within it)
-        of the half-space whose bound clears it best (the certificate's proofs)."""
+        of the half-space whose bound clears it best (the certificate's proofs), with the
+        split multipliers that gave its bound (graph_beta.tighten), nonzero ones only."""
         clearance = objective_lower - self.rhs
         proofs = []
         for g in range(self.n_groups):
             rows = np.flatnonzero(self.groups == g)
-            proofs.append({"row": int(np.argmax(clearance[rows]))})
+            best = int(np.argmax(clearance[rows]))
+            proof: dict = {"row": best}
+            gammas = [
+                [name, int(j), float(values[rows[best]])]
+                for (name, j), values in (multipliers or {}).items()
+                if values[rows[best]] != 0
+            ]
+            if gammas:
+                proof["gammas"] = gammas
+            proofs.append(proof)
         return int(np.argmax(clearance)), proofs
 
     def record(
@@ -422,6 +436,6 @@ class GraphCaseSearch(GraphBranching):
                     detail,
                     [],
                     region.path,
-                    proofs,
+                    in_property_units(proofs, self.ctx.case),
                 )  # fmt: skip
             )

@@ -133,9 +133,11 @@ def tighten(
         slope = np.where(gammas > 0, above, np.where(gammas < 0, below, at_zero))
         gammas = gammas + step * np.sign(np.nan_to_num(slope))
         step = step * SHRINK
+    # The children's warm start, and the numbers of a proved region's certificate (kept in
+    # float64: they are the ones that gave its bound).
     found: list[dict] = [{} for _ in range(batch)]
     for k, (i, n, j) in enumerate(elements):
-        found[i][(n, j)] = chosen[k].astype(np.float32)  # a warm start: only a proposal
+        found[i][(n, j)] = chosen[k]
     return best, found
 
 

@@ -1,12 +1,13 @@
-"""A chain leaf's proof numbers restated in the property's own half-spaces.
+"""A leaf's proof numbers (chain or graph) restated in the property's own half-spaces.
 
 The search bounds each unsafe half-space a.y <= b as s (a.y - b), s the power of two that
 brings its largest |coefficient| into [1, 2) (HalfSpace.scale: no coefficient overflows).
 Its numbers are for s (a.y - b); the certificate states them for the half-space as written
 (docs/certificate.md): a weight of the row (a combination's or an LP piece's `mu`) is
-multiplied by s, a multiplier inside the row's own bound (its split multipliers `betas`,
-which scale with the row) divided by it. Both are exact in float64 but for overflow or
-underflow, which only makes a proof fail to check, never a wrong one pass. What is no
+multiplied by s, a multiplier inside the row's own bound (its split multipliers: a chain
+row's `betas`, a graph leaf's `gammas`; they scale with the row) divided by it. Both are
+exact in float64 but for overflow or underflow, which only makes a proof fail to check,
+never a wrong one pass. What is no
 number of a row stays: a combination's phase weights and an LP piece's lambda are terms of
 their own (the combined row is the same function), lower slopes are per ReLU.
 """
@@ -37,6 +38,9 @@ def _restated(proof: dict[str, Any], scales: list[float]) -> dict[str, Any]:
     if "row" in proof and "betas" in proof:
         s = scales[proof["row"]]
         entry["betas"] = [[k, j, b / s] for k, j, b in proof["betas"]]
+    if "row" in proof and "gammas" in proof:  # a graph leaf's split multipliers: the same
+        s = scales[proof["row"]]
+        entry["gammas"] = [[t, j, g / s] for t, j, g in proof["gammas"]]
     if "mu" in proof:
         entry["mu"] = [w * s for w, s in zip(proof["mu"], scales, strict=True)]
     if proof.get("row_betas") is not None:

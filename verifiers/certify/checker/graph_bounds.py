@@ -192,10 +192,16 @@ def refine(net: Net, mats: Matrices, region: Region, name: str, consumer: Node, 
     return lo, hi
 
 
-def lower_bounds(net: Net, mats: Matrices, region: Region, target: str, rows: Rows) -> Rows:
-    """Exact lower bounds (ints (m,), exps (m,)) of rows . target over the region."""
+def lower_bounds(
+    net: Net, mats: Matrices, region: Region, target: str, rows: Rows, seeds=None
+) -> Rows:
+    """Exact lower bounds (ints (m,), exps (m,)) of rows . target over the region; with
+    `seeds` (per tensor computed no later than target, rows (m, its size)), of
+    rows . target + sum_t seeds_t . t (the caller accounts for the seeds' terms)."""
     m = rows[0].shape[0]
     lam: dict[str, Rows] = {target: rows}
+    for name, seed in (seeds or {}).items():
+        lam[name] = _compact(*exact.add(*lam[name], *seed)) if name in lam else seed
     const: Rows = (np.zeros(m, dtype=object), rows[1].copy())
     stop = net.producer(target)
     for node in reversed(net.nodes[: stop + 1]):
@@ -208,7 +214,9 @@ def lower_bounds(net: Net, mats: Matrices, region: Region, target: str, rows: Ro
             part, residual = _rounded(part, region.boxes[name])
             const = exact.add(*const, *residual)
             lam[name] = _compact(*exact.add(*lam[name], *part)) if name in lam else part
-    x = lam.get(net.input_name)
+    x = lam.pop(net.input_name, None)
+    if lam:  # a seed no node passed back: its term would be left out of the bound
+        raise ValueError(f"no back-substitution reaches {sorted(lam)} from {target}")
     if x is not None:
         const = exact.add(*const, *box_minimum(x, region.boxes[net.input_name]))
     return const

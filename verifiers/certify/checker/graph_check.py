@@ -11,7 +11,8 @@ Every region gets its own bounds (graph_bounds.py), valid on it, intersected wit
 parent's. A leaf is `linear-bound` (per unsafe conjunction, the row of a half-space whose
 exact lower bound on the region beats its right-hand side plus the margin) or
 `empty-split` (the region's bounds cross). The certificate's numbers only say where to
-split and which row to bound, never what a bound is.
+split, which row to bound and with which split multipliers (graph_multipliers.py), never
+what a bound is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifiers.certify.checker import exact
+from verifiers.certify.checker import exact, graph_multipliers
 from verifiers.certify.checker import graph_bounds as gb
 from verifiers.certify.checker.check import (
     Invalid,
@@ -38,7 +39,7 @@ from verifiers.certify.checker.graph_net import Net, Unsupported
 from verifiers.certify.checker.rows import dyadic as _dyadic_rows
 from verifiers.certify.checker.rows import scale as _scale
 
-GRAPH_VERSIONS = (1,)
+GRAPH_VERSIONS = (1, 2)  # 2: a row proof may carry split multipliers (`gammas`)
 LEAVES = ("linear-bound", "empty-split")
 
 
@@ -205,14 +206,24 @@ class _Walker(Walk):
                 raise Invalid(f"{name}: a proof is not {{'row': index}}")
             if not 0 <= index < len(conjunction.halfspaces):
                 raise Invalid(f"{name}: no half-space {index!r}")
-            if not self.row(conjunction.halfspaces[index], region):
+            try:
+                gammas = graph_multipliers.read(proof, self.net)
+            except graph_multipliers.BadGammas as exc:
+                raise Invalid(f"{name}: {exc}") from None
+            if not self.row(conjunction.halfspaces[index], region, gammas):
                 return False
         return True
 
-    def row(self, h, region) -> bool:
+    def row(self, h, region, gammas) -> bool:
+        """Whether the half-space's row, with the split multipliers `gammas` (for it as
+        written), has a lower bound beating its right-hand side on the region."""
         scale = _scale([h.coeffs])
         rows = _dyadic_rows([[c * scale for c in h.coeffs]])
-        ints, exps = gb.lower_bounds(self.net, self.mats, region, self.net.output, rows)
-        value = exact.to_fraction(int(ints[0]), int(exps[0]))
+        weighed = graph_multipliers.weigh(gammas, scale, self.net, region.boxes)
+        if weighed is None:
+            return False
+        seeds, cost = weighed
+        ints, exps = gb.lower_bounds(self.net, self.mats, region, self.net.output, rows, seeds)
+        value = exact.to_fraction(int(ints[0]), int(exps[0])) - cost
         bound = (h.rhs + self.margin) * scale
         return value >= bound if h.strict else value > bound

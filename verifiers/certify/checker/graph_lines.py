@@ -90,10 +90,15 @@ def piecewise(node: Node, box) -> tuple[tuple[np.ndarray, np.ndarray], Relax]:
         for s in candidates:
             terms = [v - Fraction(s) * Fraction(p) for v, p in zip(values, points, strict=True)]
             low, high = min(terms), max(terms)
-            if best_lo is None or Fraction(s) * mid + low > best_lo[0]:
-                best_lo = (Fraction(s) * mid + low, s, low)
-            if best_hi is None or Fraction(s) * mid + high < best_hi[0]:
-                best_hi = (Fraction(s) * mid + high, s, high)
+            # Ties (a ReLU with u = -l) go as the search's float choice does: to the line of
+            # least magnitude |f(p)| + |s p| (the least rounding pushed onto it there).
+            pairs = zip(values, points, strict=True)
+            size = max(abs(v) + abs(Fraction(s) * Fraction(p)) for v, p in pairs)
+            key_lo, key_hi = (Fraction(s) * mid + low, -size), (Fraction(s) * mid + high, size)
+            if best_lo is None or key_lo > best_lo[0]:
+                best_lo = (key_lo, s, low)
+            if best_hi is None or key_hi < best_hi[0]:
+                best_hi = (key_hi, s, high)
         ls[j], li[j] = best_lo[1], down(best_lo[2])
         us[j], ui[j] = best_hi[1], up(best_hi[2])
     return (out_lo, out_hi), Relax([ls], [us], li, ui)
@@ -168,9 +173,11 @@ def _fraction(raw) -> Fraction:
 
 
 def _derivative(function: str, z: np.ndarray) -> np.ndarray:
-    if function == "Sigmoid":
-        return 0.25 * (1.0 - np.tanh(0.5 * z) ** 2)
-    return 1.0 - np.tanh(z) ** 2
+    """f' in floats (for slopes only), accurate where f saturates too."""
+    with np.errstate(over="ignore"):
+        if function == "Sigmoid":
+            return 0.25 / np.cosh(0.5 * z) ** 2
+        return 1.0 / np.cosh(z) ** 2
 
 
 def _approx(function: str, z):
@@ -198,12 +205,48 @@ def sshaped(node: Node, box) -> tuple[tuple[np.ndarray, np.ndarray], Relax]:
 
 
 def _slopes(fn: str, a: float, b: float) -> tuple[float, float]:
-    """Heuristic slopes (floats) for the lower and the upper line: among the chord and the
-    tangents' slopes at a, b and the midpoint, the best by the float value at the middle."""
+    """The slopes of the lower and the upper line as the search chooses them
+    (bounds/graph/ops/sshaped.py), computed here in floats: any slopes are sound, the
+    intercepts being rigorous, and the search's proofs rest on these. A convex part
+    (b <= 0): the tangent at the midpoint below, the chord above; a concave part: the mirror
+    image; a mixed one: the chord where it lies below (above) f, else the better at the
+    midpoint of DeepPoly's slope min(f'(a), f'(b)) and CROWN's tangent through the far end.
+    (A choice by the value at the midpoint among the chord and tangents at a, b and the
+    midpoint missed the latter and left proofs of the search unchecked.)"""
     fa, fb = _approx(fn, np.array([a, b]))
+    mid = 0.5 * a + 0.5 * b
+    d_a, d_b, d_mid = _derivative(fn, np.array([a, b, mid]))
+    chord = (fb - fa) / (b - a)
+    if b <= 0:
+        return _finite(d_mid), _finite(chord)
+    if a >= 0:
+        return _finite(chord), _finite(d_mid)
+    least = min(d_a, d_b)
+    low = chord if d_a >= chord else _better(fn, a, b, [least, _pinned(fn, a, 0.0, b)], True)
+    high = chord if d_b >= chord else _better(fn, a, b, [least, _pinned(fn, 0.0, b, a)], False)
+    return _finite(low), _finite(high)
+
+
+def _finite(s: float) -> float:
+    return float(s) if np.isfinite(s) else 0.0
+
+
+def _pinned(fn: str, a: float, b: float, far: float) -> float:
+    """The slope of a tangent at a point of [a, b] whose line passes near (far, f(far))."""
+    f_far = float(_approx(fn, np.array(far)))
+    lower = far > b
+    for _ in range(24):
+        d = 0.5 * a + 0.5 * b
+        line = float(_approx(fn, np.array(d)) + _derivative(fn, np.array(d)) * (far - d))
+        a, b = (a, d) if line > f_far else (d, b)
+    return float(_derivative(fn, np.array(a if lower else b)))
+
+
+def _better(fn: str, a: float, b: float, candidates: list[float], lower: bool) -> float:
+    """Of the slopes, the one whose lower (upper) line is highest (lowest) at the midpoint,
+    by float estimates of f - s z at a, b, the midpoint and where f' = s."""
     mid = 0.5 * (a + b)
-    candidates = [(fb - fa) / (b - a), *_derivative(fn, np.array([a, b, mid]))]
-    best_lo, best_hi = None, None
+    best = None
     for s in candidates:
         if not np.isfinite(s):
             continue
@@ -211,16 +254,13 @@ def _slopes(fn: str, a: float, b: float) -> tuple[float, float]:
         top = 0.25 if fn == "Sigmoid" else 1.0
         if 0 < s < top:
             scale = 2.0 if fn == "Sigmoid" else 1.0
-            t = min(np.sqrt(1 - s / top), 1 - 1e-16)
-            z = scale * np.arctanh(t)
+            z = scale * np.arctanh(min(np.sqrt(1 - s / top), 1 - 1e-16))
             zs += [min(max(v, a), b) for v in (z, -z)]
         g = _approx(fn, np.array(zs)) - s * np.array(zs)
-        low, high = s * mid + g.min(), s * mid + g.max()
-        if best_lo is None or low > best_lo[0]:
-            best_lo = (low, float(s))
-        if best_hi is None or high < best_hi[0]:
-            best_hi = (high, float(s))
-    return best_lo[1], best_hi[1]
+        value = s * mid + g.min() if lower else -(s * mid + g.max())
+        if best is None or value > best[0]:
+            best = (value, float(s))
+    return 0.0 if best is None else best[1]
 
 
 # --- Max, MaxPool, Min -----------------------------------------------------------------------
