@@ -287,8 +287,12 @@ class Instance:
 
 
 def instance(seed: int) -> Instance | None:
-    rng = np.random.default_rng(seed + 555)
-    d = random_chain(seed)
+    return fuzz_instance(seed, random_chain(seed), np.random.default_rng(seed + 555), 1e-4)
+
+
+def fuzz_instance(seed: int, d: Dag, rng, eps_factor: float) -> Instance | None:
+    """A random property of `d` near its least attacked margin; eps, the distance to place
+    thresholds from it, is `eps_factor` times the margins' spread (None: no finite margin)."""
     data = to_bytes(d.model())
     model = load_model(data)
     n_in = int(np.prod(d.input_shape))
@@ -301,7 +305,7 @@ def instance(seed: int) -> Instance | None:
         return None
     least = float(m[finite].min())
     scale = max(float(m[finite].std()), 1e-6 * (1 + abs(least)))
-    return Instance(seed, d, data, model, spec, x, least, scale * 1e-4)
+    return Instance(seed, d, data, model, spec, x, least, scale * eps_factor)
 
 
 def replays(inst: Instance, shift: float, inputs) -> bool:

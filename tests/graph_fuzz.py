@@ -20,25 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from tests.chain_fuzz import (
     TOL,
-    Spec,
-    attack,
-    clip_inside,
+    Instance,
+    fuzz_instance,
     margins,
-    random_spec,
     vnnlib,
 )
-from tests.graph_dags import Dag, random_dag
-from tests.onnx_builders import to_bytes
+from tests.graph_dags import random_dag
 from verifiers.certify.checker import check_model
 from verifiers.components import OnnxComponent
-from verifiers.model import load_model
 from verifiers.model.evaluate import run_nodes
 from verifiers.options import Options
 from verifiers.result import Verdict
@@ -66,34 +61,9 @@ def patched(mode: str):
             setattr(graph_bab, name, value)
 
 
-@dataclass
-class Instance:
-    seed: int
-    d: Dag
-    data: bytes
-    model: object
-    spec: Spec
-    x: np.ndarray
-    least: float
-    eps: float
-
-
 def instance(seed: int, acts: tuple[str, ...] | None = None) -> Instance | None:
-    rng = np.random.default_rng(seed + 777)
     d = random_dag(seed, acts=acts, softmax=False)
-    data = to_bytes(d.model())
-    model = load_model(data)
-    n_in = int(np.prod(d.input_shape))
-    n_out = int(d.reference(np.zeros((1, n_in))).shape[1])
-    spec = random_spec(rng, n_in, n_out)
-    x = clip_inside(spec, attack(rng, d, spec))
-    m = margins(d, spec, x, 0.0)
-    finite = np.isfinite(m)
-    if not finite.any():
-        return None
-    least = float(m[finite].min())
-    scale = max(float(m[finite].std()), 1e-6 * (1 + abs(least)))
-    return Instance(seed, d, data, model, spec, x, least, scale * 1e-3)
+    return fuzz_instance(seed, d, np.random.default_rng(seed + 777), 1e-3)
 
 
 def run(inst: Instance, shift: float, options: Options, mode: str):
