@@ -103,13 +103,21 @@ def _job(row: Any, verdict, reason, counterexample, stats) -> Job:
     """A Job from a job's fields (an ORM row or a row of ``job_columns()``) and its
     result's (None without one)."""
     return Job(
+        **_summary_fields(row, verdict, reason, counterexample, stats),
+        prop=row.prop,
+        subnetwork=row.subnetwork,
+        cache_key=row.cache_key,
+        seconds=row.seconds,
+    )
+
+
+def _summary_fields(row: Any, verdict, reason, counterexample, stats) -> dict[str, Any]:
+    """The fields a Job shares with a JobSummary: the job's state and its result's."""
+    return dict(
         id=row.id,
         artefact=row.artefact_id,
         status=Status(row.status),
-        prop=row.prop,
-        subnetwork=row.subnetwork,
         options=row.options,
-        cache_key=row.cache_key,
         attempts=row.attempts,
         cached=row.cached,
         progress=row.progress,
@@ -117,7 +125,6 @@ def _job(row: Any, verdict, reason, counterexample, stats) -> Job:
         verdict=verdict,
         counterexample=counterexample,
         stats=stats,
-        seconds=row.seconds,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -169,21 +176,9 @@ def summary_columns() -> Select[Any]:
 
 def summary_of(row: Any) -> JobSummary:
     return JobSummary(
-        id=row.id,
-        artefact=row.artefact_id,
-        status=Status(row.status),
-        options=row.options,
-        attempts=row.attempts,
-        cached=row.cached,
-        progress=row.progress,
-        reason=row.reason or row.result_reason,
-        verdict=row.result_verdict,
-        counterexample=row.result_counterexample,
-        stats=row.result_stats,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        project_id=row.project_id,
+        **_summary_fields(
+            row, row.result_verdict, row.result_reason, row.result_counterexample, row.result_stats
+        )
     )
 
 
