@@ -359,11 +359,15 @@ def check_verdict(inst: Instance, side: int, options: Options, mode: str = "defa
     return check_certificate(inst, prop, result.certificate, shift, options, what)
 
 
-def check_certificate(inst: Instance, prop, cert, shift, options, what) -> list[str]:
+def check_certificate(
+    inst: Instance, prop, cert, shift, options, what, budget_s: float = 20
+) -> list[str]:
+    """Problems with a `holds` certificate: rejected though valid, or accepted when it
+    claims a threshold the attacked points refute or a margin they do not allow."""
     if cert is None or not options.record_tree:
         return []
     problems = []
-    report = check_model(cert, inst.model, prop, budget_s=20)
+    report = check_model(cert, inst.model, prop, budget_s=budget_s)
     # Optimised intermediate bounds are not in a certificate (docs/certificate.md): only
     # proofs without them must re-check.
     if report.checked and not report.valid and not options.optimise_intermediate:
@@ -373,12 +377,12 @@ def check_certificate(inst: Instance, prop, cert, shift, options, what) -> list[
     if refuted > shift:
         false = parse_vnnlib(vnnlib(inst.spec, len(inst.spec.lower), refuted))
         forged = {**cert, "property_sha256": false.sha256()}
-        if check_model(forged, inst.model, false, budget_s=20).valid:
+        if check_model(forged, inst.model, false, budget_s=budget_s).valid:
             problems.append(f"FORGED THRESHOLD ACCEPTED {what}")
     wider = inst.least + inst.eps - shift
     if wider > options.margin:
         forged = {**cert, "margin": wider}
-        if check_model(forged, inst.model, prop, budget_s=20).valid:
+        if check_model(forged, inst.model, prop, budget_s=budget_s).valid:
             problems.append(f"FORGED MARGIN ACCEPTED {what}")
     return problems
 
